@@ -1,0 +1,81 @@
+"""SemiSupCon: supervised contrastive loss on a batch mixing labelled and unlabelled items (seed 002).
+
+Reference: Pliploop/SemiSupCon (Guinot, Quinton & Fazekas, ISMIR 2024): ``SSNTXent`` loss
+(``models/losses/semisupconloss.py``), ``MixedDataLoader`` (``dataloading/mixed_dataloader.py``).
+
+Loss: exactly :mod:`singer_ssl.losses.supcon` (L_out over the 2N views, τ = 0.1, mean over all 2N
+anchors). Labels are integer singer ids with ``-1`` for an unlabelled item: an unlabelled item's only
+positive is its other view; a labelled item's positives are its other view and both views of every
+other item with the same singer id.
+
+Batch composition (the sampler's job; options under ``losses.semisupcon.batch``):
+
+- ``p_s`` (``supervised_data_p``): fraction of the training items whose label is kept
+  (:func:`select_labelled`, a seeded uniform draw over items as in seed 002; the rest form the
+  unlabelled pool together with any item whose singer is unknown).
+- ``b_s`` (``intrabatch_supervised_p``): fraction of each batch drawn from the labelled pool
+  (:func:`semisup_batch_counts`: ``floor(B·b_s)`` labelled + the rest unlabelled, as seed 002).
+
+``p_s = 0`` or ``b_s = 0`` gives pure SSL (the loss reduces to NT-Xent); ``b_s = 1`` gives a fully
+supervised batch (SupCon). Seed 002 recommends ``p_s = 1``; its experiments use ``b_s = 0.5``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from singer_ssl.config import ConfigError
+from singer_ssl.losses.supcon import SupConLoss
+
+
+def _fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"semisupcon: {name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def semisup_batch_counts(batch_size: int, b_s: float, p_s: float = 1.0) -> tuple[int, int]:
+    """Return ``(n_labelled, n_unlabelled)`` items of a batch of ``batch_size`` (seed 002's rule).
+
+    ``n_labelled = floor(batch_size · b_s)`` (seed 002: ``int(batch_size * in_batch_supervised_percentage)``),
+    ``n_unlabelled = batch_size - n_labelled``; with ``p_s = 0`` (no labelled pool) all items are
+    unlabelled. Raises ConfigError on a batch size < 1 or fractions outside [0, 1].
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"semisupcon: batch_size must be an integer >= 1, got {batch_size!r}")
+    b_s = _fraction(b_s, "b_s")
+    p_s = _fraction(p_s, "p_s")
+    n_labelled = 0 if p_s == 0.0 else int(math.floor(batch_size * b_s + 1e-9))
+    return n_labelled, batch_size - n_labelled
+
+
+def select_labelled(singers: Sequence[Any], p_s: float, seed: int) -> set[int]:
+    """Indices of the items whose singer label is kept: ``floor(N·p_s)`` items, uniform without
+    replacement from a ``numpy`` generator seeded with ``seed`` (seed 002: random permutation of the
+    labelled set, first ``int(N·p_s)`` kept). ``singers`` holds one label per item (``None`` = no
+    label; such items are never selected). Deterministic for a given seed.
+    """
+    p_s = _fraction(p_s, "p_s")
+    candidates = np.array([i for i, s in enumerate(singers) if s is not None], dtype=np.int64)
+    n_keep = int(math.floor(len(candidates) * p_s + 1e-9))
+    rng = np.random.default_rng(seed)
+    return {int(i) for i in rng.permutation(candidates)[:n_keep]}
+
+
+class SemiSupConLoss(SupConLoss):
+    """SSNTXent on a mixed batch; labels with ``-1`` are unlabelled (see the module docstring).
+
+    Args:
+        temperature: τ (seed 002 configs: 0.1).
+    """
+
+    batch_defaults = {"p_s": 1.0, "b_s": 0.5}
+
+    @staticmethod
+    def validate_batch(batch: dict[str, Any]) -> None:
+        _fraction(batch["p_s"], "batch.p_s")
+        _fraction(batch["b_s"], "batch.b_s")

@@ -1,0 +1,72 @@
+"""Supervised contrastive loss, Khosla's L_out over the 2N views (seed 002's ``SSNTXent`` form).
+
+References: Khosla et al., NeurIPS 2020 (HobbitLong/SupContrast ``losses.py``, L_out);
+Pliploop/SemiSupCon ``models/losses/semisupconloss.py::SSNTXent`` (Guinot et al., ISMIR 2024).
+With u = [ẑ1; ẑ2] the 2N L2-normalised views, s_ij = u_i·u_j / τ, and P(i) the positives of view i:
+
+    P(i) = { p ≠ i : p is the other view of the same item, or y_p = y_i ≥ 0 }
+    L = (1 / 2N) Σ_i  -(1/|P(i)|) Σ_{p∈P(i)} log( exp s_ip / Σ_{a≠i} exp s_ia )
+
+Positives stay in the denominator (L_out, not solo-learn's L_in with the sum inside the log). Every
+view has at least its other view as a positive, so no anchor is dropped. Labels are integer singer ids;
+a negative id (``-1``) marks an unlabelled item whose only positive is its other view. Without labels
+the loss equals :mod:`singer_ssl.losses.ntxent` with the same τ. Differences from ``SSNTXent``: it
+adds 1e-20 inside the log and exponentiates raw logits; we use a log-sum-exp (same value, stable).
+No ``τ/base_τ`` rescaling (SupContrast's default scales by τ/0.07).
+
+Shapes: z1, z2 (B, D), labels (B,) long or None -> scalar. Inputs are L2-normalised here.
+Distributed: the 2N views and labels are gathered; item identity (the other-view positive) uses
+global indices.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from singer_ssl.losses.base import Objective, as_labels, full_precision, positive, require_batch
+from singer_ssl.losses.distributed import gather
+
+
+def supcon(
+    z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None, temperature: float
+) -> torch.Tensor:
+    """L_out on one (already gathered) batch; z1, z2 (N, D), labels (N,) or None -> scalar."""
+    n = z1.shape[0]
+    u = F.normalize(torch.cat([z1, z2], dim=0), dim=1)
+    sim = u @ u.T / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+    log_prob = sim - torch.logsumexp(sim.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
+    item = torch.arange(n, device=u.device).repeat(2)
+    pos = item[:, None] == item[None, :]
+    if labels is not None:
+        y = labels.repeat(2)
+        pos = pos | ((y[:, None] == y[None, :]) & (y[:, None] >= 0))
+    pos = pos & ~self_mask
+    per_anchor = -(log_prob.masked_fill(~pos, 0.0)).sum(dim=1) / pos.sum(dim=1)
+    return per_anchor.mean()
+
+
+class SupConLoss(Objective):
+    """Khosla's L_out with the other view and same-singer items as positives (seed 002 form).
+
+    Args:
+        temperature: τ (seed 002 configs and PML: 0.1; SupContrast: 0.07).
+    """
+
+    needs_labels = True
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = positive(temperature, "temperature", type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+    @full_precision
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels=None) -> torch.Tensor:
+        who = type(self).__name__
+        labels = as_labels(labels, z1.shape[0], z1.device, who)
+        z1, z2, labels = gather(z1), gather(z2), gather(labels)
+        require_batch(z1.shape[0], who)
+        return supcon(z1, z2, labels, self.temperature)
