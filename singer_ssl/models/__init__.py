@@ -1,0 +1,239 @@
+"""Encoder registry: ``NAMES``, ``get(name, **params)``, ``load_published(name, path)``.
+
+Every encoder is an ``nn.Module`` with
+
+- ``input_kind``: ``"logmel"`` — input (B, 1, F, T), natural-log mel power, freq x time — or
+  ``"waveform"`` — input (B, S) in [-1, 1] (``samplecnn``);
+- ``embedding_dim``: size D of the output (B, D);
+- ``min_length``: the smallest T (frames) or S (samples) the encoder accepts.
+
+===============  =====  ==========  =============  ===================================================
+name             kind   D           min length     needs F = n_mels / input normalisation inside
+===============  =====  ==========  =============  ===================================================
+efficientnet_b0  mel    1000        1 frame        any F / per-item (see efficientnet.py)
+audiontt2020     mel    512         8 frames       F = n_mels >= 8 / none (dataset mean/std expected)
+vgglike          mel    512         8 frames       any F >= 8 / none
+crnn             mel    64          8 frames       F = n_mels >= 40 / none
+resnet18         mel    512         1 frame        any F / none
+samplecnn        wave   512         59,049 samp.   - / none
+lstm             mel    256         1 frame        F = n_mels / none
+===============  =====  ==========  =============  ===================================================
+
+Constructor keyword arguments come from ``params.yaml`` ``encoders.<name>``;
+:func:`get_for_features` also passes the front end's ``n_mels`` to the encoders that need it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.models.audiontt import AudioNTT2020
+from singer_ssl.models.crnn import CRNN
+from singer_ssl.models.efficientnet import EfficientNetB0
+from singer_ssl.models.heads import make_head
+from singer_ssl.models.lstm import LSTMEncoder
+from singer_ssl.models.resnet import ResNet18
+from singer_ssl.models.samplecnn import SampleCNN
+from singer_ssl.models.vgglike import VGGLike
+
+ENCODERS: dict[str, type[nn.Module]] = {
+    "efficientnet_b0": EfficientNetB0,
+    "audiontt2020": AudioNTT2020,
+    "vgglike": VGGLike,
+    "crnn": CRNN,
+    "resnet18": ResNet18,
+    "samplecnn": SampleCNN,
+    "lstm": LSTMEncoder,
+}
+NAMES: tuple[str, ...] = tuple(ENCODERS)
+
+__all__ = ["NAMES", "ENCODERS", "PARAMETER_ROOTS", "get", "get_for_features", "accepted_params", "load_published",
+           "make_head"]
+
+
+def _check_name(name: str) -> type[nn.Module]:
+    if name not in ENCODERS:
+        raise choice_error("encoder", name, NAMES)
+    return ENCODERS[name]
+
+
+def accepted_params(name: str) -> tuple[str, ...]:
+    """Constructor keyword arguments of encoder ``name``."""
+    cls = _check_name(name)
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+
+def get(name: str, **params: Any) -> nn.Module:
+    """Build encoder ``name`` with constructor kwargs ``params`` (``params.yaml`` ``encoders.<name>``).
+
+    Unknown name or unknown/invalid kwargs raise :class:`ConfigError` naming the culprit.
+    """
+    cls = _check_name(name)
+    accepted = accepted_params(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"encoders.{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
+        )
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"encoders.{name}: invalid parameters {params!r}: {err}") from err
+
+
+def get_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build encoder ``name`` from ``params`` (``encoders.<name>``), filling ``n_mels`` from the front end
+    for the encoders whose layers depend on F (audiontt2020, crnn, lstm).
+
+    An explicit ``n_mels`` in ``params`` that differs from the front end's raises :class:`ConfigError`.
+    """
+    kwargs = dict(params or {})
+    if "n_mels" in accepted_params(name):
+        if "n_mels" in kwargs and int(kwargs["n_mels"]) != int(n_mels):
+            raise ConfigError(f"encoders.{name}.n_mels={kwargs['n_mels']} contradicts features.n_mels={n_mels}")
+        kwargs["n_mels"] = int(n_mels)
+    return get(name, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Published checkpoints
+
+# Top-level submodules holding each encoder's parameters (prefixes before them are stripped on load).
+PARAMETER_ROOTS: dict[str, tuple[str, ...]] = {
+    "efficientnet_b0": ("features", "classifier"),
+    "audiontt2020": ("features", "fc"),
+    "vgglike": ("conv0", "conv1", "conv2", "conv3", "conv4", "conv5", "dense1", "dense_out"),
+    "crnn": ("conv1", "conv2", "conv3", "rnn1", "dense"),
+    "resnet18": ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
+    "samplecnn": ("sequential",),
+    "lstm": ("lstm", "linear"),
+}
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "model_b")
+
+
+def _shape(sd: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise ConfigError(f"checkpoint has no {key!r}; keys start with {sorted(sd)[:5]}")
+    return tuple(sd[key].shape)
+
+
+def _infer_efficientnet(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    return {"embedding_dim": _shape(sd, "classifier.1.weight")[0], "in_channels": _shape(sd, "features.0.0.weight")[1]}
+
+
+def _infer_audiontt(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    d, fc_in = _shape(sd, "fc.0.weight")
+    return {"embedding_dim": d, "n_mels": fc_in // 64 * 8}
+
+
+def _infer_vgglike(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    emb, pooled = _shape(sd, "dense1.weight")
+    n_cls = _shape(sd, "dense_out.weight")[0] if "dense_out.weight" in sd else 0
+    return {"embedding_dim": emb, "num_classes": n_cls, "pooling": "gapgmp" if pooled == 256 else "gap"}
+
+
+def _infer_crnn(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    freq_cells = _shape(sd, "rnn1.weight_ih_l0")[1] // 128
+    n_cls = _shape(sd, "dense.weight")[0] if "dense.weight" in sd else 0
+    # Any F with ((F//5)//4)//2 == freq_cells builds the same layers; prefer the published 96.
+    n_mels = 96 if freq_cells == 2 else 40 * freq_cells
+    return {"hidden": _shape(sd, "rnn1.weight_hh_l0")[1], "num_classes": n_cls, "n_mels": n_mels}
+
+
+def _infer_resnet(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    return {"num_classes": _shape(sd, "fc.weight")[0] if "fc.weight" in sd else 0}
+
+
+def _infer_lstm(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    hidden4, n_mels = _shape(sd, "lstm.weight_ih_l0")
+    layers = sum(1 for k in sd if re.fullmatch(r"lstm\.weight_ih_l\d+", k))
+    return {"n_mels": n_mels, "hidden": hidden4 // 4, "layers": layers,
+            "embedding_dim": _shape(sd, "linear.weight")[0]}
+
+
+_INFER: dict[str, Callable[[Mapping[str, torch.Tensor]], dict[str, Any]]] = {
+    "efficientnet_b0": _infer_efficientnet,
+    "audiontt2020": _infer_audiontt,
+    "vgglike": _infer_vgglike,
+    "crnn": _infer_crnn,
+    "resnet18": _infer_resnet,
+    "samplecnn": lambda sd: {},
+    "lstm": _infer_lstm,
+}
+
+
+def _unwrap(obj: Any, path: str) -> dict[str, torch.Tensor]:
+    """Find the state dict inside a checkpoint (plain, or wrapped under e.g. ``state_dict``)."""
+    for _ in range(3):
+        if not isinstance(obj, Mapping):
+            break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        inner = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+        if not inner:
+            break
+        obj = obj[inner[0]]
+    raise ConfigError(f"{path}: no state dict found (expected a mapping of tensors, possibly under one of "
+                      f"{', '.join(_WRAPPER_KEYS)})")
+
+
+def _select_encoder_keys(sd: Mapping[str, torch.Tensor], roots: tuple[str, ...], path: str) -> dict[str, torch.Tensor]:
+    """Keep the keys under the encoder's top-level modules, stripping any prefix before them.
+
+    ``encoder.net.2.features.0.0.weight`` (seed 000) -> ``features.0.0.weight``; ``module.`` (DataParallel)
+    and Lightning prefixes likewise. Keys outside the encoder (front end, heads, GE2E w/b) are dropped.
+    """
+    pattern = re.compile(r"(?:^|\.)((?:" + "|".join(re.escape(r) for r in roots) + r")\..*)$")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        match = pattern.search(key)
+        if match is None:
+            continue
+        new_key = match.group(1)
+        if new_key in out:
+            raise ConfigError(f"{path}: ambiguous checkpoint, several keys map to {new_key!r} (e.g. {key!r})")
+        out[new_key] = value
+    if not out:
+        raise ConfigError(f"{path}: no key belongs to the encoder (expected names under {', '.join(roots)}; "
+                          f"found e.g. {sorted(sd)[:5]})")
+    return out
+
+
+def load_published(name: str, path: str | os.PathLike, trusted: bool = False, **params: Any) -> nn.Module:
+    """Load a published checkpoint of encoder ``name`` in its original key layout, ``strict=True``.
+
+    The constructor parameters are inferred from the tensor shapes (e.g. ``VGG_best.pth`` ->
+    ``vgglike(embedding_dim=512, num_classes=20)``; BYOL-A ``...64x96d2048.pth`` ->
+    ``audiontt2020(n_mels=64, embedding_dim=2048)``); ``params`` override them. The file is read with
+    ``torch.load(weights_only=True)``; ``trusted=True`` allows a full unpickling fallback for legacy
+    files that need it (only for files you trust: unpickling runs code). Returns the model in eval mode.
+    """
+    _check_name(name)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"published checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises various unpickling errors
+        if not trusted:
+            raise ConfigError(f"{path}: cannot be read with weights_only=True ({err}); if you trust the file, "
+                              f"pass trusted=True") from err
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    state = _unwrap(obj, path)
+    state = _select_encoder_keys(state, PARAMETER_ROOTS[name], path)
+    model = get(name, **{**_INFER[name](state), **params})
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: checkpoint does not match encoder {name!r}: {err}") from err
+    return model.eval()
