@@ -1,0 +1,279 @@
+"""Linear-probe singer identification on frozen embeddings, split by source recording.
+
+Protocol (EVAR ``lineareval.py`` / BYOL-A ``evaluate.py``, anchors.md §C4, seed-systems.md §4.5):
+StandardScaler fit on the training split only; one linear layer trained with Adam (lr 1e-3, weight decay 1e-8,
+mini-batches of min(200, n_train), up to 200 epochs); early stopping with patience 20 on validation accuracy,
+best weights restored; accuracy and balanced accuracy (sklearn ``balanced_accuracy_score``, the mean per-singer
+recall) on the test split.
+
+Splits are by *source recording* (``groups``): all segments of a recording land in one split, so the probe
+measures singer identity across recordings rather than recording/channel memorisation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SPLIT_NAMES", "probe_singer_id", "split_by_group"]
+
+SPLIT_NAMES = ("train", "val", "test", "excluded")
+
+
+def _round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))
+
+
+def split_by_group(
+    singers: np.ndarray,
+    groups: np.ndarray,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[str]]:
+    """Assign every segment to train/val/test by source recording, stratified by singer.
+
+    Each recording (group) belongs to the singer owning most of its segments (ties: the alphabetically first
+    name), and all its segments go to one split. Per singer, with ``n`` recordings shuffled by
+    ``np.random.default_rng(seed)`` (singers in sorted order):
+
+    - ``n >= 3``: ``n_test = max(1, round(test_fraction * n))``, ``n_val = max(1, round(val_fraction * n))``
+      (rounding half up), reduced (validation first) so at least one recording remains for training;
+    - ``n == 2``: one recording for training, one for test; the singer has no validation recording;
+    - ``n == 1``: the singer cannot be tested on an unseen recording and is excluded from the probe.
+
+    Returns:
+        ``(split, excluded_singers)``: ``split`` (N,) int8 codes indexing :data:`SPLIT_NAMES`
+        (0 train, 1 val, 2 test, 3 excluded), and the sorted names of excluded singers.
+    """
+    singers = np.asarray(singers).astype(str)
+    groups = np.asarray(groups).astype(str)
+    if singers.ndim != 1 or singers.shape != groups.shape:
+        raise ValueError(f"singers and groups must be 1-D of equal length; got {singers.shape} and {groups.shape}")
+    if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) with sum < 1"
+        )
+    group_names, group_of = np.unique(groups, return_inverse=True)
+    singer_names, singer_of = np.unique(singers, return_inverse=True)
+    group_of, singer_of = group_of.reshape(-1), singer_of.reshape(-1)
+    # owner singer of each group: the most frequent singer among its segments (np.argmax: first, i.e. sorted)
+    joint = np.zeros((group_names.size, singer_names.size), dtype=np.int64)
+    np.add.at(joint, (group_of, singer_of), 1)
+    owner = joint.argmax(axis=1)
+
+    rng = np.random.default_rng(seed)
+    group_split = np.empty(group_names.size, dtype=np.int8)
+    excluded: list[str] = []
+    for s, name in enumerate(singer_names):
+        mine = np.flatnonzero(owner == s)
+        if mine.size == 0:
+            continue
+        mine = rng.permutation(mine)
+        n = mine.size
+        if n == 1:
+            group_split[mine] = 3
+            excluded.append(str(name))
+            continue
+        if n == 2:
+            n_test, n_val = 1, 0
+        else:
+            n_test = max(1, _round_half_up(test_fraction * n))
+            n_val = max(1, _round_half_up(val_fraction * n))
+            while n_test + n_val > n - 1:
+                if n_val > 1:
+                    n_val -= 1
+                else:
+                    n_test -= 1
+        group_split[mine[:n_test]] = 2
+        group_split[mine[n_test : n_test + n_val]] = 1
+        group_split[mine[n_test + n_val :]] = 0
+    return group_split[group_of], excluded
+
+
+def _train_linear(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    seed: int,
+    lr: float,
+    weight_decay: float,
+    max_epochs: int,
+    patience: int,
+    batch_size: int,
+    device: Any,
+):
+    """Adam-trained linear layer with early stopping on validation accuracy; returns (model, epochs, best)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    dim = x_train.shape[1]
+    model = torch.nn.Linear(dim, n_classes)
+    bound = 1.0 / np.sqrt(dim)  # torch's default Linear init, drawn from our own generator
+    with torch.no_grad():
+        model.weight.copy_(torch.rand(model.weight.shape, generator=gen) * 2 * bound - bound)
+        model.bias.copy_(torch.rand(model.bias.shape, generator=gen) * 2 * bound - bound)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y_train, dtype=torch.int64, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    yv = torch.as_tensor(y_val, dtype=torch.int64, device=device)
+    batch = max(1, min(batch_size, xt.shape[0]))
+    best_acc, best_epoch, best_state, waited = -1.0, 0, None, 0
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        model.train()
+        order = torch.randperm(xt.shape[0], generator=gen).to(device)
+        for start in range(0, xt.shape[0], batch):
+            take = order[start : start + batch]
+            loss = torch.nn.functional.cross_entropy(model(xt[take]), yt[take])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            acc = float((model(xv).argmax(dim=1) == yv).float().mean())
+        if acc > best_acc:
+            best_acc, best_epoch, waited = acc, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, epoch, best_epoch, best_acc
+
+
+def probe_singer_id(
+    emb: np.ndarray,
+    singers: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-8,
+    max_epochs: int = 200,
+    patience: int = 20,
+    batch_size: int = 200,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.25,
+    device: Any = "cpu",
+) -> dict[str, Any]:
+    """Singer identification accuracy of a linear classifier on frozen embeddings (closed set, unseen recordings).
+
+    Args:
+        emb: (N, D) frozen embeddings of segments. singers: (N,) singer labels. groups: (N,) source-recording ids
+            (manifest ``source``); no recording is split across train/val/test (:func:`split_by_group`).
+        seed: seeds the split, the weight initialisation and the batch order; the result is deterministic for a
+            seed on a given device.
+        lr, weight_decay, max_epochs, patience, batch_size: Adam / early-stopping settings (EVAR-style; defaults
+            as BYOL-A's evaluate.py). Mini-batches of ``min(batch_size, n_train)``, reshuffled each epoch;
+            training stops after ``patience`` epochs without a strictly better validation accuracy, and the best
+            epoch's weights are restored.
+        val_fraction, test_fraction: share of each singer's recordings for validation and test.
+        device: torch device for training (``"cpu"``, ``"cuda"``, ``"auto"`` = cuda when available). CPU is the
+            default: the probe is small, and CPU results are reproducible across machines.
+
+    Returns:
+        dict with ``acc`` and ``bacc`` (test accuracy and balanced accuracy, fractions in [0, 1]), ``n_train``,
+        ``n_val``, ``n_test`` (segments), ``n_classes``, ``confusion`` (``{"labels": [...], "matrix": [[...]]}``,
+        rows = true singer), ``y_true``/``y_pred`` (test singer names), ``val_acc`` (best), ``epochs`` (run),
+        ``best_epoch``, ``excluded_singers`` (one recording only), ``split`` ((N,) array of "train"/"val"/"test"/
+        "excluded"), ``scaler_mean``/``scaler_scale`` ((D,) StandardScaler statistics of the training split).
+
+    Raises:
+        ValueError: NaN/inf embeddings, mismatched lengths, fewer than two singers with at least two recordings,
+            or no singer with the three recordings needed for a validation split.
+    """
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+    from sklearn.preprocessing import StandardScaler
+
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] == 0:
+        raise ValueError(f"embeddings must be a non-empty 2-D array (N, D); got shape {emb.shape}")
+    singers = np.asarray(singers).astype(str)
+    groups = np.asarray(groups).astype(str)
+    if singers.shape != (emb.shape[0],) or groups.shape != (emb.shape[0],):
+        raise ValueError(
+            f"singers {singers.shape} and groups {groups.shape} must both have shape ({emb.shape[0]},)"
+        )
+    bad = ~np.isfinite(emb)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"embeddings contain {int(bad.sum())} NaN/inf values in {rows.size} rows (first rows: {rows[:10].tolist()})"
+        )
+    if max_epochs < 1 or patience < 1 or batch_size < 1:
+        raise ValueError(f"max_epochs ({max_epochs}), patience ({patience}), batch_size ({batch_size}) must be >= 1")
+
+    split, excluded = split_by_group(singers, groups, val_fraction, test_fraction, seed)
+    classes = sorted(set(singers[split == 0].tolist()))
+    # segments of a singer with no training segment (a minority voice in another singer's recording) cannot be
+    # classified: exclude them too.
+    split[(split != 3) & ~np.isin(singers, classes)] = 3
+    train, val, test = split == 0, split == 1, split == 2
+    n_all = len(set(singers.tolist()))
+    if len(classes) < 2:
+        raise ValueError(
+            f"linear probe needs at least 2 singers with 2 or more source recordings; got {len(classes)} of "
+            f"{n_all} singers ({len(excluded)} have a single recording)"
+        )
+    if not val.any():
+        raise ValueError(
+            "too few recordings to split for the linear probe: no singer has the 3 source recordings needed for "
+            f"train, validation and test ({n_all} singers, {len(set(groups.tolist()))} recordings)"
+        )
+    code = {name: i for i, name in enumerate(classes)}
+    y = np.array([code.get(s, -1) for s in singers.tolist()], dtype=np.int64)
+
+    scaler = StandardScaler().fit(emb[train].astype(np.float64))
+    x = scaler.transform(emb.astype(np.float64)).astype(np.float32)
+    import torch
+
+    from singer_ssl.device import resolve_device
+
+    device = resolve_device(device)
+    # The probe's matrices are tiny: on CPU one thread is fastest and immune to oversubscription (other jobs
+    # on the same cores make torch's thread pool spin); the caller's setting is restored afterwards.
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        model, epochs, best_epoch, val_acc = _train_linear(
+            x[train], y[train], x[val], y[val], len(classes), seed, lr, weight_decay, max_epochs, patience,
+            batch_size, device,
+        )
+        with torch.no_grad():
+            pred = model(torch.as_tensor(x[test], device=device)).argmax(dim=1).cpu().numpy()
+    finally:
+        torch.set_num_threads(threads)
+    y_true = y[test]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true": fine for a closed-set probe
+        bacc = float(balanced_accuracy_score(y_true, pred))
+    return {
+        "acc": float(np.mean(pred == y_true)),
+        "bacc": bacc,
+        "n_train": int(train.sum()),
+        "n_val": int(val.sum()),
+        "n_test": int(test.sum()),
+        "n_classes": len(classes),
+        "confusion": {
+            "labels": classes,
+            "matrix": confusion_matrix(y_true, pred, labels=np.arange(len(classes))).tolist(),
+        },
+        "y_true": [classes[i] for i in y_true],
+        "y_pred": [classes[i] for i in pred],
+        "val_acc": float(val_acc),
+        "epochs": int(epochs),
+        "best_epoch": int(best_epoch),
+        "excluded_singers": excluded,
+        "split": np.asarray(SPLIT_NAMES)[split],
+        "scaler_mean": scaler.mean_.copy(),
+        "scaler_scale": scaler.scale_.copy(),
+    }

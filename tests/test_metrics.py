@@ -1,0 +1,355 @@
+"""Verification metrics checked against independent computations (brute force, sklearn + scipy, closed forms)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy.interpolate import interp1d
+from scipy.optimize import brentq
+from sklearn.metrics import roc_curve
+
+from singer_ssl import metrics
+
+# ------------------------------------------------------------------------------------------------
+# independent reference implementations
+# ------------------------------------------------------------------------------------------------
+
+
+def superb_eer(labels, scores):
+    """s3prl / seed 000 EER written out: sklearn roc_curve + brentq on interp1d(fpr, tpr)."""
+    fpr, tpr, thr = roc_curve(labels, scores)
+    x = brentq(lambda v: 1.0 - v - interp1d(fpr, tpr)(v), 0.0, 1.0)
+    return 100.0 * x, float(interp1d(fpr, thr)(x))
+
+
+def rates_at(labels, scores, theta):
+    """(FAR, FRR) when accepting score >= theta, by plain loops."""
+    pos = [s for s, y in zip(scores, labels) if y == 1]
+    neg = [s for s, y in zip(scores, labels) if y == 0]
+    far = sum(1 for s in neg if s >= theta) / len(neg)
+    frr = sum(1 for s in pos if s < theta) / len(pos)
+    return far, frr
+
+
+def brute_force_eer(labels, scores):
+    """Sweep every threshold (distinct scores and +inf), find where FAR - FRR changes sign, interpolate linearly."""
+    thetas = sorted(set(scores.tolist()) | {np.inf}, reverse=True)
+    pts = [rates_at(labels, scores, t) for t in thetas]  # FAR rises from 0, FRR falls to 0
+    for (far0, frr0), (far1, frr1) in zip(pts, pts[1:]):
+        d0, d1 = far0 - frr0, far1 - frr1
+        if d0 <= 0 <= d1 or d0 >= 0 >= d1:
+            if d0 == d1:
+                return 100.0 * far0
+            lam = d0 / (d0 - d1)
+            return 100.0 * (far0 + lam * (far1 - far0))
+    raise AssertionError("no crossing")
+
+
+def brute_force_min_dcf(labels, scores, p_target, c_miss, c_fa):
+    best = np.inf
+    for theta in sorted(set(scores.tolist()) | {np.inf}):
+        far, frr = rates_at(labels, scores, theta)
+        best = min(best, c_miss * frr * p_target + c_fa * far * (1 - p_target))
+    return best / min(c_miss * p_target, c_fa * (1 - p_target))
+
+
+def random_trials(n, shift=1.5, seed=0, decimals=None):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    scores = rng.standard_normal(n) + shift * labels
+    if decimals is not None:  # force many ties
+        scores = np.round(scores, decimals)
+    return labels, scores
+
+
+# ------------------------------------------------------------------------------------------------
+# cosine scores
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_scores_match_per_pair_loop(backend, dtype):
+    rng = np.random.default_rng(0)
+    emb = (rng.standard_normal((50, 16)) * rng.uniform(0.1, 10, (50, 1))).astype(dtype)
+    idx1, idx2 = rng.integers(0, 50, 300), rng.integers(0, 50, 300)
+    idx1[:5], idx2[:5] = 7, 7  # repeated trial, self pair
+    got = metrics.cosine_scores(emb, idx1, idx2, batch=37, backend=backend)
+    e = emb.astype(np.float64)
+    want = [e[a] @ e[b] / (np.linalg.norm(e[a]) * np.linalg.norm(e[b])) for a, b in zip(idx1, idx2)]
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, atol=tol)
+    np.testing.assert_allclose(got[:5], 1.0, atol=tol)
+    assert got.dtype == np.float64
+
+
+def test_cosine_scores_zero_row_and_errors():
+    emb = np.eye(3)
+    emb[2] = 0.0
+    np.testing.assert_allclose(metrics.cosine_scores(emb, [0, 0, 2], [1, 0, 1]), [0.0, 1.0, 0.0])
+    bad = np.ones((4, 3))
+    bad[1, 0] = np.nan
+    bad[3] = np.inf
+    with pytest.raises(ValueError, match=r"4 NaN/inf values in 2 rows.*\[1, 3\]"):
+        metrics.cosine_scores(bad, [0], [1])
+    with pytest.raises(ValueError, match="idx2 has 1 indices outside"):
+        metrics.cosine_scores(np.ones((4, 3)), [0], [4])
+
+
+# ------------------------------------------------------------------------------------------------
+# ROC / EER
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,decimals,seed", [(20, None, 1), (500, None, 2), (500, 1, 3), (3000, 2, 4)])
+def test_roc_equals_sklearn(n, decimals, seed):
+    labels, scores = random_trials(n, seed=seed, decimals=decimals)
+    for drop in (True, False):
+        want = roc_curve(labels, scores, drop_intermediate=drop)
+        for got, ref in zip(metrics.roc(labels, scores, drop_intermediate=drop), want):
+            np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("n,decimals,seed", [(30, None, 5), (400, None, 6), (400, 1, 7), (2000, None, 8)])
+def test_eer_matches_superb_brentq_and_brute_force(n, decimals, seed):
+    labels, scores = random_trials(n, seed=seed, decimals=decimals)
+    value, threshold = metrics.eer(labels, scores)
+    ref_value, _ = superb_eer(labels, scores)
+    assert value == pytest.approx(ref_value, abs=1e-8)
+    assert value == pytest.approx(brute_force_eer(labels, scores), abs=1e-8)
+    # the threshold is an operating point where FAR and FRR straddle the EER
+    far, frr = rates_at(labels, scores, threshold)
+    far_hi, frr_lo = rates_at(labels, scores, np.nextafter(threshold, -np.inf))
+    step = 100.0 / min((labels == 1).sum(), (labels == 0).sum())
+    assert min(far, frr, far_hi, frr_lo) * 100 - step <= value <= max(far, frr, far_hi, frr_lo) * 100 + step
+
+
+def test_eer_threshold_equals_superb_on_horizontal_segment():
+    # negatives 0.1..0.4 and positives 0.3, 0.5, 0.6, 0.7: the crossing lies between two negatives.
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.35, 0.4, 0.3, 0.5, 0.6, 0.7])
+    # tpr reaches 3/4 at fpr 0 (threshold 0.5); then fpr 1/4 at 0.4, 2/4 at 0.35, then tpr 1 at 0.3.
+    # Hand calculation: ROC corners (0, .75) -> (.5, .75) [horizontal, thresholds .5 -> .35] -> (.5, 1);
+    # 1 - x = .75 at x = .25, i.e. halfway between the corners: EER 25 %, threshold (.5 + .35) / 2 = .425.
+    value, threshold = metrics.eer(labels, scores)
+    assert value == pytest.approx(25.0)
+    assert threshold == pytest.approx(0.425)
+    ref_value, ref_threshold = superb_eer(labels, scores)
+    assert (value, threshold) == pytest.approx((ref_value, ref_threshold))
+
+
+def test_eer_special_cases():
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    assert metrics.eer(labels, np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])) == pytest.approx((0.0, 0.7))
+    assert metrics.eer(labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))[0] == pytest.approx(100.0)
+    assert metrics.eer(labels, np.full(6, 0.5)) == pytest.approx((50.0, 0.5))
+    # one negative above one positive of three: FAR = FRR = 1/3
+    value, _ = metrics.eer(labels, np.array([0.9, 0.8, 0.2, 0.85, 0.1, 0.05]))
+    assert value == pytest.approx(100 / 3)
+
+
+def test_eer_errors():
+    with pytest.raises(ValueError, match="only target"):
+        metrics.eer(np.ones(4), np.arange(4.0))
+    with pytest.raises(ValueError, match="only non-target"):
+        metrics.eer(np.zeros(4), np.arange(4.0))
+    with pytest.raises(ValueError, match="2 NaN/inf"):
+        metrics.eer(np.array([0, 1, 0, 1]), np.array([0.1, np.nan, np.inf, 0.3]))
+    with pytest.raises(ValueError, match="0/1"):
+        metrics.eer(np.array([0, 2, 0, 1]), np.arange(4.0))
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.eer(np.array([0, 1, 0, 1]), np.arange(3.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# minDCF, DET, thinning
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "p_target,c_miss,c_fa,decimals", [(0.01, 1, 1, None), (0.05, 1, 1, 1), (0.3, 2, 1, None), (0.5, 1, 10, 2)]
+)
+def test_min_dcf_matches_direct_formula(p_target, c_miss, c_fa, decimals):
+    labels, scores = random_trials(400, shift=2.0, seed=11, decimals=decimals)
+    value, threshold = metrics.min_dcf(labels, scores, p_target, c_miss, c_fa)
+    assert value == pytest.approx(brute_force_min_dcf(labels, scores, p_target, c_miss, c_fa), abs=1e-12)
+    far, frr = rates_at(labels, scores, threshold)
+    c_def = min(c_miss * p_target, c_fa * (1 - p_target))
+    assert value == pytest.approx((c_miss * frr * p_target + c_fa * far * (1 - p_target)) / c_def, abs=1e-12)
+
+
+def test_min_dcf_bounds():
+    labels = np.array([1, 0, 1, 0])
+    assert metrics.min_dcf(labels, np.array([0.9, 0.1, 0.8, 0.2]))[0] == 0.0
+    value, threshold = metrics.min_dcf(labels, np.array([0.1, 0.9, 0.2, 0.8]))
+    assert (value, threshold) == (1.0, np.inf)  # rejecting everything is the best a reversed scorer can do
+    with pytest.raises(ValueError, match="p_target"):
+        metrics.min_dcf(labels, np.arange(4.0), p_target=1.0)
+
+
+def test_det_curve_matches_loop():
+    labels, scores = random_trials(200, seed=12, decimals=1)
+    fpr, fnr, thr = metrics.det_curve(labels, scores)
+    assert np.all(np.diff(thr) > 0) and thr[-1] == np.inf
+    assert len(thr) == len(set(scores.tolist())) + 1
+    for f, m, t in zip(fpr, fnr, thr):
+        assert (f, m) == pytest.approx(rates_at(labels, scores, t))
+
+
+def test_thin_curve_keeps_ends_and_limits_points():
+    labels, scores = random_trials(20000, seed=13)
+    fpr, tpr, thr = metrics.roc(labels, scores, drop_intermediate=False)
+    tf, tt, th = metrics.thin_curve(fpr, tpr, thr, max_points=500)
+    assert 100 < tf.size <= 500
+    assert (tf[0], tt[0], tf[-1], tt[-1]) == (0.0, 0.0, 1.0, 1.0)
+    # thinned points are original points, in order
+    pos = np.searchsorted(-thr[1:], -th[1:]) + 1
+    np.testing.assert_array_equal(fpr[pos], tf[1:])
+    # no large gaps along the curve
+    assert np.hypot(np.diff(tf), np.diff(tt)).max() < 4 * np.hypot(1, 1) / 500
+    df, dm, _ = metrics.thin_curve(*metrics.det_curve(labels, scores), max_points=300, probit=True)
+    assert df.size <= 300 and df[0] == 1.0 and df[-1] == 0.0
+    small = metrics.thin_curve(np.arange(5.0), np.arange(5.0), max_points=10)
+    np.testing.assert_array_equal(small[0], np.arange(5.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# bootstrap
+# ------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_replicates_equal_eer_of_explicit_resamples():
+    labels, scores = random_trials(300, seed=14, decimals=1)
+    samples = metrics.bootstrap_eer_samples(labels, scores, n_boot=7, seed=3, block_elements=600)
+    order = np.argsort(-scores, kind="stable")
+    ls, ss = labels[order], scores[order]
+    rng = np.random.default_rng(3)
+    for r in range(7):
+        idx = rng.integers(0, labels.size, labels.size)
+        assert samples[r] == pytest.approx(brute_force_eer(ls[idx], ss[idx]), abs=1e-9)
+
+
+def test_bootstrap_ci_covers_estimate_and_narrows():
+    widths = []
+    for n in (500, 20000):
+        labels, scores = random_trials(n, seed=15)
+        point, _ = metrics.eer(labels, scores)
+        lo, hi = metrics.bootstrap_eer_ci(labels, scores, n_boot=300, seed=0)
+        assert lo < point < hi
+        widths.append(hi - lo)
+    # width ~ 1 / sqrt(n): 40x the trials -> about 6x narrower
+    assert widths[1] < widths[0] / 3
+    assert metrics.bootstrap_eer_ci(labels, scores, 50, seed=1) == metrics.bootstrap_eer_ci(labels, scores, 50, seed=1)
+
+
+def test_bootstrap_speed():
+    labels, scores = random_trials(20000, seed=16)
+    start = time.perf_counter()
+    metrics.bootstrap_eer_ci(labels, scores, n_boot=1000, seed=0)
+    assert time.perf_counter() - start < 5.0  # about 0.7 s on 2 cores; generous for loaded CI machines
+
+
+def test_bootstrap_tiny_list_drops_single_class_resamples():
+    samples = metrics.bootstrap_eer_samples(np.array([1, 0]), np.array([0.9, 0.1]), n_boot=200, seed=0)
+    assert np.isnan(samples).sum() > 50  # half the resamples lack a class
+    assert np.all(samples[np.isfinite(samples)] == 0.0)
+    assert metrics.bootstrap_eer_ci(np.array([1, 0]), np.array([0.9, 0.1]), n_boot=200) == (0.0, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# MNR
+# ------------------------------------------------------------------------------------------------
+
+
+def brute_force_mnr(emb, query_pairs, negatives):
+    ranks = []
+    for (a, b), negs in zip(query_pairs, negatives):
+        def cos(i, j):
+            return float(emb[i] @ emb[j] / (np.linalg.norm(emb[i]) * np.linalg.norm(emb[j])))
+        partner = cos(a, b)
+        ranks.append(sum(1 for n in negs if cos(a, n) > partner) / (len(negs) + 1))
+    return 100.0 * sum(ranks) / len(ranks)
+
+
+def clustered(n_singers=6, per_singer=30, dim=8, spread=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_singers, dim))
+    singers = np.repeat([f"s{i}" for i in range(n_singers)], per_singer)
+    emb = np.repeat(centres, per_singer, axis=0) + spread * rng.standard_normal((n_singers * per_singer, dim))
+    return emb, singers
+
+
+def positive_pairs(singers, n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, singers.size, 5 * n)
+    b = rng.integers(0, singers.size, 5 * n)
+    same = singers[a] == singers[b]
+    return a[same][:n], b[same][:n]
+
+
+def test_mnr_matches_brute_force_with_sampled_negatives():
+    emb, singers = clustered()
+    idx1, idx2 = positive_pairs(singers, 60, seed=1)
+    value, nq, nneg = metrics.mean_normalized_rank(emb, singers, (idx1, idx2), n_queries=50, n_negatives=40, seed=9)
+    assert (nq, nneg) == (50, 40)
+    negatives = metrics.sample_other_singer_negatives(singers, idx1[:50], n_negatives=40, seed=9)
+    for q, row in enumerate(negatives):
+        assert len(set(row.tolist())) == 40  # without replacement
+        assert all(singers[row] != singers[idx1[q]])
+    assert value == pytest.approx(brute_force_mnr(emb, zip(idx1[:50], idx2[:50]), negatives), abs=1e-9)
+
+
+def test_mnr_deterministic_candidates_and_counts():
+    emb, singers = clustered(n_singers=3, per_singer=10, spread=3.0)
+    idx1, idx2 = positive_pairs(singers, 8, seed=2)
+    # 20 other-singer segments per query < 512 requested: every other-singer segment is a candidate
+    value, nq, nneg = metrics.mean_normalized_rank(emb, singers, (idx1, idx2), n_queries=1000, n_negatives=512)
+    assert (nq, nneg) == (8, 20)
+    all_others = [np.flatnonzero(singers != singers[a]) for a in idx1]
+    assert value == pytest.approx(brute_force_mnr(emb, zip(idx1, idx2), all_others), abs=1e-9)
+
+
+def test_mnr_perfect_and_chance():
+    emb, singers = clustered(n_singers=5, per_singer=40, spread=0.01)
+    pairs = positive_pairs(singers, 100, seed=3)
+    assert metrics.mean_normalized_rank(emb, singers, pairs, n_negatives=100)[0] == 0.0
+    rng = np.random.default_rng(4)
+    noise = rng.standard_normal((200, 32))
+    value = metrics.mean_normalized_rank(noise, singers, positive_pairs(singers, 1000, 5), n_negatives=100)[0]
+    assert abs(value - 100 * 50 / 101) < 4.0
+
+
+def test_mnr_ties_count_for_partner():
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    singers = np.array(["a", "a", "b", "b", "c"])
+    # query 0 with partner 1 (cos 1); negatives 2 (cos 1, tie), 3 (cos 0), 4 (cos 1, tie): rank 0
+    assert metrics.mean_normalized_rank(emb, singers, ([0], [1]), n_negatives=3) == (0.0, 1, 3)
+    # query 3, partner 2 (cos 0); negatives 0, 1, 4 all cos 0: rank 0
+    assert metrics.mean_normalized_rank(emb, singers, ([3], [2]), n_negatives=3) == (0.0, 1, 3)
+    # query 2, partner 3 (cos 0); negatives 0, 1, 4 all cos 1 > 0: rank 3 of 4 candidates
+    assert metrics.mean_normalized_rank(emb, singers, ([2], [3]), n_negatives=3) == (75.0, 1, 3)
+
+
+def test_mnr_exact_label_not_substring():
+    # seed 000 tested "singer name in path": anchor male1 excluded female1 and male10 as negatives.
+    singers = np.array(["male1", "male1", "female1", "male10", "male10", "other"])
+    negatives = metrics.sample_other_singer_negatives(singers, np.array([0]), n_negatives=10, seed=0)
+    assert sorted(negatives[0].tolist()) == [2, 3, 4, 5]
+    emb = np.random.default_rng(0).standard_normal((6, 4))
+    assert metrics.mean_normalized_rank(emb, singers, ([0], [1]), n_negatives=10)[1:] == (1, 4)
+
+
+def test_mnr_errors():
+    emb, singers = clustered(n_singers=2, per_singer=5)
+    with pytest.raises(ValueError, match="not same-singer"):
+        metrics.mean_normalized_rank(emb, singers, ([0, 1], [1, 9]))
+    with pytest.raises(ValueError, match="no same-singer query pairs"):
+        metrics.mean_normalized_rank(emb, singers, ([], []))
+    with pytest.raises(ValueError, match="no segments of other singers"):
+        metrics.mean_normalized_rank(emb[:5], singers[:5], ([0], [1]))
+    bad = emb.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"1 NaN/inf values in 1 rows.*\[3\]"):
+        metrics.mean_normalized_rank(bad, singers, ([0], [1]))
