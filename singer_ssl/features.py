@@ -1,0 +1,616 @@
+"""Log-mel front end, the features stage's extractor, and the HDF5 feature store.
+
+Front end (seed 000's, ``singer_identity/model.py``): power mel spectrogram with n_fft 2048, hop 512,
+128 Slaney mels (Slaney area norm), periodic Hann window, ``center=True`` with reflect padding, then
+the natural log ``log(mel + 1e-8)``. Computed as nnAudio's ``MelSpectrogram`` computes it.
+
+**Sample rate.** Seed 000 built ``nnAudio.features.MelSpectrogram`` without ``sr``, so its filterbank was
+designed for nnAudio's default 22.05 kHz but applied to 44.1 kHz STFT bins: its 128 filters nominally
+span 0-11.025 kHz but really cover 0-22.05 kHz, every centre frequency doubled (seed-systems.md §1.1).
+Here the sample rate is always passed explicitly (``audio.sample_rate``), so ``fmin``/``fmax`` and
+the mel centres are the physical frequencies they claim to be. Features are therefore not
+interchangeable with seed 000's pretrained weights; that is deliberate.
+
+Two implementations with the same output (tested: max |Δ log-mel| <= 1e-3 wherever mel power > 1e-6,
+against nnAudio and against ``librosa.feature.melspectrogram``):
+
+- :class:`LogMel` — ``torch.stft`` + the mel projection with the filterbank nnAudio itself builds
+  (``nnAudio.utils.get_mel``, the function behind ``MelSpectrogram.mel_basis``, so the two cannot
+  drift). TorchScript-able (it sits inside the exported ``model.ts``) and the fast CPU path: nnAudio's
+  STFT is a conv1d against 2 x 1025 x 2048 kernels, ~3x slower on CPU. Two measured CPU speed-ups
+  (2-core EPYC, benchmarks/README.md): (1) the mel projection runs band by band — each group of 16
+  filters only over the bins where one of them is non-zero — skipping ~87 % of the filterbank's
+  zeros (0.9 -> 0.25 ms per 4 s clip, same sums); (2) a batch is transformed in sub-batches of about
+  one 4 s clip at 44.1 kHz, whose frames and spectrum (~3 MB each) stay in cache: ~4x faster than one
+  32-clip STFT on this memory-bound machine.
+- :class:`NnAudioLogMel` — nnAudio's ``MelSpectrogram`` (+ the same log); what the features stage uses
+  on CUDA.
+
+The stage (:func:`extract_features`) reads a segment folder (``manifest.csv`` + wavs). Worker threads
+each decode a batch of wavs (libsndfile releases the GIL) into a reused buffer and compute its
+log-mels with single-threaded torch; the calling thread writes each batch to HDF5 as one slice, in
+manifest order, and folds the batch statistics into the dataset mean/std (Chan et al.'s parallel
+Welford update, float64). :class:`FeatureStore` reads the file back lazily.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import soundfile as sf
+import torch
+from nnAudio.utils import get_mel
+from torch import nn
+
+from singer_ssl.device import resolve_device
+from singer_ssl.io import atomic_path, read_csv
+
+# Front-end attributes written to every features file (and to the model's hyperparams).
+FRONT_END_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
+FIXED_ATTRS = {"center": True, "window": "hann", "mel": "slaney", "pad_mode": "reflect", "power": 2.0,
+               "log": "natural"}
+MANIFEST_COLUMNS = ("segment", "singer", "source", "start_s", "end_s", "dataset")
+STORAGE_DTYPES = ("float32", "float16")
+# CPU sub-batch budget (samples): one 4 s clip at 44.1 kHz (176,400 samples) per STFT call.
+_CPU_CHUNK_SAMPLES = 1 << 18
+
+
+class SegmentError(ValueError):
+    """A segment folder is inconsistent (missing/unreadable wav, wrong length or rate); names the file."""
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> torch.Tensor:
+    """Slaney-scale, Slaney-area-normalised mel filterbank (n_mels, n_fft // 2 + 1), float32.
+
+    Built by ``nnAudio.utils.get_mel`` with ``htk=False, norm=1`` (a clone of librosa's
+    ``filters.mel``), exactly the ``mel_basis`` buffer of ``nnAudio.features.MelSpectrogram``.
+    """
+    basis = get_mel(int(sample_rate), int(n_fft), int(n_mels), float(fmin),
+                    None if fmax is None else float(fmax), htk=False, norm=1)
+    return torch.as_tensor(np.asarray(basis, dtype=np.float32))
+
+
+def front_end_params(sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
+                     fmin: float = 0.0, fmax: float | None = None,
+                     log_offset: float = 1e-8) -> dict[str, Any]:
+    """The front end's parameters as plain Python values, ``fmax`` resolved (``None`` -> sample_rate / 2).
+
+    Validates them (ValueError naming the parameter) so a bad ``params.yaml`` fails before any work.
+    """
+    sample_rate, n_fft, hop, n_mels = int(sample_rate), int(n_fft), int(hop), int(n_mels)
+    fmin = float(fmin)
+    fmax = sample_rate / 2.0 if fmax is None else float(fmax)
+    for name, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop", hop), ("n_mels", n_mels)):
+        if value <= 0:
+            raise ValueError(f"features: {name} must be a positive integer, got {value}")
+    if not 0.0 <= fmin < fmax <= sample_rate / 2.0:
+        raise ValueError(f"features: need 0 <= fmin < fmax <= sample_rate/2 = {sample_rate / 2.0}, "
+                         f"got fmin={fmin}, fmax={fmax}")
+    if not log_offset > 0:
+        raise ValueError(f"features: log_offset must be > 0, got {log_offset}")
+    return {"sample_rate": sample_rate, "n_fft": n_fft, "hop": hop, "n_mels": n_mels, "fmin": fmin,
+            "fmax": fmax, "log_offset": float(log_offset)}
+
+
+def n_frames(n_samples: int, hop: int, n_fft: int = 2048) -> int:
+    """Frames of a centred STFT (``n_fft // 2`` padding each side): ``1 + n_samples // hop`` for even
+    ``n_fft`` (e.g. 176,400 samples, hop 512 -> 345)."""
+    return 1 + (int(n_samples) + 2 * (int(n_fft) // 2) - int(n_fft)) // int(hop)
+
+
+def band_groups(basis: torch.Tensor, group: int = 16) -> list[tuple[int, int, int, int]]:
+    """``(first_mel, end_mel, first_bin, end_bin)`` for consecutive groups of ``group`` filters: the
+    bin range outside which every filter of the group is zero (at least one bin wide)."""
+    out = []
+    for g0 in range(0, basis.shape[0], group):
+        g1 = min(g0 + group, basis.shape[0])
+        bins = torch.nonzero(basis[g0:g1].abs().sum(0) > 0).flatten()
+        lo, hi = (int(bins.min()), int(bins.max()) + 1) if bins.numel() else (0, 1)
+        out.append((g0, g1, lo, hi))
+    return out
+
+
+def _params_from_mapping(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [k for k in ("sample_rate", "n_fft", "hop", "n_mels") if k not in attrs]
+    if missing:
+        raise ValueError(f"front-end attributes lack {', '.join(missing)} (have: {', '.join(sorted(attrs))})")
+    get = {k: attrs[k] for k in FRONT_END_KEYS if k in attrs}
+    fmax = get.get("fmax")
+    return front_end_params(
+        sample_rate=int(get["sample_rate"]), n_fft=int(get["n_fft"]), hop=int(get["hop"]),
+        n_mels=int(get["n_mels"]), fmin=float(get.get("fmin", 0.0)),
+        fmax=None if fmax is None else float(fmax), log_offset=float(get.get("log_offset", 1e-8)))
+
+
+class LogMel(nn.Module):
+    """Waveform (B, S) float in [-1, 1] -> natural-log mel power (B, n_mels, 1 + S // hop).
+
+    ``log(mel_basis @ |STFT(x)|^2 + log_offset)`` with a periodic Hann window of ``n_fft`` samples,
+    ``center=True`` reflect padding and the Slaney mel filterbank of :func:`mel_filterbank` designed for
+    ``sample_rate``; equals ``log(nnAudio.features.MelSpectrogram(sr=sample_rate, ...)(x) + log_offset)``.
+    Input of any float dtype is computed in float32 (run it outside autocast); output is float32.
+    Needs ``S > n_fft // 2`` (reflect padding). Scriptable with ``torch.jit.script``. The window and
+    filterbank are non-persistent buffers: they follow from the parameters and stay out of state dicts.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
+                 fmin: float = 0.0, fmax: float | None = None, log_offset: float = 1e-8):
+        super().__init__()
+        # Plain int/float attributes: TorchScript infers their types (no class annotations, which
+        # `from __future__ import annotations` would turn into strings it cannot resolve).
+        p = front_end_params(sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset)
+        self.sample_rate = p["sample_rate"]
+        self.n_fft = p["n_fft"]
+        self.hop = p["hop"]
+        self.n_mels = p["n_mels"]
+        self.fmin = p["fmin"]
+        self.fmax = p["fmax"]
+        self.log_offset = p["log_offset"]
+        self.chunk_samples = _CPU_CHUNK_SAMPLES
+        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
+        basis = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
+        self.register_buffer("mel_basis", basis, persistent=False)
+        self.band_groups = band_groups(basis)
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> LogMel:
+        """Build from a features file's attrs or a hyperparams dict (extra keys ignored)."""
+        return cls(**_params_from_mapping(attrs))
+
+    @torch.jit.unused
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments (``fmax`` resolved), e.g. for ``hyperparams.yaml``."""
+        return {k: getattr(self, k) for k in FRONT_END_KEYS}
+
+    def _logmel(self, x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="reflect",
+                          return_complex=True)  # (B, F, T), stored frame-major
+        ri = torch.view_as_real(spec.transpose(1, 2))  # (B, T, F, 2), contiguous
+        power = ri[..., 0].square() + ri[..., 1].square()  # (B, T, F)
+        # Mel projection band by band: each group of filters only touches its own bins, so the
+        # zeros of the (very sparse) filterbank are skipped (~8x fewer multiply-adds, same sums).
+        parts: list[torch.Tensor] = []
+        for g0, g1, lo, hi in self.band_groups:
+            parts.append(torch.matmul(power[:, :, lo:hi], self.mel_basis[g0:g1, lo:hi].t()))
+        mel = torch.cat(parts, -1)  # (B, T, n_mels)
+        return torch.log(mel + self.log_offset).transpose(1, 2).contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2:
+            raise ValueError("LogMel expects a (batch, samples) waveform tensor")
+        x = x.float()
+        if x.device.type != "cpu" or x.shape[0] <= 1:
+            return self._logmel(x)
+        step = max(1, self.chunk_samples // max(1, x.shape[1]))
+        if step >= x.shape[0]:
+            return self._logmel(x)
+        parts: list[torch.Tensor] = []
+        for i in range(0, x.shape[0], step):
+            parts.append(self._logmel(x[i:i + step]))
+        return torch.cat(parts, 0)
+
+
+class NnAudioLogMel(nn.Module):
+    """nnAudio's ``MelSpectrogram`` with the sample rate passed, then ``log(mel + log_offset)``.
+
+    Same contract and output as :class:`LogMel` (the GPU path of the features stage); not scriptable.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
+                 fmin: float = 0.0, fmax: float | None = None, log_offset: float = 1e-8):
+        super().__init__()
+        from nnAudio.features import MelSpectrogram
+
+        p = front_end_params(sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset)
+        self.log_offset = p["log_offset"]
+        self.mel = MelSpectrogram(sr=p["sample_rate"], n_fft=p["n_fft"], win_length=None, n_mels=p["n_mels"],
+                                  hop_length=p["hop"], window="hann", center=True, pad_mode="reflect",
+                                  power=2.0, htk=False, fmin=p["fmin"], fmax=p["fmax"], norm=1,
+                                  trainable_mel=False, trainable_STFT=False, verbose=False)
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> NnAudioLogMel:
+        return cls(**_params_from_mapping(attrs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2:
+            raise ValueError("NnAudioLogMel expects a (batch, samples) waveform tensor")
+        return torch.log(self.mel(x.float()) + self.log_offset)
+
+
+def make_extractor(device: torch.device, **params: Any) -> nn.Module:
+    """The stage's extractor on ``device``: nnAudio on CUDA, :class:`LogMel` elsewhere (eval mode)."""
+    cls = NnAudioLogMel if torch.device(device).type == "cuda" else LogMel
+    return cls(**params).to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------- stage
+
+
+class RunningMoments:
+    """Streaming mean / population std in float64 (Chan, Golub & LeVeque's pairwise Welford update).
+
+    ``update(x)`` folds in a batch of any shape; equals ``np.mean``/``np.std`` of the concatenation.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    @staticmethod
+    def batch_stats(x: torch.Tensor | np.ndarray) -> tuple[int, float, float]:
+        """``(count, mean, M2)`` of one batch, M2 = sum of squared deviations.
+
+        Shifted sums (pivot K = the first value, so ``x - K`` is small and exact for nearby values)
+        accumulated in float64: ``mean = K + S1/n``, ``M2 = S2 - S1^2/n`` with ``S1 = sum(x - K)``,
+        ``S2 = sum((x - K)^2)``; ~3x cheaper than converting the batch to float64 first.
+        """
+        x = torch.as_tensor(x).detach().reshape(-1)
+        n = int(x.numel())
+        if n == 0:
+            return 0, 0.0, 0.0
+        pivot = x[0].item()
+        d = x - pivot
+        s1 = float(d.sum(dtype=torch.float64))
+        s2 = float(d.square().sum(dtype=torch.float64))
+        return n, pivot + s1 / n, max(0.0, s2 - s1 * s1 / n)
+
+    def merge(self, count: int, mean: float, m2: float) -> None:
+        """Fold in another partition's ``(count, mean, M2)``."""
+        if count == 0:
+            return
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean += delta * count / total
+        self.m2 += m2 + delta * delta * self.count * count / total
+        self.count = total
+
+    def update(self, x: torch.Tensor | np.ndarray) -> None:
+        """Fold in a batch of any shape."""
+        self.merge(*self.batch_stats(x))
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count else float("nan")
+
+
+def read_segment_manifest(segment_dir: str | os.PathLike, dataset: str | None = None) -> list[dict[str, str]]:
+    """Rows of ``<segment_dir>/manifest.csv`` (contract columns checked); clear errors when absent/empty."""
+    segment_dir = Path(segment_dir)
+    name = dataset or segment_dir.name
+    path = segment_dir / "manifest.csv"
+    if not path.is_file():
+        raise SegmentError(f"dataset {name!r}: no manifest at {path}; run the segment stage first")
+    rows = read_csv(path)
+    if not rows:
+        raise SegmentError(f"dataset {name!r}: {path} lists no segments (every source was skipped? "
+                           f"see {segment_dir / 'skipped.csv'})")
+    missing = [c for c in MANIFEST_COLUMNS if c not in rows[0]]
+    if missing:
+        raise SegmentError(f"dataset {name!r}: {path} lacks column(s) {', '.join(missing)}")
+    return rows
+
+
+def segment_length(rows: Sequence[Mapping[str, str]], sample_rate: int, manifest: str = "manifest") -> int:
+    """The common segment length in samples: the most frequent ``round((end_s - start_s) * sr)``.
+
+    Other rows may be shorter (a zero-padded final segment, ``segment.remainder: pad``, records its
+    real ``end_s``) down to half a segment, never longer, within a tolerance of 1 ms + 1 sample for
+    rounded times. Raises SegmentError naming the first offending row.
+    """
+    try:
+        durations = np.array([float(r["end_s"]) - float(r["start_s"]) for r in rows])
+    except ValueError as e:
+        raise SegmentError(f"{manifest}: non-numeric start_s/end_s ({e})") from None
+    implied = durations * sample_rate
+    if not np.isfinite(implied).all():
+        i = int(np.flatnonzero(~np.isfinite(implied))[0])
+        raise SegmentError(f"{manifest}: segment {rows[i]['segment']!r} has non-finite start_s/end_s")
+    values, counts = np.unique(np.round(implied).astype(np.int64), return_counts=True)
+    n = int(values[counts == counts.max()].max())
+    tol = sample_rate / 1000.0 + 1.0
+    bad = np.flatnonzero((implied > n + tol) | (implied < n / 2.0 - tol))
+    if n <= 0 or bad.size:
+        i = int(bad[0]) if bad.size else 0
+        raise SegmentError(f"{manifest}: segment {rows[i]['segment']!r} spans {durations[i]:.4f} s while "
+                           f"segments span {n / sample_rate:.4f} s; features need fixed-length segments")
+    return n
+
+
+def _read_into(path: Path, out: np.ndarray, sample_rate: int) -> None:
+    """Decode mono ``path`` into ``out`` (float32, exactly ``len(out)`` frames) or raise SegmentError."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            if f.samplerate != sample_rate or f.channels != 1 or f.frames != out.shape[0]:
+                raise SegmentError(
+                    f"segment {path}: {f.frames} frames, {f.channels} channel(s) at {f.samplerate} Hz; "
+                    f"expected {out.shape[0]} frames, mono at {sample_rate} Hz per the manifest "
+                    f"(corrupt workspace? re-run the segment stage)")
+            got = f.read(frames=out.shape[0], dtype="float32", out=out)
+            if got.shape[0] != out.shape[0]:
+                raise SegmentError(f"segment {path}: read {got.shape[0]} of {out.shape[0]} frames")
+    except SegmentError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise SegmentError(f"segment {path}: cannot read audio ({e})") from None
+
+
+def read_segments(paths: Sequence[Path], out: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Decode ``paths`` into the rows of ``out`` (>= len(paths), n_samples) float32; returns the filled rows.
+
+    Raises SegmentError naming the file when one is unreadable or not mono/``sample_rate``/that long.
+    """
+    for j, path in enumerate(paths):
+        _read_into(path, out[j], sample_rate)
+    return out[:len(paths)]
+
+
+def _ordered_map(fn: Callable[[int], Any], starts: Sequence[int], workers: int) -> Iterator[tuple[int, Any]]:
+    """``(start, fn(start))`` in order, computed by ``workers`` threads, at most ``workers + 1`` ahead.
+
+    A worker's exception is raised here; queued work is cancelled and running work awaited.
+    """
+    if workers <= 1:
+        for s in starts:
+            yield s, fn(s)
+        return
+    ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features")
+    try:
+        todo = iter(starts)
+        pending: deque[tuple[int, Future]] = deque()
+        for s in itertools.islice(todo, workers + 1):
+            pending.append((s, ex.submit(fn, s)))
+        while pending:
+            s, fut = pending.popleft()
+            result = fut.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, ex.submit(fn, nxt)))
+            yield s, result
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def default_workers() -> int:
+    """CPU cores this process may use (``os.sched_getaffinity`` where available)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike, *, sample_rate: int,
+                     n_fft: int = 2048, hop: int = 512, n_mels: int = 128, fmin: float = 0.0,
+                     fmax: float | None = None, log_offset: float = 1e-8, dtype: str = "float32",
+                     batch_size: int = 32, device: str | torch.device = "auto", workers: int | None = None,
+                     dataset: str | None = None, progress: bool | None = None,
+                     extractor: nn.Module | None = None) -> dict[str, Any]:
+    """Compute log-mels of every segment in ``segment_dir`` into ``out_path`` (HDF5, written atomically).
+
+    Layout: ``logmel`` (N, n_mels, T) ``dtype`` chunked (1, n_mels, T); ``key``/``singer``/``source`` (N,)
+    utf-8 from the manifest (``key`` = ``segment``), in manifest order; attrs = the front-end params
+    (:data:`FRONT_END_KEYS`, ``fmax`` resolved) + :data:`FIXED_ATTRS` + ``mean``/``std`` (population, over
+    every log-mel value before the storage cast, accumulated in float64) + bookkeeping (``dataset``,
+    ``n_segments``, ``segment_samples``, ``dtype``, ``extractor``). Returns the attrs.
+
+    Work is split into batches of ``batch_size`` segments; ``workers`` threads (default: the usable
+    CPU cores) each decode a batch and compute its features, while the calling thread folds the
+    batch statistics in and writes the batch as one slice, in manifest order (so the output is
+    identical for any ``workers``). On CPU torch runs single-threaded for the duration: parallelism
+    comes from the worker threads instead of OpenMP, whose spin-waiting barriers collapse (measured
+    ~10x slower) when the decoders or another process compete for the cores.
+    ``device``: ``"auto"`` = CUDA (nnAudio) when available, else CPU (:class:`LogMel`); ``extractor``
+    overrides :func:`make_extractor`'s choice. ``progress``: tqdm bar on stderr (``None``: only when
+    stderr is a terminal). Raises SegmentError (missing/empty manifest, a wav that is unreadable or
+    not mono / ``sample_rate`` / the manifest's length, naming it) before anything is renamed into place.
+    """
+    from tqdm.auto import tqdm
+
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"features: unknown dtype {dtype!r}; valid choices: {', '.join(STORAGE_DTYPES)}")
+    if int(batch_size) < 1:
+        raise ValueError(f"features: batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    segment_dir = Path(segment_dir)
+    name = dataset or segment_dir.name
+    fe = front_end_params(sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset)
+    rows = read_segment_manifest(segment_dir, name)
+    n_samples = segment_length(rows, fe["sample_rate"], str(segment_dir / "manifest.csv"))
+    if n_samples <= fe["n_fft"] // 2:
+        raise SegmentError(f"dataset {name!r}: segments of {n_samples} samples are too short for n_fft "
+                           f"{fe['n_fft']} (reflect padding needs more than n_fft // 2)")
+    paths = [segment_dir / r["segment"] for r in rows]
+    n, t = len(rows), n_frames(n_samples, fe["hop"], fe["n_fft"])
+    dev = resolve_device(device)
+    module = extractor if extractor is not None else make_extractor(dev, **fe)
+    buffers: deque[np.ndarray] = deque()  # decode buffers reused across batches (no page faults)
+
+    def work(start: int) -> tuple[np.ndarray, tuple[int, float, float]]:
+        stop = min(start + batch_size, n)
+        buf = buffers.pop() if buffers else np.empty((batch_size, n_samples), dtype=np.float32)
+        try:
+            wave = read_segments(paths[start:stop], buf, fe["sample_rate"])
+            with torch.inference_mode():
+                feats = module(torch.from_numpy(wave).to(dev, non_blocking=True))
+                stats = RunningMoments.batch_stats(feats)
+                out = feats.cpu().numpy()
+        finally:
+            buffers.append(buf)
+        if out.shape != (stop - start, fe["n_mels"], t):
+            raise RuntimeError(f"extractor returned {out.shape}, expected {(stop - start, fe['n_mels'], t)}")
+        return out, stats
+
+    moments = RunningMoments()
+    str_dt = h5py.string_dtype("utf-8")
+    attrs: dict[str, Any] = {**fe, **FIXED_ATTRS}
+    prev_threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+            # No object timestamps: the same inputs give byte-identical files (stable DVC hashes).
+            ds = h5.create_dataset("logmel", shape=(n, fe["n_mels"], t), dtype=dtype,
+                                   chunks=(1, fe["n_mels"], t), track_times=False)
+            for col, h5name in (("segment", "key"), ("singer", "singer"), ("source", "source")):
+                h5.create_dataset(h5name, data=np.array([r[col] for r in rows], dtype=object), dtype=str_dt,
+                                  track_times=False)
+            with tqdm(total=n, desc=f"features {name}", unit="seg", dynamic_ncols=True,
+                      disable=None if progress is None else not progress) as bar:
+                for start, (out, stats) in _ordered_map(work, range(0, n, batch_size), workers):
+                    moments.merge(*stats)
+                    ds[start:start + out.shape[0]] = out.astype(dtype, copy=False)
+                    bar.update(out.shape[0])
+            if not (math.isfinite(moments.mean) and math.isfinite(moments.std)):
+                raise ValueError(f"dataset {name!r}: non-finite log-mel values (log_offset must be > 0)")
+            attrs.update(mean=moments.mean, std=moments.std, dataset=name, n_segments=n,
+                         segment_samples=n_samples, dtype=dtype, extractor=type(module).__name__)
+            for k, v in attrs.items():
+                h5.attrs[k] = v
+    finally:
+        torch.set_num_threads(prev_threads)
+    return attrs
+
+
+# ---------------------------------------------------------------------------------------------- reader
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+class FeatureStore:
+    """Lazy reader of a features HDF5 file.
+
+    Nothing is opened until first used; the file handle is per process (re-opened after a fork,
+    never pickled), so a store can be handed to DataLoader workers. ``store[i]`` reads one item
+    ``(n_mels, T)`` float32 without loading the file; ``store.batch(indices)`` reads several.
+    ``keys``/``singers``/``sources`` (lists of str), ``attrs`` (dict), ``mean``/``std`` are read once.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+        self._meta: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_meta": self._meta}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self._meta = state["path"], state["_meta"]
+        self._h5, self._pid = None, None
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None or self._pid != os.getpid():
+            if not self.path.is_file():
+                raise FileNotFoundError(f"features file not found: {self.path} (run the features stage)")
+            self._h5 = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._h5
+
+    def _metadata(self) -> dict[str, Any]:
+        if self._meta is None:
+            h5 = self._file()
+            if "logmel" not in h5:
+                raise ValueError(f"{self.path}: no 'logmel' dataset; not a singer-ssl features file")
+            self._meta = {
+                "len": int(h5["logmel"].shape[0]),
+                "shape": tuple(int(s) for s in h5["logmel"].shape[1:]),
+                "keys": [str(s) for s in h5["key"].asstr()[()]],
+                "singers": [str(s) for s in h5["singer"].asstr()[()]],
+                "sources": [str(s) for s in h5["source"].asstr()[()]] if "source" in h5 else [],
+                "attrs": {k: _attr_value(v) for k, v in h5.attrs.items()},
+            }
+        return self._meta
+
+    def __len__(self) -> int:
+        return self._metadata()["len"]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} items in {self.path}")
+        return np.asarray(self._file()["logmel"][i % n], dtype=np.float32)
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Items ``indices`` as (len(indices), n_mels, T) float32, in the order given."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            return np.zeros((0, *self._metadata()["shape"]), dtype=np.float32)
+        order = np.argsort(idx, kind="stable")
+        uniq, inverse = np.unique(idx[order], return_inverse=True)
+        if uniq[0] < 0 or uniq[-1] >= len(self):
+            raise IndexError(f"indices out of range for {len(self)} items in {self.path}")
+        data = np.asarray(self._file()["logmel"][uniq], dtype=np.float32)
+        out = np.empty((idx.size, *data.shape[1:]), dtype=np.float32)
+        out[order] = data[inverse]
+        return out
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(N, n_mels, T)."""
+        return (len(self), *self._metadata()["shape"])
+
+    @property
+    def keys(self) -> list[str]:
+        return self._metadata()["keys"]
+
+    @property
+    def singers(self) -> list[str]:
+        return self._metadata()["singers"]
+
+    @property
+    def sources(self) -> list[str]:
+        return self._metadata()["sources"]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self._metadata()["attrs"]
+
+    @property
+    def mean(self) -> float:
+        return float(self.attrs["mean"])
+
+    @property
+    def std(self) -> float:
+        return float(self.attrs["std"])
+
+    def close(self) -> None:
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5, self._pid = None, None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r})"
+
+
+__all__ = [
+    "FIXED_ATTRS", "FRONT_END_KEYS", "FeatureStore", "LogMel", "NnAudioLogMel", "RunningMoments",
+    "SegmentError", "default_workers", "extract_features", "front_end_params", "make_extractor",
+    "band_groups", "mel_filterbank", "n_frames", "read_segment_manifest", "read_segments", "segment_length",
+]

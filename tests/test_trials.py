@@ -1,0 +1,288 @@
+"""Trial generation invariants (brute-force checked), external list parsing, and the trials stage."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import itertools
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from singer_ssl.trials import (
+    TrialsError,
+    generate_trials,
+    load_external_trials,
+    parse_trials,
+    read_trials,
+    write_trials,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dataset(spec: dict[str, list[int]]) -> tuple[list[str], list[str], list[str]]:
+    """``{singer: [segments per source, ...]}`` -> parallel keys, singers, sources (interleaved order)."""
+    keys, singers, sources = [], [], []
+    for singer, per_source in spec.items():
+        for r, n in enumerate(per_source):
+            for k in range(n):
+                keys.append(f"{singer}/rec{r}_{k}.wav")
+                singers.append(singer)
+                sources.append(f"{singer}/rec{r}.wav")
+    order = np.random.default_rng(7).permutation(len(keys))  # manifest order must not matter
+    return [keys[i] for i in order], [singers[i] for i in order], [sources[i] for i in order]
+
+
+def _valid_positive_pairs(keys, singers, sources, cross: bool) -> set[frozenset]:
+    """Brute force: every unordered same-singer pair allowed by the cross-recording rule."""
+    n_sources = Counter(s for s, _ in set(zip(singers, sources)))
+    out = set()
+    for i, j in itertools.combinations(range(len(keys)), 2):
+        if singers[i] != singers[j]:
+            continue
+        if cross and n_sources[singers[i]] > 1 and sources[i] == sources[j]:
+            continue
+        out.add(frozenset((keys[i], keys[j])))
+    return out
+
+
+def _check_invariants(trials, keys, singers, sources, cross=True):
+    singer_of = dict(zip(keys, singers))
+    source_of = dict(zip(keys, sources))
+    n_sources = Counter(s for s, _ in set(zip(singers, sources)))
+    seen = set()
+    for label, a, b in trials:
+        assert a != b, "a trial pairs a file with itself"
+        assert label == int(singer_of[a] == singer_of[b]), "label disagrees with the singers"
+        pair = frozenset((a, b))
+        assert pair not in seen, f"duplicate pair {a} {b}"
+        seen.add(pair)
+        if label == 1 and cross and n_sources[singer_of[a]] > 1:
+            assert source_of[a] != source_of[b], "same-recording positive although another recording exists"
+
+
+SPEC = {  # singer: segments per source recording
+    "alto1": [30, 20, 10], "bass2": [40], "sop3": [5, 5, 5, 5], "ten4": [1, 1], "mez5": [12, 3],
+    "bar6": [25, 25], "solo7": [1], "ctr8": [8, 8, 8], "sop9": [60, 2], "ten10": [3, 3, 3],
+}
+
+
+def test_trial_invariants_and_balance():
+    keys, singers, sources = _dataset(SPEC)
+    trials = generate_trials(keys, singers, sources, n_pairs=1001, seed=5)
+    assert len(trials) == 1001
+    assert sum(t[0] for t in trials) == 500  # exactly n // 2 positives
+    _check_invariants(trials, keys, singers, sources)
+    # Positives spread evenly: every singer gets the same share unless it has fewer distinct pairs.
+    singer_of = dict(zip(keys, singers))
+    per_singer = Counter(singer_of[a] for lab, a, _ in trials if lab == 1)
+    valid = _valid_positive_pairs(keys, singers, sources, cross=True)
+    caps = Counter(singer_of[next(iter(pair))] for pair in valid)
+    assert per_singer["ten4"] == caps["ten4"] == 1 and "solo7" not in per_singer
+    uncapped = [per_singer[s] for s in caps if per_singer[s] < caps[s]]
+    assert uncapped and max(uncapped) - min(uncapped) <= 1
+    capped = [s for s in caps if per_singer[s] == caps[s]]
+    assert all(caps[s] <= max(uncapped) for s in capped)  # a singer is capped only below the level
+
+
+def test_same_recording_positives_only_without_alternative():
+    keys, singers, sources = _dataset(SPEC)
+    src = dict(zip(keys, sources))
+    sing = dict(zip(keys, singers))
+    trials = generate_trials(keys, singers, sources, n_pairs=2000, seed=1)
+    same = {sing[a] for lab, a, b in trials if lab == 1 and src[a] == src[b]}
+    assert same == {"bass2"}  # the only singer with one recording and more than one segment
+    loose = generate_trials(keys, singers, sources, n_pairs=2000, seed=1, cross_recording=False)
+    _check_invariants(loose, keys, singers, sources, cross=False)
+    assert {sing[a] for lab, a, b in loose if lab == 1 and src[a] == src[b]} > {"bass2"}
+
+
+def test_deterministic_by_seed():
+    keys, singers, sources = _dataset(SPEC)
+    a = generate_trials(keys, singers, sources, 600, seed=3)
+    assert a == generate_trials(keys, singers, sources, 600, seed=3)
+    assert a != generate_trials(keys, singers, sources, 600, seed=4)
+
+
+def test_fewer_pairs_than_requested_uses_all_and_warns():
+    spec = {"a": [2, 1], "b": [2], "c": [1]}  # positives: a has 2 cross pairs, b 1 same-recording pair
+    keys, singers, sources = _dataset(spec)
+    with pytest.warns(UserWarning, match="only 3 of 50 positive and 11 of 50 negative"):
+        trials = generate_trials(keys, singers, sources, n_pairs=100, seed=0)
+    _check_invariants(trials, keys, singers, sources)
+    got_pos = {frozenset((a, b)) for lab, a, b in trials if lab == 1}
+    got_neg = {frozenset((a, b)) for lab, a, b in trials if lab == 0}
+    assert got_pos == _valid_positive_pairs(keys, singers, sources, cross=True)
+    all_neg = {frozenset((keys[i], keys[j])) for i, j in itertools.combinations(range(len(keys)), 2)
+               if singers[i] != singers[j]}
+    assert got_neg == all_neg
+
+
+def test_dense_regime_draws_without_repeats():
+    """Requests that are a sizeable fraction of the available pairs use the enumerated (weighted) path."""
+    keys, singers, sources = _dataset({"a": [6, 6], "b": [5, 5], "c": [4], "d": [3, 2]})
+    singer_of = dict(zip(keys, singers))
+    assert len(_valid_positive_pairs(keys, singers, sources, cross=True)) == 36 + 25 + 6 + 6
+    trials = generate_trials(keys, singers, sources, n_pairs=100, seed=2)  # 50 of 73 positives
+    _check_invariants(trials, keys, singers, sources)
+    per_singer = Counter(singer_of[a] for lab, a, _ in trials if lab == 1)
+    assert per_singer == {"a": 19, "b": 19, "c": 6, "d": 6}  # water-filling: 19 + 19 + 6 + 6 = 50
+    with pytest.warns(UserWarning, match="only 73 of 100 positive"):  # 100 of 338 negatives: enumerated
+        trials = generate_trials(keys, singers, sources, n_pairs=200, seed=2)
+    _check_invariants(trials, keys, singers, sources)
+    assert sum(t[0] for t in trials) == 73 and len(trials) == 173
+
+
+def test_lopsided_recordings_enumerate_only_valid_pairs():
+    """A singer with 3000 segments of one take and 1 of another has only 3000 cross-recording pairs
+    (never the 4.5 M same-take ones); asking for 1000 of them takes the enumerated path."""
+    keys, singers, sources = _dataset({"x": [3000, 1], "y": [2, 2]})
+    trials = generate_trials(keys, singers, sources, n_pairs=2010, seed=0)
+    _check_invariants(trials, keys, singers, sources)
+    pos_x = [(a, b) for lab, a, b in trials if lab == 1 and a.startswith("x/")]
+    assert len(pos_x) == 1005 - 4 and all("x/rec1_0.wav" in pair for pair in pos_x)
+
+
+def test_negatives_follow_seed000_singer_weighting():
+    """Negatives pick a uniform singer pair (seed 000), not segments uniformly: a singer with 20x the
+    segments of the others is not over-represented."""
+    spec = {"big": [400], "s1": [20], "s2": [20], "s3": [20], "s4": [20]}
+    keys, singers, sources = _dataset(spec)
+    singer_of = dict(zip(keys, singers))
+    trials = generate_trials(keys, singers, sources, n_pairs=4000, seed=0)
+    pairs = Counter(frozenset((singer_of[a], singer_of[b])) for lab, a, b in trials if lab == 0)
+    shares = np.array(list(pairs.values())) / 2000
+    assert len(pairs) == 10 and np.all(np.abs(shares - 0.1) < 0.03)  # segment-uniform: 'big' pairs ~ 0.2 each
+
+
+def test_large_dataset_is_fast():
+    rng = np.random.default_rng(0)
+    spec = {f"s{i}": list(rng.integers(1, 40, size=rng.integers(1, 6))) for i in range(1500)}
+    keys, singers, sources = _dataset(spec)
+    assert len(keys) > 50_000
+    t0 = time.perf_counter()
+    trials = generate_trials(keys, singers, sources, n_pairs=20000, seed=9)
+    assert time.perf_counter() - t0 < 10
+    assert len(trials) == 20000 and sum(t[0] for t in trials) == 10000
+    _check_invariants(trials, keys, singers, sources)
+
+
+def test_impossible_datasets_fail_clearly():
+    with pytest.raises(TrialsError, match="one singer"):
+        generate_trials(["a/1", "a/2"], ["a", "a"], ["x", "y"], 10, 0)
+    with pytest.raises(TrialsError, match="no singer has two segments"):
+        generate_trials(["a/1", "b/1"], ["a", "b"], ["x", "y"], 10, 0)
+    with pytest.raises(TrialsError, match="more than once.*a/1"):
+        generate_trials(["a/1", "a/1", "b/1"], ["a", "a", "b"], ["x", "x", "y"], 10, 0)
+
+
+# ------------------------------------------------------------------------------------------- file formats
+
+
+KEYS = ["f1/a.wav", "f1/b.wav", "m2/c.wav", "m2/d, live.wav"]
+
+
+def test_write_read_round_trip_with_awkward_keys(tmp_path: Path):
+    trials = [(1, "f1/a.wav", "f1/b.wav"), (0, "f1/a.wav", "m2/d, live.wav"),
+              (1, "m2/c.wav", "m2/d, live.wav")]
+    path = tmp_path / "t.txt"
+    write_trials(path, trials)
+    assert path.read_text().splitlines()[0] == "1,f1/a.wav,f1/b.wav"  # seed 000's plain format
+    labels, k1, k2 = read_trials(path)
+    assert labels.dtype.kind == "i" and labels.tolist() == [1, 0, 1]
+    assert list(zip(labels.tolist(), k1, k2)) == trials
+
+
+def test_external_seed000_and_kaldi_formats(tmp_path: Path):
+    seed000 = tmp_path / "speaker_pairs.txt"
+    seed000.write_text("1,f1/a.wav,f1/b.wav\n0,f1/a.wav,m2/c.wav\n\n", encoding="utf-8")
+    kaldi = tmp_path / "trials.kaldi"
+    kaldi.write_text("f1/a.wav  f1/b.wav target\n./f1/a.wav m2/c.wav nontarget\n", encoding="utf-8")
+    expected = [(1, "f1/a.wav", "f1/b.wav"), (0, "f1/a.wav", "m2/c.wav")]
+    assert load_external_trials(seed000, KEYS) == expected
+    assert load_external_trials(kaldi, KEYS) == expected
+    assert parse_trials(kaldi.read_text())[3] == "kaldi"
+    vox = "1 f1/a.wav f1/b.wav\n0 f1/a.wav m2/c.wav\n"
+    labels, k1, k2, fmt = parse_trials(vox)
+    assert fmt == "voxceleb" and list(zip(labels.tolist(), k1, k2)) == expected
+    labels, *_ = parse_trials("label,key1,key2\n1,a,b\n")  # header row skipped
+    assert labels.tolist() == [1]
+
+
+def test_external_list_errors(tmp_path: Path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1,f1/a.wav,f1/zz.wav\n0,f1/a.wav,m2/c.wav\n1,nope/x.wav,f1/zz.wav\n", encoding="utf-8")
+    msg = r"2 key\(s\) are not segments of toy, e\.g\. f1/zz\.wav, nope/x\.wav"
+    with pytest.raises(TrialsError, match=msg):
+        load_external_trials(bad, KEYS, dataset="toy")
+    one_class = tmp_path / "pos.txt"
+    one_class.write_text('1,f1/a.wav,f1/b.wav\n1,m2/c.wav,"m2/d, live.wav"\n', encoding="utf-8")
+    with pytest.raises(TrialsError, match="all 2 trials are target"):
+        load_external_trials(one_class, KEYS)
+    garbage = tmp_path / "g.txt"
+    garbage.write_text("f1/a.wav f1/b.wav maybe\n", encoding="utf-8")
+    with pytest.raises(TrialsError, match="unrecognised trial line"):
+        load_external_trials(garbage, KEYS)
+    labels_bad = tmp_path / "l.txt"
+    labels_bad.write_text("1,f1/a.wav,f1/b.wav\n2,f1/a.wav,m2/c.wav\n", encoding="utf-8")
+    with pytest.raises(TrialsError, match=r"l\.txt:2: bad label"):
+        load_external_trials(labels_bad, KEYS)
+    with pytest.raises(TrialsError, match="not found"):
+        load_external_trials(tmp_path / "missing.txt", KEYS)
+
+
+# ----------------------------------------------------------------------------------------------- stage
+
+
+def _project(tmp_path: Path, external: str = "{}") -> Path:
+    project = tmp_path / "project"
+    seg = project / "data" / "segments" / "test" / "toy"
+    seg.mkdir(parents=True)
+    keys, singers, sources = _dataset({"a": [3, 3], "b": [4, 2], "c": [5]})
+    with open(seg / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["segment", "singer", "source", "start_s", "end_s", "dataset"])
+        for k, s, src in zip(keys, singers, sources):
+            w.writerow([k, s, src, 0, 4, "toy"])
+    (project / "params.yaml").write_text(
+        "seed: 11\ndatasets:\n  test:\n    toy: {path: data/raw/toy}\n"
+        f"trials: {{n_pairs: 40, seed: null, cross_recording: true, external: {external}}}\n",
+        encoding="utf-8")
+    return project
+
+
+def test_trials_stage_generates(tmp_path: Path, monkeypatch, capsys):
+    project = _project(tmp_path)
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    stage = importlib.import_module("stages.trials")
+    assert stage.main(["toy"]) == 0
+    assert "toy: 40 trials (20 target, 20 non-target" in capsys.readouterr().out
+    labels, k1, k2 = read_trials(project / "data/trials/toy.txt")
+    rows = list(csv.DictReader(open(project / "data/segments/test/toy/manifest.csv", encoding="utf-8")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = generate_trials([r["segment"] for r in rows], [r["singer"] for r in rows],
+                                   [r["source"] for r in rows], 40, seed=11)  # top-level seed fallback
+    assert list(zip(labels.tolist(), k1, k2)) == expected
+
+
+def test_trials_stage_external(tmp_path: Path, monkeypatch, capsys):
+    ext = tmp_path / "list.kaldi"
+    ext.write_text("a/rec0_0.wav a/rec1_0.wav target\na/rec0_0.wav b/rec0_0.wav nontarget\n",
+                   encoding="utf-8")
+    project = _project(tmp_path, external="{toy: " + str(ext) + "}")
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    stage = importlib.import_module("stages.trials")
+    assert stage.main(["toy"]) == 0
+    written = (project / "data/trials/toy.txt").read_text()
+    assert written == "1,a/rec0_0.wav,a/rec1_0.wav\n0,a/rec0_0.wav,b/rec0_0.wav\n"
+    ext.write_text("a/rec0_0.wav z/q.wav target\na/rec0_0.wav b/rec0_0.wav nontarget\n", encoding="utf-8")
+    assert stage.main(["toy"]) == 1
+    assert "1 key(s) are not segments of toy, e.g. z/q.wav" in capsys.readouterr().err
