@@ -1,0 +1,93 @@
+"""Embedding store: one HDF5 file per test dataset, written once by the embed stage.
+
+Layout (all datasets have N rows in the same order):
+    key (N,) utf-8, singer (N,) utf-8, source (N,) utf-8
+    embedding (N, D_emb) float32, projection (N, D_proj) float32
+    baseline/random_init/embedding, baseline/random_init/projection  (same encoder, random weights)
+    baseline/mfcc/embedding   (handcrafted: mean+std over time of 20 MFCCs)
+    degraded_16k/embedding, degraded_16k/projection   (only with embed.degrade_16k)
+Scoring reads these; no metric re-embeds audio.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from singer_ssl.io import atomic_path
+
+STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class EmbeddingSet:
+    """Keys, labels and named embedding matrices of one dataset (all rows aligned)."""
+
+    keys: list[str]
+    singers: list[str]
+    sources: list[str]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, D)
+
+    def check(self) -> None:
+        """Raise ValueError naming the matrix and rows when a vector is NaN/inf or misaligned."""
+        n = len(self.keys)
+        if n == 0:
+            raise ValueError("embedding set is empty (0 segments)")
+        if not (len(self.singers) == len(self.sources) == n):
+            raise ValueError("key/singer/source lengths differ")
+        for name, v in self.vectors.items():
+            if v.shape[0] != n:
+                raise ValueError(f"{name}: {v.shape[0]} rows for {n} keys")
+            bad = ~np.isfinite(v).all(axis=1)
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                ex = ", ".join(self.keys[i] for i in rows[:3])
+                raise ValueError(f"{name}: {bad.sum()} embeddings contain NaN/inf (e.g. {ex})")
+
+
+def write_embeddings(path: str | os.PathLike, es: EmbeddingSet, attrs: dict | None = None) -> None:
+    """Write ``es`` atomically to ``path`` (temp file + rename)."""
+    es.check()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("key", data=np.array(es.keys, dtype=object), dtype=STR)
+        f.create_dataset("singer", data=np.array(es.singers, dtype=object), dtype=STR)
+        f.create_dataset("source", data=np.array(es.sources, dtype=object), dtype=STR)
+        for name, v in es.vectors.items():
+            f.create_dataset(name, data=np.asarray(v, dtype=np.float32))
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+
+
+def read_embeddings(path: str | os.PathLike) -> EmbeddingSet:
+    """Read every matrix of an embedding file (see module docstring for names)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"embedding file not found: {path}")
+    vectors: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        keys = [s.decode() if isinstance(s, bytes) else s for s in f["key"][()]]
+        singers = [s.decode() if isinstance(s, bytes) else s for s in f["singer"][()]]
+        sources = [s.decode() if isinstance(s, bytes) else s for s in f["source"][()]]
+
+        def visit(name: str, obj) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.ndim == 2:
+                vectors[name] = obj[()].astype(np.float32)
+
+        f.visititems(visit)
+    return EmbeddingSet(keys, singers, sources, vectors)
+
+
+def mfcc_stats(logmel: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+    """Handcrafted baseline embedding: mean and std over time of the first ``n_mfcc`` MFCCs.
+
+    MFCC = orthonormal DCT-II of the natural-log mel spectrogram along frequency (librosa's
+    convention). Shapes: logmel (n_mels, T) -> (2 * n_mfcc,).
+    """
+    from scipy.fft import dct
+
+    c = dct(np.asarray(logmel, dtype=np.float64), type=2, norm="ortho", axis=0)[:n_mfcc]
+    return np.concatenate([c.mean(axis=1), c.std(axis=1)]).astype(np.float32)

@@ -1,0 +1,66 @@
+"""In-batch training monitors on the projections (seed 000's callbacks, ``callbacks/evaluation.py``).
+
+For a batch of two views' projections z1, z2 (B, D):
+
+- **in-batch EER** (%): trial scores are cosine similarities; positives ``(z1_i, z2_i)``, negatives
+  ``(z1_i, z2_{(i + shift) mod B})`` (seed 000 rolls the batch by one; the trainer passes
+  ``shift = utterances`` for singer-grouped GE2E batches so that negatives are other singers).
+  EER follows SUPERB / seed 000: ``roc_curve`` then the root of ``1 - x - tpr(x)`` with linear
+  interpolation of the ROC (:func:`eer`).
+- **alignment** (Wang & Isola 2020, α = 2): ``mean_i ||ẑ1_i - ẑ2_i||²``.
+- **uniformity** (t = 2): ``log mean_{i<j} exp(-2 ||ẑ_i - ẑ_j||²)``, averaged over the two views.
+
+ẑ = L2-normalised z. All functions take torch tensors (any device) and return Python floats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def eer_percent(labels: np.ndarray, scores: np.ndarray) -> float:
+    """EER (%) by :func:`singer_ssl.metrics.eer` (SUPERB convention); ``nan`` when it is undefined
+    (one class only, non-finite scores)."""
+    from singer_ssl.metrics import eer
+
+    try:
+        return float(eer(labels, scores)[0])
+    except ValueError:
+        return float("nan")
+
+
+def pair_scores(z1: torch.Tensor, z2: torch.Tensor, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, cosine scores) of the in-batch trials: B positives then B rolled negatives."""
+    a = F.normalize(z1.detach().float(), dim=1)
+    b = F.normalize(z2.detach().float(), dim=1)
+    pos = (a * b).sum(1)
+    neg = (a * torch.roll(b, shifts=-int(shift), dims=0)).sum(1)
+    scores = torch.cat([pos, neg]).cpu().numpy()
+    labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    return labels, scores
+
+
+def alignment(z1: torch.Tensor, z2: torch.Tensor) -> float:
+    """Mean squared distance between the normalised positive pairs (α = 2)."""
+    a = F.normalize(z1.detach().float(), dim=1)
+    b = F.normalize(z2.detach().float(), dim=1)
+    return float((a - b).pow(2).sum(1).mean())
+
+
+def uniformity(z1: torch.Tensor, z2: torch.Tensor, t: float = 2.0) -> float:
+    """Wang & Isola's uniformity ``log mean exp(-t ||ẑ_i - ẑ_j||²)`` over pairs, mean of both views."""
+    values = []
+    for z in (z1, z2):
+        u = F.normalize(z.detach().float(), dim=1)
+        if len(u) < 2:
+            return float("nan")
+        values.append(float(torch.pdist(u, p=2).pow(2).mul(-t).exp().mean().log()))
+    return float(np.mean(values))
+
+
+def batch_monitors(z1: torch.Tensor, z2: torch.Tensor, shift: int = 1) -> dict[str, float]:
+    """``{"eer": %, "alignment": x, "uniformity": x}`` for one batch of projections."""
+    labels, scores = pair_scores(z1, z2, shift)
+    return {"eer": eer_percent(labels, scores), "alignment": alignment(z1, z2), "uniformity": uniformity(z1, z2)}

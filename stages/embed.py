@@ -1,0 +1,44 @@
+"""Stage `embed`: embed every segment of a test dataset once, plus the baselines.
+
+    python stages/embed.py <test-dataset>
+
+Reads data/model/ and data/features/test/<dataset>.h5 (and the segments' audio for waveform
+encoders or embed.degrade_16k); writes data/embeddings/<dataset>.h5 atomically.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from singer_ssl.config import ConfigError, dataset_spec, load_params
+from singer_ssl.embedding_stage import embed_dataset
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python stages/embed.py <test-dataset>", file=sys.stderr)
+        return 2
+    name = argv[0]
+    params = load_params()
+    role, _ = dataset_spec(params, name)
+    if role != "test":
+        raise ConfigError(f"dataset {name!r} is a {role} dataset; embed runs on test datasets")
+    t0 = time.perf_counter()
+    out = Path("data/embeddings") / f"{name}.h5"
+    es = embed_dataset(
+        features=Path("data/features/test") / f"{name}.h5",
+        segments=Path("data/segments/test") / name,
+        model_dir=Path("data/model"),
+        out=out,
+        seed=int(params.get("seed", 0)),
+        **params.get("embed", {}),
+    )
+    dims = ", ".join(f"{k} {v.shape[1]}-d" for k, v in es.vectors.items())
+    print(f"{name}: embedded {len(es.keys)} segments ({dims}) in {time.perf_counter() - t0:.1f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

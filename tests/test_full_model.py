@@ -1,0 +1,138 @@
+"""Tests of singer_ssl.models.full: SingerModel, hyperparams, build/save/load of the model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from singer_ssl.config import ConfigError
+from singer_ssl.features import LogMel, front_end_params
+from singer_ssl.models.full import (
+    build_model,
+    hyperparams_from_params,
+    load_model_folder,
+    save_model_folder,
+)
+
+ATTRS = {**front_end_params(8000, n_fft=256, hop=64, n_mels=16), "center": True, "window": "hann", "mel": "slaney",
+         "mean": -4.0, "std": 3.0}
+
+
+def params_for(encoder: str, encoder_kwargs: dict, loss: str = "ntxent") -> dict:
+    return {
+        "seed": 1, "loss": loss, "encoder": encoder,
+        "losses": {"ntxent": {"temperature": 0.2}, "ge2e": {"w_init": 10.0, "batch": {"singers": 2, "utterances": 2}}},
+        "encoders": {encoder: encoder_kwargs},
+        "head": {"kind": "mlp", "dim": 8, "hidden": 12},
+        "augment": {"views": "file", "crop_seconds": 0.5},
+        "train": {"batch_size": 8, "lr": 1e-3},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+def test_hyperparams_describe_everything_needed():
+    hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}, "ge2e"),
+                                 ATTRS, mean=-4.0, std=3.0, segment_seconds=1.0, datasets=["toy"])
+    assert hp["frontend"] == {"sample_rate": 8000, "n_fft": 256, "hop": 64, "n_mels": 16, "fmin": 0.0, "fmax": 4000.0,
+                              "log_offset": 1e-8, "center": True, "window": "hann", "mel": "slaney"}
+    assert hp["encoder"] == {"name": "lstm", "kwargs": {"hidden": 8, "layers": 1, "embedding_dim": 12, "n_mels": 16},
+                             "input_kind": "logmel", "embedding_dim": 12}
+    assert hp["head"] == {"kind": "mlp", "in_dim": 12, "dim": 8, "hidden": 12}
+    assert hp["loss"] == {"name": "ge2e", "kwargs": {"w_init": 10.0}, "batch": {"singers": 2, "utterances": 2}}
+    assert hp["normalization"] == {"mean": -4.0, "std": 3.0}
+    assert hp["segment_seconds"] == 1.0 and hp["datasets"] == ["toy"] and hp["library"]["name"] == "singer-ssl"
+    assert yaml.safe_load(yaml.safe_dump(hp)) == hp  # plain YAML types only
+
+
+def test_contradicting_n_mels_is_an_error():
+    with pytest.raises(ConfigError, match="n_mels=40 contradicts the features' n_mels=16"):
+        hyperparams_from_params(params_for("lstm", {"n_mels": 40}), ATTRS, -4.0, 3.0)
+
+
+def test_forward_is_frontend_standardise_encoder():
+    hp = hyperparams_from_params(params_for("audiontt2020", {"embedding_dim": 16}), ATTRS, -4.0, 3.0, 1.0)
+    model = build_model(hp).eval()
+    wave = 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logmel = LogMel(8000, 256, 64, 16)(wave)
+        expected = model.encoder(((logmel + 4.0) / 3.0).unsqueeze(1))
+        torch.testing.assert_close(model(wave), expected)
+        emb, proj = model.embed_logmel(logmel)
+        torch.testing.assert_close(emb, expected)
+        torch.testing.assert_close(proj.norm(dim=1), torch.ones(2))  # L2-normalised projection
+
+
+@pytest.mark.parametrize("encoder, kwargs, sample_rate, seconds", [
+    ("lstm", {"hidden": 8, "layers": 2, "embedding_dim": 12}, 8000, 1.0),
+    ("audiontt2020", {"embedding_dim": 16}, 8000, 1.0),
+    ("samplecnn", {}, 22050, 2.7),  # waveform encoder: no front end
+])
+def test_model_folder_roundtrip_and_torchscript(tmp_path, encoder, kwargs, sample_rate, seconds):
+    attrs = {**ATTRS, **front_end_params(sample_rate, n_fft=256, hop=64, n_mels=16)}
+    hp = hyperparams_from_params(params_for(encoder, kwargs), attrs, -4.0, 3.0, seconds)
+    torch.manual_seed(0)
+    model = build_model(hp)
+    with torch.no_grad():  # non-trivial BN statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    folder = save_model_folder(model, hp, tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == ["hyperparams.yaml", "model.pt", "model.ts"]
+    loaded, hp2 = load_model_folder(folder)
+    assert hp2["encoder"]["name"] == encoder
+    n = int(seconds * sample_rate)
+    wave = 0.1 * torch.randn(2, n, generator=torch.Generator().manual_seed(3))
+    model.eval()
+    with torch.no_grad():
+        eager = model(wave)
+        torch.testing.assert_close(loaded(wave), eager)
+        scripted = torch.jit.load(str(folder / "model.ts"))
+        torch.testing.assert_close(scripted(wave), eager, atol=1e-5, rtol=1e-5)
+        if encoder == "samplecnn":
+            torch.testing.assert_close(eager, model.encoder(wave))
+    # the public loader (singer_ssl.api) reads the same folder, eager and TorchScript
+    from singer_ssl.api import load_model
+
+    for ts in (False, True):
+        api_model = load_model(folder, device="cpu", torchscript=ts)
+        with torch.no_grad():
+            torch.testing.assert_close(api_model(wave), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    from singer_ssl.models import full
+
+    hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0,
+                                 1.0)
+    model = build_model(hp)
+    folder = save_model_folder(model, hp, tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def broken(*a, **k):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(full, "to_torchscript", broken)
+    with pytest.raises(RuntimeError, match="export failed"):
+        save_model_folder(build_model(hp), hp, tmp_path / "model")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary left behind
+
+
+def test_normalisation_buffers_travel_with_the_state_dict():
+    hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0)
+    state = build_model(hp).state_dict()
+    assert float(state["mean"]) == -4.0 and float(state["std"]) == 3.0
+    hp["normalization"] = {"mean": 0.0, "std": 1.0}
+    other = build_model(hp)
+    other.load_state_dict(state)
+    assert float(other.mean) == -4.0 and np.isclose(float(other.std), 3.0)

@@ -1,0 +1,579 @@
+"""Tests of the train stage (singer_ssl.train and singer_ssl.training.*) on a tiny synthetic corpus.
+
+The corpus is written by the real writers (datasets.write_manifest, features.extract_features) in the
+pipeline's layout; runs use a 1-layer LSTM (hidden 16) on 16-mel log-mels, batch 8, a few steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from singer_ssl import losses
+from singer_ssl.config import ConfigError
+from singer_ssl.train import plan_data, train
+from singer_ssl.training import checkpoint as ckpt
+from singer_ssl.training.data import ViewDataset, load_segment_table, split_by_singer
+from singer_ssl.training.loop import NonFiniteLoss, Trainer, TrainUnit
+from singer_ssl.training.monitors import alignment, batch_monitors, uniformity
+from singer_ssl.training.runtime import Dist
+from singer_ssl.training.sampler import BatchStream, RandomBatches, SemiSupervisedBatches, SingerBatches
+from singer_ssl.training.settings import resolve_settings
+from singer_ssl.training.synthetic import make_training_set
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one torch thread is faster and immune to OpenMP spin-waits on a busy 2-core box."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    make_training_set(root)  # 6 singers x 2 songs x 3 one-second segments at 8 kHz, 16 mels
+    return root
+
+
+def run_root(tmp_path: Path, toy: Path, name: str = "run") -> Path:
+    """A fresh output root whose data/features and data/segments point at the shared toy corpus."""
+    root = tmp_path / name
+    (root / "data").mkdir(parents=True)
+    for sub in ("features", "segments"):
+        (root / "data" / sub).symlink_to(toy / "data" / sub)
+    return root
+
+
+def tiny_params(loss: str = "ntxent", **train_overrides) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["datasets"] = {"train": {"toy": {"path": "data/raw/toy"}}}
+    params["loss"] = loss
+    params["encoder"] = "lstm"
+    params["encoders"]["lstm"] = {"hidden": 16, "layers": 1, "embedding_dim": 16}
+    params["head"] = {"kind": "silu_linear", "dim": 8, "hidden": 16}
+    params["losses"]["ge2e"]["batch"] = {"singers": 2, "utterances": 4}
+    params["losses"]["byol"]["predictor_hidden"] = 16
+    params["augment"]["crop_seconds"] = 0.5
+    params["train"].update(batch_size=8, max_steps=3, epochs=100, steps_per_epoch=2, num_workers=0,
+                           checkpoint_every=2, log_every=1, val_fraction=0.34, val_batches=2, patience=None)
+    params["train"].update(train_overrides)
+    return params
+
+
+def read_metric(root: Path, name: str) -> list[tuple[int, float]]:
+    path = root / "plots" / "train" / "plots" / "metrics" / f"{name}.tsv"
+    with open(path, newline="") as f:
+        return [(int(r["step"]), float(r[name.split("/")[-1]])) for r in csv.DictReader(f, delimiter="\t")]
+
+
+def load_state(root: Path) -> dict[str, torch.Tensor]:
+    return torch.load(root / "data" / "model" / "model.pt", weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@pytest.mark.parametrize("loss", losses.NAMES)
+def test_short_run_per_loss(loss, toy, tmp_path):
+    root = run_root(tmp_path, toy)
+    params = tiny_params(loss)
+    summary = train(params, root, progress=False)
+    assert summary["steps"] == 3
+    values = [v for _, v in read_metric(root, "train/loss")]
+    assert len(values) == 3 and all(math.isfinite(v) for v in values)
+    assert len(set(values)) > 1
+    # the weights moved away from the seeded initialisation
+    from singer_ssl.models.full import build_model
+
+    hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
+    torch.manual_seed(params["seed"])
+    init = build_model(hp).state_dict()
+    trained = load_state(root)
+    moved = [k for k in init if init[k].is_floating_point() and not torch.equal(init[k], trained[k])]
+    assert any(k.startswith("encoder.") for k in moved) and any(k.startswith("head.") for k in moved)
+    if loss == "byol":
+        taus = [v for _, v in read_metric(root, "train/tau")]
+        assert taus[0] == pytest.approx(losses.tau_schedule(0, 3, 0.99)) and taus == sorted(taus)
+
+
+@pytest.mark.parametrize("mode", ["wave", "logmel"])
+def test_resume_after_interruption_matches_uninterrupted_run(mode, toy, tmp_path, monkeypatch, capsys):
+    if mode == "wave":  # BYOL: teacher + predictor; audiontt2020: dropout (restored RNG), batch-norm buffers
+        params = tiny_params("byol", max_steps=4, checkpoint_every=2, num_workers=2)
+        params["encoder"] = "audiontt2020"
+        params["encoders"]["audiontt2020"] = {"embedding_dim": 16}
+    else:  # log-mel crops from the HDF5 + spectrogram augmentations (mixup's memory bank is state)
+        params = tiny_params("ntxent", max_steps=4, checkpoint_every=2)
+        params["augment"]["waveform"] = {}
+        params["augment"]["spectrogram"] = {"mixup": {"p": 1.0, "ratio": 0.4}, "random_resize_crop": {"p": 0.5}}
+    ref = run_root(tmp_path, toy, "ref")
+    train(params, ref, progress=False)
+
+    root = run_root(tmp_path, toy, "interrupted")
+    original = Trainer.train_step
+
+    def crash_at_third_step(self, batch, step):
+        if step == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, batch, step)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(params, root, progress=False)
+    assert ckpt.load(root / "data/checkpoints/last.pt")["step"] == 2
+    assert not (root / "data/model").exists()
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+    summary = train(params, root, progress=False)
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
+    assert "resuming from" in capsys.readouterr().err
+    assert_same_state(load_state(ref), load_state(root))
+    a, b = ckpt.load(ref / "data/checkpoints/last.pt"), ckpt.load(root / "data/checkpoints/last.pt")
+    if mode == "wave":
+        assert_same_state(a["teacher"], b["teacher"])
+    assert_same_state(a["objective"], b["objective"])
+    # the resumed dvclive log has each step once, and the same values as the reference
+    assert read_metric(root, "train/loss") == read_metric(ref, "train/loss")
+
+    # other parameters -> the checkpoint is ignored, with a message
+    changed = copy.deepcopy(params)
+    changed["train"]["lr"] = 5e-4
+    summary = train(changed, root, progress=False)
+    assert summary["resumed_from"] is None
+    assert "starting fresh" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(toy, tmp_path, monkeypatch):
+    real_get = losses.get
+
+    class NaNAtThirdStep(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+            self.needs_labels, self.needs_teacher = inner.needs_labels, inner.needs_teacher
+
+        def forward(self, z1, z2, **kw):
+            out = self.inner(z1, z2, **kw)
+            if self.training:
+                self.calls += 1
+                if self.calls == 3:
+                    return out * float("nan")
+            return out
+
+    monkeypatch.setattr(losses, "get", lambda name, **kw: NaNAtThirdStep(real_get(name, **kw)))
+    root = run_root(tmp_path, toy)
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 3.*last good checkpoint .*step 2"):
+        train(tiny_params("ntxent", max_steps=5, checkpoint_every=2), root, progress=False)
+    assert ckpt.load(root / "data/checkpoints/last.pt")["step"] == 2
+    assert not (root / "data/model").exists()
+
+
+def test_same_seed_same_weights_whatever_the_worker_count(toy, tmp_path):
+    """Per-sample keyed RNG: 0 and 2 DataLoader workers give bit-identical training on CPU."""
+    params = tiny_params("vicreg", max_steps=3)
+    a, b = run_root(tmp_path, toy, "a"), run_root(tmp_path, toy, "b")
+    train(params, a, progress=False)
+    train(tiny_params("vicreg", max_steps=3, num_workers=2), b, progress=False)
+    assert_same_state(load_state(a), load_state(b))
+    other = run_root(tmp_path, toy, "c")
+    params["seed"] += 1
+    train(params, other, progress=False)
+    assert not torch.equal(load_state(a)["encoder.linear.weight"], load_state(other)["encoder.linear.weight"])
+
+
+def test_early_stopping_keeps_best_model(toy, tmp_path, monkeypatch):
+    """Validation losses 3, 1, 2, 2 with patience 2: stop after epoch 4, keep epoch 2's weights."""
+    seq = iter([3.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    kept = {}
+    real = Trainer.validate
+
+    def fake_validate(self, batches):
+        out = real(self, batches)
+        out["loss"] = next(seq)
+        kept[out["loss"]] = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return out
+
+    monkeypatch.setattr(Trainer, "validate", fake_validate)
+    root = run_root(tmp_path, toy)
+    summary = train(tiny_params("ntxent", max_steps=20, steps_per_epoch=1, patience=2), root, progress=False)
+    assert summary["stopped_early"] and summary["epochs"] == 4 and summary["best_step"] == 2
+    assert_same_state(load_state(root), kept[1.0])
+
+
+def test_model_folder_loads_and_torchscript_matches(toy, tmp_path):
+    from singer_ssl.features import FeatureStore, LogMel
+    from singer_ssl.models.full import build_model
+
+    root = run_root(tmp_path, toy)
+    train(tiny_params("ntxent", max_steps=2), root, progress=False)
+    folder = root / "data/model"
+    hp = yaml.safe_load((folder / "hyperparams.yaml").read_text())
+    store = FeatureStore(toy / "data/features/train/toy.h5")
+    assert {k: hp["frontend"][k] for k in ("sample_rate", "n_fft", "hop", "n_mels")} == \
+        {k: store.attrs[k] for k in ("sample_rate", "n_fft", "hop", "n_mels")}
+    model = build_model(hp)
+    model.load_state_dict(load_state(root))
+    model.eval()
+    wave = 0.1 * torch.randn(3, 8000, generator=torch.Generator().manual_seed(1))
+    scripted = torch.jit.load(str(folder / "model.ts"))
+    with torch.no_grad():
+        eager = model(wave)
+        torch.testing.assert_close(scripted(wave), eager, atol=1e-5, rtol=1e-5)
+        # independent path: features front end -> standardise with the stored stats -> encoder
+        logmel = LogMel.from_attrs(store.attrs)(wave)
+        x = ((logmel - hp["normalization"]["mean"]) / hp["normalization"]["std"]).unsqueeze(1)
+        torch.testing.assert_close(model.encoder(x), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_byol_steps_match_a_hand_written_reference():
+    """Trainer + BYOL objective vs BYOL written out here: predictor on each view, normalised MSE to the
+    teacher's other view, Adam, then teacher <- tau teacher + (1 - tau) student with the cosine schedule."""
+    import torch.nn.functional as F
+
+    model, _, batch = _ddp_setup("ntxent", 8)
+    objective = losses.get("byol", dim=8, predictor_hidden=16, tau_base=0.9)
+    teacher = copy.deepcopy(model).requires_grad_(False)
+    ref_model, ref_pred, ref_teacher = copy.deepcopy(model), copy.deepcopy(objective.predictor), copy.deepcopy(model)
+    unit = TrainUnit(model, objective)
+    trainer = Trainer(unit, torch.optim.Adam(unit.parameters(), lr=1e-2), torch.device("cpu"), teacher=teacher,
+                      total_steps=4)
+    ref_opt = torch.optim.Adam([*ref_model.parameters(), *ref_pred.parameters()], lr=1e-2)
+    x = ((torch.cat([batch["x1"], batch["x2"]]) + 3.0) / 2.0).unsqueeze(1)  # model mean -3, std 2
+    for k in range(2):
+        trainer.train_step(batch, k)
+        z = ref_model.head(ref_model.encoder(x))
+        with torch.no_grad():
+            t = F.normalize(ref_teacher.head(ref_teacher.encoder(x)), dim=1)
+        q1, q2 = F.normalize(ref_pred(z[:8]), dim=1), F.normalize(ref_pred(z[8:]), dim=1)
+        loss = (((q1 - t[8:]) ** 2).mean() + ((q2 - t[:8]) ** 2).mean()) / 2
+        ref_opt.zero_grad()
+        loss.backward()
+        ref_opt.step()
+        tau = 1 - (1 - 0.9) * (math.cos(math.pi * k / 4) + 1) / 2
+        with torch.no_grad():
+            for pt, ps in zip(ref_teacher.parameters(), ref_model.parameters()):
+                pt.mul_(tau).add_((1 - tau) * ps)
+    for got, want in ((model, ref_model), (objective.predictor, ref_pred), (teacher, ref_teacher)):
+        for (name, a), b in zip(got.named_parameters(), want.parameters()):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DDP_LOSSES = ("ntxent", "vicreg", "cola", "ge2e")
+
+
+def _ddp_setup(loss: str, batch: int):
+    """Same initial weights and the same global batch in every process."""
+    from singer_ssl.features import LogMel
+    from singer_ssl.models.full import SingerModel
+    from singer_ssl.models.heads import make_head
+    from singer_ssl.models.lstm import LSTMEncoder
+
+    torch.manual_seed(0)
+    model = SingerModel(LogMel(8000, 256, 64, 8), LSTMEncoder(n_mels=8, hidden=16, layers=1, embedding_dim=16),
+                        make_head("silu_linear", 16, 8), mean=-3.0, std=2.0)
+    objective = losses.get(loss, dim=8)
+    g = torch.Generator().manual_seed(1)
+    x1, x2 = torch.randn(batch, 8, 20, generator=g) - 3, torch.randn(batch, 8, 20, generator=g) - 3
+    labels = torch.arange(batch) // 2  # 2 items per singer: valid GE2E batches (singer-major, contiguous)
+    return model, objective, {"x1": x1, "x2": x2, "labels": labels}
+
+
+def _grads_after_step(loss: str, batch: dict, model, objective, rank: int, world: int):
+    unit = TrainUnit(model, objective)
+    opt = torch.optim.Adam(unit.parameters(), lr=1e-3)
+    trainer = Trainer(unit, opt, torch.device("cpu"), needs_labels=objective.needs_labels, rank=rank,
+                      world_size=world)
+    b = len(batch["x1"]) // world
+    local = {k: v[rank * b:(rank + 1) * b] for k, v in batch.items()}
+    result = trainer.train_step(local, 0)
+    return result.loss, {n: p.grad.clone() for n, p in unit.named_parameters() if p.grad is not None}
+
+
+def _ddp_worker(rank: int, world: int, port: int, queue) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        out = {}
+        for loss in DDP_LOSSES:
+            model, objective, batch = _ddp_setup(loss, 8)
+            value, grads = _grads_after_step(loss, batch, model, objective, rank, world)
+            out[loss] = value, {k: g.numpy() for k, g in grads.items()}  # numpy: no shared-memory handles
+        queue.put((rank, out))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_matches_single_process(tmp_path):
+    """2 gloo processes x batch 4 == 1 process x batch 8: same loss and same gradients (x world rule)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    for loss in DDP_LOSSES:
+        model, objective, batch = _ddp_setup(loss, 8)
+        ref_loss, ref_grads = _grads_after_step(loss, batch, model, objective, 0, 1)
+        for rank in (0, 1):
+            got_loss, got_grads = results[rank][loss]
+            assert got_loss == pytest.approx(ref_loss, rel=1e-5), loss
+            assert got_grads.keys() == ref_grads.keys(), loss
+            for name, g in ref_grads.items():
+                torch.testing.assert_close(torch.from_numpy(got_grads[name]), g, atol=1e-6, rtol=1e-4,
+                                           msg=f"{loss}: {name}")
+
+
+def _train_worker(rank: int, world: int, port: int, params: dict, root: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train(params, root, progress=False)
+
+
+def test_ddp_train_end_to_end(toy, tmp_path):
+    """torchrun-style env: two CPU processes train; rank 0 alone writes; step-1 loss = 1-process loss."""
+    import multiprocessing as mp
+
+    params = tiny_params("ntxent", max_steps=2)
+    single = run_root(tmp_path, toy, "single")
+    train(params, single, progress=False)
+    root = run_root(tmp_path, toy, "ddp")
+    ctx = mp.get_context("fork")
+    port = _free_port()
+    procs = [ctx.Process(target=_train_worker, args=(r, 2, port, params, str(root))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    assert (root / "data/model/model.ts").exists()
+    assert read_metric(root, "train/loss")[0][1] == pytest.approx(read_metric(single, "train/loss")[0][1], rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"loss": "simclr"}, r"unknown loss 'simclr'; valid choices: .*ntxent"),
+    ({"encoder": "wav2vec"}, r"unknown encoder 'wav2vec'; valid choices: .*samplecnn"),
+    ({"augment.spectrogram": {"mixupp": {"p": 1}}}, r"mixupp.*valid choices"),
+    ({"encoder": "samplecnn", "augment.spectrogram": {"mixup": {"p": 0.5}}}, r"takes waveforms.*mixup"),
+    ({"loss": "ge2e", "train.batch_size": 12}, r"singers x utterances = 2 x 4 = 8.*batch_size is 12"),
+    ({"train.batch_size": 1}, r"train.batch_size must be an integer >= 2"),
+    ({"train.optimiser": "sgd"}, r"unknown key\(s\) optimiser"),
+    ({"head.kind": "mlp3"}, r"unknown head.kind 'mlp3'; valid choices: mlp, silu_linear"),
+    ({"encoders.lstm": {"hidden_size": 8}}, r"encoders.lstm: unknown parameter\(s\) hidden_size"),
+    ({"losses.ntxent": {"tau": 0.1}}, r"losses.ntxent: unknown parameter\(s\) 'tau'"),
+    ({"train.epochs": None, "train.max_steps": None}, r"both null"),
+    ({"train.device": "cuda:7"} if not torch.cuda.is_available() else {"train.device": "tpu"}, r"train.device"),
+])
+def test_config_errors_before_any_work(change, message):
+    params = tiny_params()
+    for key, value in change.items():
+        node = params
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    with pytest.raises(ConfigError, match=message):
+        resolve_settings(params)
+
+
+def test_data_dependent_errors(toy, tmp_path):
+    root = run_root(tmp_path, toy)
+    params = tiny_params()
+    params["augment"]["crop_seconds"] = 1.5
+    with pytest.raises(ConfigError, match=r"crop_seconds \(1.5 s\) is longer than the training segments \(1 s\)"):
+        plan_data(resolve_settings(params), root, Dist())
+    with pytest.raises(ConfigError, match=r"batch size 64 is larger than the 24 segments"):
+        plan_data(resolve_settings(tiny_params(batch_size=64)), root, Dist())
+    unlabelled = tmp_path / "unlabelled"
+    make_training_set(unlabelled, labelled=False)
+    with pytest.raises(ConfigError, match=r"loss 'supcon' needs singer labels.*0 known singer"):
+        plan_data(resolve_settings(tiny_params("supcon")), unlabelled, Dist())
+    gone = tmp_path / "gone"
+    paths = make_training_set(gone, n_singers=3)
+    (paths["segments"] / "singer01" / "song1_002.wav").unlink()
+    with pytest.raises(ConfigError, match=r"1 training segment file\(s\) .* missing, e.g. .*song1_002.wav"):
+        plan_data(resolve_settings(tiny_params()), gone, Dist())
+    # an SSL loss is fine without labels: validation holds out source recordings instead
+    data = plan_data(resolve_settings(tiny_params("ntxent")), unlabelled, Dist())
+    assert data.val_unit == "source recording" and data.n_val > 0
+
+
+# ---------------------------------------------------------------------------------------------- data + samplers
+
+
+def test_segment_table_pools_statistics_over_datasets(tmp_path):
+    from singer_ssl.features import FeatureStore
+
+    make_training_set(tmp_path, "a", n_singers=2, seed=1)
+    make_training_set(tmp_path, "b", n_singers=3, segments_per_source=2, seed=2)
+    table = load_segment_table(tmp_path, ["a", "b"])
+    values = np.concatenate([np.stack([FeatureStore(tmp_path / f"data/features/train/{n}.h5")[i]
+                                       for i in range(len(FeatureStore(tmp_path / f"data/features/train/{n}.h5")))])
+                             .ravel() for n in ("a", "b")]).astype(np.float64)
+    assert table.mean == pytest.approx(values.mean(), rel=1e-6)
+    assert table.std == pytest.approx(values.std(), rel=1e-5)
+    assert len(table) == 2 * 2 * 3 + 3 * 2 * 2
+    assert table.singer_names == ["a/singer00", "a/singer01", "b/singer00", "b/singer01", "b/singer02"]
+    assert table.segment_seconds == pytest.approx(1.0)
+
+
+def test_split_holds_out_whole_singers(toy):
+    table = load_segment_table(toy, ["toy"])
+    tr, va, unit = split_by_singer(table, 0.34, seed=123)
+    assert unit == "singer"
+    assert set(table.singer[tr]).isdisjoint(table.singer[va])
+    assert len(set(table.singer[va])) == 2 and len(tr) + len(va) == len(table)
+    tr2, va2, _ = split_by_singer(table, 0.34, seed=123)
+    assert np.array_equal(va, va2)
+
+
+@pytest.mark.parametrize("views", ["file", "clip"])
+def test_views(toy, views):
+    table = load_segment_table(toy, ["toy"])
+    logmel = ViewDataset(table, "logmel", views, crop_samples=4000)
+    wave = ViewDataset(table, "wave", views, crop_samples=4000)
+    rng = np.random.default_rng(0)
+    for index in rng.choice(len(table), 10, replace=False):
+        key = (1, 0, 0, 0, int(index))
+        v1, v2, label = logmel[(int(index), 7, *key)]
+        assert label == 7 and v1.shape == v2.shape == (16, 1 + 4000 // 64)
+        w1, w2, _ = wave[(int(index), 7, *key)]
+        assert w1.shape == w2.shape == (4000,)
+        assert np.array_equal(wave[(int(index), 7, *key)][0], w1)  # keyed RNG: reproducible
+        # view 2 comes from a different segment of the same source recording ('file') or the same one ('clip')
+        second = logmel.partner(int(index), np.random.default_rng(list(key))) if views == "file" else int(index)
+        assert table.source[second] == table.source[index]
+        assert second != index if views == "file" else second == index
+        # each log-mel view is a frame crop of its segment (checked against the store directly)
+        for view, seg in ((v1, int(index)), (v2, second)):
+            item = table.stores[0][seg]
+            width = view.shape[1]
+            assert any(np.allclose(item[:, s:s + width], view) for s in range(item.shape[1] - width + 1))
+
+
+def test_ge2e_and_semisup_batches():
+    labels = np.repeat(np.arange(6), 5)  # 6 singers x 5 segments
+    pool = np.arange(30)
+    plan = SingerBatches(pool, labels, singers=3, utterances=4, seed=0)
+    for rows in plan.batches(0, 5):
+        idx, lab = rows[:, 0], rows[:, 1]
+        assert np.array_equal(lab, labels[idx]) and len(set(idx)) == 12
+        assert [len(set(lab[i * 4:(i + 1) * 4])) for i in range(3)] == [1, 1, 1] and len(set(lab)) == 3
+    with pytest.raises(ConfigError, match="only 6 such singers"):
+        SingerBatches(pool, labels, singers=7, utterances=4, seed=0)
+    semi = SemiSupervisedBatches(pool, labels, batch_size=10, p_s=0.5, b_s=0.5, seed=0)
+    assert len(semi.labelled) == 15
+    for rows in semi.batches(0, 4):
+        labelled = rows[rows[:, 1] >= 0]
+        assert len(labelled) == 5 and set(labelled[:, 0]) <= set(semi.labelled)
+        assert np.array_equal(labelled[:, 1], labels[labelled[:, 0]])
+        assert (rows[:, 1] == -1).sum() == 5
+
+
+def test_batch_stream_shards_and_resumes():
+    labels = np.zeros(40, dtype=np.int64)
+    plan = RandomBatches(np.arange(40), labels, batch_size=8, seed=3)
+    full = list(BatchStream(plan, steps_per_epoch=4, start_step=0, stop_step=10))
+    shards = [list(BatchStream(plan, 4, 0, 10, rank=r, world_size=2)) for r in range(2)]
+    for step, batch in enumerate(full):
+        assert shards[0][step] + shards[1][step] == batch
+        assert len(set(s[0] for s in batch)) == 8  # no repeat within a batch
+        assert all(s[4] == step // 4 and s[5] == step % 4 for s in batch)  # keys: (epoch, batch)
+    assert list(BatchStream(plan, 4, 6, 10)) == full[6:]
+    epoch0 = sorted(s[0] for b in full[:4] for s in b)
+    assert epoch0 == sorted(set(epoch0))  # one pass: each segment at most once per 32 items
+
+
+# ---------------------------------------------------------------------------------------------- monitors + checkpoints
+
+
+def test_monitors_against_direct_formulas():
+    # in-batch trials: positives (z1_i, z2_i), negatives (z1_i, z2_{i+1}); unit vectors on a circle.
+    # Two positives are 0.1 rad apart (cos 0.995), one is 3 rad apart (cos -0.99) and scores below every
+    # negative, which all score below 0.995: ROC (0,0) (0,2/3) ... (1,2/3) (1,1) -> EER = 1/3.
+    angles = np.array([0.0, 2.0, 4.0])
+    shifted = angles + [0.1, 0.1, 3.0]
+    z1 = torch.tensor(np.stack([np.cos(angles), np.sin(angles)], 1), dtype=torch.float32)
+    z2 = torch.tensor(np.stack([np.cos(shifted), np.sin(shifted)], 1), dtype=torch.float32)
+    neg = [float(torch.dot(z1[i], z2[(i + 1) % 3])) for i in range(3)]
+    assert -0.99 < min(neg) and max(neg) < 0.995
+    assert batch_monitors(z1, z2)["eer"] == pytest.approx(100 / 3, abs=1e-3)
+    assert batch_monitors(z1, z1 * 2.0)["eer"] == pytest.approx(0.0)  # cosine: scale-free, positives = 1
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    a = (z1 / z1.norm(dim=1, keepdim=True)).numpy()
+    b = (z2 / z2.norm(dim=1, keepdim=True)).numpy()
+    assert alignment(z1, z2) == pytest.approx(np.mean(np.sum((a - b) ** 2, axis=1)), rel=1e-5)
+
+    def unif(u):
+        d = [np.sum((u[i] - u[j]) ** 2) for i in range(len(u)) for j in range(i + 1, len(u))]
+        return np.log(np.mean(np.exp(-2 * np.array(d))))
+
+    assert uniformity(z1, z2) == pytest.approx((unif(a) + unif(b)) / 2, rel=1e-5)
+
+
+def test_fingerprint_ignores_runtime_knobs_only():
+    params = tiny_params()
+    base = ckpt.fingerprint(params, "data")
+    for key, value in (("num_workers", 4), ("device", "cpu"), ("log_every", 3), ("checkpoint_every", 7)):
+        p = copy.deepcopy(params)
+        p["train"][key] = value
+        assert ckpt.fingerprint(p, "data") == base
+    for change in (lambda p: p["train"].update(lr=0.5), lambda p: p.update(seed=1),
+                   lambda p: p["losses"]["ntxent"].update(temperature=0.5),
+                   lambda p: p["augment"].update(views="clip")):
+        p = copy.deepcopy(params)
+        change(p)
+        assert ckpt.fingerprint(p, "data") != base
+    assert ckpt.fingerprint(params, "other data") != base
+    p = copy.deepcopy(params)
+    p["losses"]["vicreg"]["inv_weight"] = 1.0  # another loss's parameters do not matter
+    assert ckpt.fingerprint(p, "data") == base
+
+
+def test_truncate_live_logs(tmp_path):
+    d = tmp_path / "plots" / "metrics" / "train"
+    d.mkdir(parents=True)
+    (d / "loss.tsv").write_text("timestamp\tstep\tloss\n1\t1\t0.5\n2\t2\t0.4\n3\t3\t0.3\n")
+    ckpt.truncate_live_logs(tmp_path, 2)
+    assert (d / "loss.tsv").read_text() == "timestamp\tstep\tloss\n1\t1\t0.5\n2\t2\t0.4\n"
