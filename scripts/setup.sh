@@ -12,8 +12,10 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip's exit status is kept; only the noise of this machine's local package mirror is filtered out.
+quiet_pip() { .venv/bin/pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 if [ -z "${SINGER_SSL_SKIP_TORCH:-}" ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+  quiet_pip "torch==${TORCH_VERSION:-2.13.0}"
 fi
-.venv/bin/pip install -q -e ".${extras}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+quiet_pip -e ".${extras}"
 .venv/bin/python -c "import singer_ssl, torch; print('singer-ssl', singer_ssl.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"

@@ -229,13 +229,14 @@ def build_model(hparams: dict[str, Any]) -> SingerModel:
 
 def load_model_folder(folder: str | os.PathLike, device: str | torch.device = "cpu"
                       ) -> tuple[SingerModel, dict[str, Any]]:
-    """Load ``hyperparams.yaml`` + ``model.pt`` of a model folder -> (model in eval mode, hparams)."""
-    folder = Path(folder)
-    hparams = yaml.safe_load((folder / "hyperparams.yaml").read_text(encoding="utf-8"))
-    model = build_model(hparams)
-    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), hparams
+    """Load ``hyperparams.yaml`` + ``model.pt`` of a model folder -> (model in eval mode, hparams).
+
+    Delegates to :func:`singer_ssl.api.load_eager`, which names the culprit when a file is missing or
+    the weights do not match the hyperparameters.
+    """
+    from singer_ssl.api import load_eager, read_hyperparams
+
+    return load_eager(folder, device), read_hyperparams(folder)
 
 
 # ----------------------------------------------------------------------------------------------
