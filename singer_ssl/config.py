@@ -56,6 +56,14 @@ def dataset_spec(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]
     return items[name]
 
 
+def test_dataset(params: dict[str, Any], name: str, stage: str) -> dict[str, Any]:
+    """Spec of test dataset ``name``; ConfigError when it is unknown or a training dataset."""
+    role, spec = dataset_spec(params, name)
+    if role != "test":
+        raise ConfigError(f"dataset {name!r} is a {role} dataset; {stage} runs on test datasets")
+    return spec
+
+
 def validate_params(params: dict[str, Any]) -> None:
     """Check names and structure of the whole params tree; raise ConfigError on the first problem."""
     _validate_datasets(params)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from singer_ssl.config import ConfigError, dataset_spec, load_params
+from singer_ssl.config import load_params, test_dataset
 from singer_ssl.embedding_stage import embed_dataset
 
 
@@ -22,9 +22,7 @@ def main(argv: list[str]) -> int:
         return 2
     name = argv[0]
     params = load_params()
-    role, _ = dataset_spec(params, name)
-    if role != "test":
-        raise ConfigError(f"dataset {name!r} is a {role} dataset; embed runs on test datasets")
+    test_dataset(params, name, "embed")
     t0 = time.perf_counter()
     out = Path("data/embeddings") / f"{name}.h5"
     es = embed_dataset(
@@ -41,4 +39,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (ValueError, FileNotFoundError) as err:  # ConfigError, bad trials/embeddings/model folder
+        print(f"error: embed {' '.join(sys.argv[1:])}: {err}", file=sys.stderr)
+        sys.exit(1)

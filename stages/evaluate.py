@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from singer_ssl.trials import read_trials
 
-from singer_ssl.config import ConfigError, dataset_spec, load_params
+from singer_ssl.config import load_params, test_dataset
 from singer_ssl.embeddings import read_embeddings
 from singer_ssl.evaluation import check_labels, probe, trial_indices, verification
 from singer_ssl.report import write_plots
+from singer_ssl.trials import read_trials
 
 
 def evaluate_dataset(name: str, emb_path: Path, trials_path: Path, cfg: dict) -> tuple[dict, dict]:
@@ -68,9 +68,7 @@ def main(argv: list[str]) -> int:
         return 2
     name = argv[0]
     params = load_params()
-    role, _ = dataset_spec(params, name)
-    if role != "test":
-        raise ConfigError(f"dataset {name!r} is a {role} dataset; evaluate runs on test datasets")
+    test_dataset(params, name, "evaluate")
     cfg = dict(params.get("evaluate", {}))
     t0 = time.perf_counter()
     result, plot_data = evaluate_dataset(
@@ -89,4 +87,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (ValueError, FileNotFoundError) as err:  # ConfigError, bad trials/embeddings/model folder
+        print(f"error: evaluate {' '.join(sys.argv[1:])}: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -58,3 +58,14 @@ def test_singer_means_brute_force():
     names, means = singer_means(v, s)
     for name, m in zip(names, means):
         np.testing.assert_allclose(m, v[[i for i in range(len(s)) if s[i] == name]].mean(0))
+
+
+def test_test_dataset_rejects_train_and_unknown():
+    from singer_ssl.config import ConfigError, test_dataset
+
+    params = {"datasets": {"train": {"a": {"path": "x"}}, "test": {"b": {"path": "y"}}}}
+    assert test_dataset(params, "b", "embed") == {"path": "y"}
+    with pytest.raises(ConfigError, match="'a' is a train dataset; embed runs on test datasets"):
+        test_dataset(params, "a", "embed")
+    with pytest.raises(ConfigError, match="valid choices: a, b"):
+        test_dataset(params, "zzz", "evaluate")
