@@ -17,7 +17,8 @@ What a run does, in order:
    augmentations there, log-mel computed batched on the device) when the encoder takes waveforms or
    ``augment.waveform`` has an enabled entry, otherwise log-mel crops read from the HDF5.
    Batches per objective: random, GE2E ``singers x utterances``, SemiSupCon labelled/unlabelled mix.
-3. **Loop**: Adam; bf16 autocast on CUDA (``train.amp``); BYOL's EMA teacher with the cosine τ
+3. **Loop**: Adam or SGD with an optional warm-up and cosine / multi-step schedule
+   (:mod:`singer_ssl.training.optim`); bf16 autocast on CUDA (``train.amp``); BYOL's EMA teacher with the cosine τ
    schedule over the planned number of steps; validation (loss on fixed views + in-batch EER) at the
    end of every epoch; early stopping after ``train.patience`` epochs without improvement; the model
    with the best validation loss is kept. DDP under ``torchrun`` (see :mod:`singer_ssl.training.loop`
@@ -36,6 +37,7 @@ segments), capped by ``max_steps``. Same seed, data and device (CPU) give the sa
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import sys
@@ -49,6 +51,7 @@ import torch
 
 from singer_ssl.config import ConfigError
 from singer_ssl.device import resolve_device
+from singer_ssl.training.optim import build_optimizer, lr_factor, set_lr
 from singer_ssl.training.runtime import (
     Dist,
     all_rng_states,
@@ -251,7 +254,12 @@ class TrainingRun:
         self.teacher = None
         if objective.needs_teacher:
             self.teacher = copy.deepcopy(unit.model).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(unit.parameters(), lr=float(tr["lr"]), weight_decay=float(tr["weight_decay"]))
+        self.optimizer = build_optimizer(unit.model, unit.objective, tr)
+        spe = data.steps_per_epoch
+        self.lr_factor = functools.partial(
+            lr_factor, total_steps=data.total_steps, schedule=tr["schedule"],
+            warmup_steps=int(round(float(tr["warmup_epochs"]) * spe)),
+            milestones=[int(round(float(m) * spe)) for m in tr["milestones"]], gamma=float(tr["gamma"]))
         self.spec_augment = None
         if unit.model.uses_logmel and enabled(settings.spectrogram_cfg):
             self.spec_augment = augment.build_spectrogram(settings.spectrogram_cfg).to(device)
@@ -362,16 +370,20 @@ class TrainingRun:
         val_loss = metrics["loss"]
         if not math.isfinite(val_loss):
             raise NonFiniteLoss(step - 1, val_loss, "(validation loss)")
-        if self.best is None or val_loss < self.best["val_loss"]:
-            self.best = {"val_loss": val_loss, "step": step, "epoch": self.epoch, "state": _cpu_state(self.unit.model)}
+        key = self.settings.monitor
+        value = metrics[key]
+        if self.best is None or value < self.best["value"]:
+            keep = self.settings.select != "last"
+            self.best = {"value": value, "monitor": key, "val_loss": val_loss, "step": step, "epoch": self.epoch,
+                         "state": _cpu_state(self.unit.model) if keep else None}
             self.bad_epochs = 0
         else:
             self.bad_epochs += 1
         patience = self.settings.train["patience"]
         stop = patience is not None and self.bad_epochs >= patience
         if stop:
-            _log(f"early stopping after epoch {self.epoch}: validation loss did not improve for {self.bad_epochs} "
-                 f"epochs (best {self.best['val_loss']:.4f} at epoch {self.best['epoch']})", self.dist)
+            _log(f"early stopping after epoch {self.epoch}: validation {key} did not improve for {self.bad_epochs} "
+                 f"epochs (best {self.best['value']:.4f} at epoch {self.best['epoch']})", self.dist)
         return broadcast_flag(stop, self.dist)
 
     # ---- the loop
@@ -401,6 +413,7 @@ class TrainingRun:
         spe, log_every, ckpt_every = data.steps_per_epoch, int(tr["log_every"]), int(tr["checkpoint_every"])
         try:
             for batch in self.train_loader or ():
+                set_lr(self.optimizer, self.lr_factor(step))
                 result = trainer.train_step(batch, step)
                 step += 1
                 last_loss = result.loss
@@ -418,7 +431,7 @@ class TrainingRun:
                     self.epoch = math.ceil(step / spe)
                     stopped_early = self.end_of_epoch(step)
                     if self.best is not None:
-                        bar.set_postfix(loss=f"{result.loss:.4f}", best_val=f"{self.best['val_loss']:.4f}",
+                        bar.set_postfix(loss=f"{result.loss:.4f}", best_val=f"{self.best['value']:.4f}",
                                         refresh=False)
                 if step % ckpt_every == 0 or end or stopped_early:
                     self.save_checkpoint(step, end or stopped_early, stopped_early)
@@ -439,20 +452,26 @@ class TrainingRun:
         from singer_ssl.models.full import build_model, save_model_folder
 
         best = self.best
+        kept = best if best is not None and best.get("state") is not None else None
         summary = {
             "steps": step, "epochs": self.epoch, "total_steps": self.data.total_steps,
             "stopped_early": bool(stopped_early), "resumed_from": self.start_step if self.resumed else None,
+            "select": self.settings.select, "monitor": self.settings.monitor,
             "best_val_loss": None if best is None else best["val_loss"],
-            "best_step": None if best is None else best["step"], "final_loss": last_loss,
+            "best_value": None if best is None else best["value"],
+            "best_step": None if best is None else best["step"],
+            "kept_step": kept["step"] if kept is not None else step, "final_loss": last_loss,
             "seconds": time.perf_counter() - self.started, "model_dir": str(self.root / MODEL_DIR),
         }
         if self.dist.is_main:
             final = build_model(self.hparams)  # plain modules (no DDP/SyncBN); proves the hparams suffice
-            final.load_state_dict(best["state"] if best is not None else _cpu_state(self.unit.model))
-            self.hparams["training"] = {k: summary[k] for k in ("steps", "epochs", "best_val_loss", "best_step")}
+            final.load_state_dict(kept["state"] if kept is not None else _cpu_state(self.unit.model))
+            self.hparams["training"] = {k: summary[k] for k in ("steps", "epochs", "select", "monitor", "best_value",
+                                                                "best_val_loss", "best_step", "kept_step")}
             save_model_folder(final, self.hparams, self.root / MODEL_DIR)
             best_txt = ("no validation" if best is None
-                        else f"best val loss {best['val_loss']:.4f} at step {best['step']}")
+                        else f"best val {best['monitor']} {best['value']:.4f} at step {best['step']}")
+            best_txt += f", kept the weights of step {summary['kept_step']}"
             _log(f"done: {step} steps, {self.epoch} epochs{' (early stop)' if stopped_early else ''}, {best_txt}, "
                  f"{summary['seconds']:.0f} s -> {self.root / MODEL_DIR}", self.dist)
         return summary

@@ -29,11 +29,14 @@ def test_merge_is_deep():
 def test_shipped_presets_validate():
     """Each shipped preset, merged into params.yaml, passes full validation."""
     from singer_ssl.config import validate_params
+    from singer_ssl.training.settings import resolve_settings
 
     names = available(ROOT / "presets")
     assert {"seed000", "seed001", "seed002", "seed003", "seed004"} <= set(names)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for n in names:
         tree = yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())
-        validate_params(merge(params, tree))
+        merged = merge(params, tree)
+        validate_params(merged)
+        resolve_settings(merged)  # the train stage's own checks (optimizer, schedule, encoder kwargs...)
         overrides(n, ROOT / "params.yaml", ROOT / "presets")  # expressible as -S flags

@@ -116,6 +116,19 @@ def test_short_run_per_loss(loss, toy, tmp_path):
         assert taus[0] == pytest.approx(losses.tau_schedule(0, 3, 0.99)) and taus == sorted(taus)
 
 
+def test_schedule_sets_the_logged_learning_rate(toy, tmp_path):
+    """train/lr at step s is lr * lr_factor(s - 1): warm-up then cosine, over the planned steps."""
+    from singer_ssl.training.optim import lr_factor
+
+    root = run_root(tmp_path, toy)
+    train(tiny_params("byol", max_steps=6, schedule="cosine", warmup_epochs=1, lr=2e-3), root, progress=False)
+    logged = read_metric(root, "train/lr")
+    assert [s for s, _ in logged] == [1, 2, 3, 4, 5, 6]
+    want = [2e-3 * lr_factor(s - 1, 6, "cosine", warmup_steps=2) for s, _ in logged]
+    assert [v for _, v in logged] == pytest.approx(want)
+    assert want[0] == pytest.approx(1e-3) and want[-1] < 2e-3 * 0.2
+
+
 @pytest.mark.parametrize("mode", ["wave", "logmel"])
 def test_resume_after_interruption_matches_uninterrupted_run(mode, toy, tmp_path, monkeypatch, capsys):
     if mode == "wave":  # BYOL: teacher + predictor; audiontt2020: dropout (restored RNG), batch-norm buffers
@@ -218,6 +231,44 @@ def test_early_stopping_keeps_best_model(toy, tmp_path, monkeypatch):
     summary = train(tiny_params("ntxent", max_steps=20, steps_per_epoch=1, patience=2), root, progress=False)
     assert summary["stopped_early"] and summary["epochs"] == 4 and summary["best_step"] == 2
     assert_same_state(load_state(root), kept[1.0])
+
+
+@pytest.mark.parametrize("loss, select, losses_seq, eers, kept_epoch", [
+    ("ntxent", "auto", [3.0, 1.0, 2.0], [30.0, 40.0, 10.0], 2),     # fixed-target loss: lowest val loss
+    ("byol", "auto", [1.0, 2.0, 3.0], [30.0, 10.0, 20.0], 2),       # moving target: lowest val EER
+    ("ntxent", "val_eer", [1.0, 2.0, 3.0], [30.0, 20.0, 10.0], 3),
+    ("byol", "val_loss", [3.0, 1.0, 2.0], [10.0, 20.0, 30.0], 2),
+    ("ntxent", "last", [1.0, 2.0, 3.0], [10.0, 20.0, 30.0], 3),
+])
+def test_select_keeps_the_weights_it_names(loss, select, losses_seq, eers, kept_epoch, toy, tmp_path, monkeypatch):
+    """train.select decides which epoch's weights reach model.pt (validation values faked, weights real)."""
+    seq = iter(zip(losses_seq, eers))
+    states = []
+    real = Trainer.validate
+
+    def fake_validate(self, batches):
+        out = real(self, batches)
+        out["loss"], out["eer"] = next(seq)
+        states.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(Trainer, "validate", fake_validate)
+    root = run_root(tmp_path, toy)
+    summary = train(tiny_params(loss, max_steps=3, steps_per_epoch=1, select=select), root, progress=False)
+    assert summary["kept_step"] == kept_epoch and len(states) == 3
+    assert_same_state(load_state(root), states[kept_epoch - 1])
+    hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
+    assert hp["training"]["kept_step"] == kept_epoch
+
+
+def test_resolve_select():
+    from singer_ssl.training.settings import resolve_select
+
+    assert resolve_select("auto", False) == ("val_loss", "loss")
+    assert resolve_select("auto", True) == ("val_eer", "eer")
+    assert resolve_select("val_loss", True) == ("val_loss", "loss")
+    assert resolve_select("val_eer", False) == ("val_eer", "eer")
+    assert resolve_select("last", True) == ("last", "eer") and resolve_select("last", False) == ("last", "loss")
 
 
 def test_model_folder_loads_and_torchscript_matches(toy, tmp_path):
@@ -398,6 +449,7 @@ def test_ddp_train_end_to_end(toy, tmp_path):
     ({"loss": "ge2e", "train.batch_size": 12}, r"singers x utterances = 2 x 4 = 8.*batch_size is 12"),
     ({"train.batch_size": 1}, r"train.batch_size must be an integer >= 2"),
     ({"train.optimiser": "sgd"}, r"unknown key\(s\) optimiser"),
+    ({"train.select": "best"}, r"unknown train.select 'best'; valid choices: auto, last, val_eer, val_loss"),
     ({"head.kind": "mlp3"}, r"unknown head.kind 'mlp3'; valid choices: mlp, silu_linear"),
     ({"encoders.lstm": {"hidden_size": 8}}, r"encoders.lstm: unknown parameter\(s\) hidden_size"),
     ({"losses.ntxent": {"tau": 0.1}}, r"losses.ntxent: unknown parameter\(s\) 'tau'"),

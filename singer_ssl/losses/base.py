@@ -9,6 +9,8 @@ what else it has to provide:
 - ``needs_teacher``: keep an EMA teacher and pass ``targets=(t1, t2)`` (BYOL).
 - ``batch_defaults``: options of the batch sampler the objective needs (``losses.<name>.batch``);
   empty when any batch of items works.
+- ``param_lr_scale`` (instance attribute): the optimiser runs the objective's own parameters at
+  ``train.lr`` times this (1 by default).
 
 Objectives are evaluated in float32 with autocast disabled, whatever the caller's AMP setting:
 log-sum-exps over hundreds of bf16 logits lose too much precision.
@@ -33,6 +35,8 @@ class Objective(nn.Module):
     needs_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
     batch_defaults: ClassVar[dict[str, Any]] = {}
+    #: learning-rate multiplier of the objective's own parameters (BYOL predictor, COLA W, GE2E w, b)
+    param_lr_scale: float = 1.0
 
     @staticmethod
     def validate_batch(batch: dict[str, Any]) -> None:

@@ -102,11 +102,16 @@ class BYOLLoss(Objective):
         dim: projection dimension D (the trainer passes ``head.dim``; seed 000: 128).
         predictor_hidden: hidden width of the predictor (seed 000: 1024).
         tau_base: τ₀ of the EMA schedule, read by the trainer (seed 000: 0.99).
+        predictor_lr_scale: the predictor's learning rate is ``train.lr`` times this (seed 000: 1).
+            BYOL relies on a near-optimal predictor (Grill et al. §3.2; the predictor's relative
+            learning rate is studied by Tian et al., ICML 2021, "Understanding self-supervised
+            learning dynamics without contrastive pairs"); exposed as ``param_lr_scale``.
     """
 
     needs_teacher = True
 
-    def __init__(self, dim: int = 128, predictor_hidden: int = 1024, tau_base: float = 0.99):
+    def __init__(self, dim: int = 128, predictor_hidden: int = 1024, tau_base: float = 0.99,
+                 predictor_lr_scale: float = 1.0):
         super().__init__()
         who = type(self).__name__
         self.dim = positive_int(dim, "dim", who)
@@ -118,10 +123,17 @@ class BYOLLoss(Objective):
         if not 0.0 <= tau_base <= 1.0:
             raise ConfigError(f"{who}: tau_base must be in [0, 1], got {tau_base!r}")
         self.tau_base = tau_base
+        try:
+            scale = float(predictor_lr_scale)
+        except (TypeError, ValueError):
+            scale = float("nan")
+        if not scale > 0 or not math.isfinite(scale):
+            raise ConfigError(f"{who}: predictor_lr_scale must be a number > 0, got {predictor_lr_scale!r}")
+        self.param_lr_scale = scale
         self.predictor = make_predictor(self.dim, hidden)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, tau_base={self.tau_base}"
+        return f"dim={self.dim}, tau_base={self.tau_base}, predictor_lr_scale={self.param_lr_scale}"
 
     @full_precision
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels=None, targets=None) -> torch.Tensor:

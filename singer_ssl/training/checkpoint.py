@@ -23,7 +23,7 @@ import torch
 
 from singer_ssl.io import atomic_path
 
-FORMAT = 1
+FORMAT = 2  # 2: optimiser parameter groups (model, objective)
 CHECKPOINT_NAME = "last.pt"
 # train.* keys that do not change the result (where/how fast it runs, how often it logs/saves)
 NON_FINGERPRINT_TRAIN_KEYS = ("num_workers", "device", "log_every", "checkpoint_every", "progress")

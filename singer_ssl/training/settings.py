@@ -12,12 +12,18 @@ from typing import Any
 
 from singer_ssl.config import ConfigError, choice_error, dataset_items
 from singer_ssl.device import resolve_device
+from singer_ssl.training.optim import OPTIMIZERS, SCHEDULES
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "optimizer": "adam",
     "lr": 1e-3,
     "weight_decay": 1e-5,
+    "momentum": 0.9,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "milestones": [],
+    "gamma": 0.1,
     "epochs": 100,
     "max_steps": None,
     "steps_per_epoch": None,
@@ -31,8 +37,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "log_every": 10,
     "grad_clip": None,
     "deterministic": True,
+    "select": "auto",
 }
-OPTIMIZERS = ("adam",)
+#: which weights the train stage keeps (see :func:`resolve_settings`)
+SELECTS = ("auto", "val_loss", "val_eer", "last")
 
 @dataclass
 class Settings:
@@ -52,6 +60,8 @@ class Settings:
     wave_mode: bool
     datasets: list[str]
     train: dict[str, Any] = field(default_factory=dict)
+    select: str = "val_loss"   # resolved train.select: val_loss | val_eer | last
+    monitor: str = "loss"      # validation metric for keeping the best model and early stopping: loss | eer
 
     @property
     def batch_size(self) -> int:
@@ -67,8 +77,15 @@ def _int(value: Any, name: str, minimum: int, allow_none: bool = False) -> int |
 
 
 def _number(value: Any, name: str, minimum: float = 0.0, allow_none: bool = False) -> float | None:
+    """Validated float. Accepts numeric strings such as ``"1e-4"``: YAML 1.1 (PyYAML) reads ``lr: 1e-4``,
+    written without a dot, as a string."""
     if value is None and allow_none:
         return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
         raise ConfigError(f"{name} must be a number >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
     return float(value)
@@ -120,19 +137,30 @@ def resolve_settings(params: dict[str, Any]) -> Settings:
     if unknown:
         raise ConfigError(f"train: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(TRAIN_DEFAULTS)}")
     tr = {**TRAIN_DEFAULTS, **raw_train}
+    if tr["select"] not in SELECTS:
+        raise choice_error("train.select", tr["select"], SELECTS)
     if tr["optimizer"] not in OPTIMIZERS:
         raise choice_error("train.optimizer", tr["optimizer"], OPTIMIZERS)
     _int(tr["batch_size"], "train.batch_size", 2)
-    _number(tr["lr"], "train.lr", 0.0)
+    tr["lr"] = _number(tr["lr"], "train.lr", 0.0)
     if not tr["lr"] > 0:
         raise ConfigError(f"train.lr must be > 0, got {tr['lr']!r}")
-    _number(tr["weight_decay"], "train.weight_decay")
+    tr["weight_decay"] = _number(tr["weight_decay"], "train.weight_decay")
+    tr["momentum"] = _number(tr["momentum"], "train.momentum")
+    if tr["schedule"] not in SCHEDULES:
+        raise choice_error("train.schedule", tr["schedule"], SCHEDULES)
+    tr["warmup_epochs"] = _number(tr["warmup_epochs"], "train.warmup_epochs")
+    milestones = tr["milestones"]
+    if not isinstance(milestones, (list, tuple)) or any(
+            isinstance(m, bool) or not isinstance(m, (int, float)) or m < 0 for m in milestones):
+        raise ConfigError(f"train.milestones must be a list of epochs >= 0, got {milestones!r}")
+    tr["gamma"] = _number(tr["gamma"], "train.gamma")
     _int(tr["epochs"], "train.epochs", 1, allow_none=True)
     _int(tr["max_steps"], "train.max_steps", 1, allow_none=True)
     if tr["epochs"] is None and tr["max_steps"] is None:
         raise ConfigError("train.epochs and train.max_steps are both null: set at least one")
     _int(tr["steps_per_epoch"], "train.steps_per_epoch", 1, allow_none=True)
-    _number(tr["val_fraction"], "train.val_fraction")
+    tr["val_fraction"] = _number(tr["val_fraction"], "train.val_fraction")
     if tr["val_fraction"] >= 1:
         raise ConfigError(f"train.val_fraction must lie in [0, 1), got {tr['val_fraction']!r}")
     _int(tr["val_batches"], "train.val_batches", 1, allow_none=True)
@@ -140,7 +168,7 @@ def resolve_settings(params: dict[str, Any]) -> Settings:
     _int(tr["checkpoint_every"], "train.checkpoint_every", 1)
     _int(tr["num_workers"], "train.num_workers", 0)
     _int(tr["log_every"], "train.log_every", 1)
-    _number(tr["grad_clip"], "train.grad_clip", 0.0, allow_none=True)
+    tr["grad_clip"] = _number(tr["grad_clip"], "train.grad_clip", 0.0, allow_none=True)
     try:
         resolve_device(tr["device"])
     except (ValueError, RuntimeError) as err:
@@ -166,9 +194,32 @@ def resolve_settings(params: dict[str, Any]) -> Settings:
         raise ConfigError("no training dataset: add one under datasets.train in params.yaml")
     seed = params.get("seed", 0)
     _int(seed, "seed", 0)
+    select, monitor = resolve_select(tr["select"], losses.objective_class(loss).needs_teacher)
     return Settings(
+        select=select, monitor=monitor,
         seed=int(seed), loss=loss, loss_params=loss_params, sampler=sampler, encoder=encoder, encoder_kind=kind,
         head_dim=int(head_dim), views=views, crop_seconds=crop,
         waveform_cfg=dict(aug.get("waveform") or {}), spectrogram_cfg=dict(aug.get("spectrogram") or {}),
         wave_mode=kind == "waveform" or bool(enabled(aug.get("waveform"))), datasets=names, train=tr,
     )
+
+
+def resolve_select(select: str, moving_target: bool) -> tuple[str, str]:
+    """``train.select`` -> (selection, validation metric it monitors).
+
+    The validation metric decides which weights are kept and when to stop early:
+
+    - ``val_loss``: the objective's loss on fixed views of held-out singers (seed 000 keeps the best
+      ``loss/val``);
+    - ``val_eer``: the in-batch EER (%) on the same views (two views of one recording = target, the other
+      items = non-targets), comparable across objectives and across time;
+    - ``last``: keep the final weights; early stopping still watches the ``auto`` metric;
+    - ``auto``: ``val_eer`` for objectives with a moving target (BYOL: the loss is measured against an EMA
+      teacher that changes every step, so its values at different epochs are not comparable and its
+      minimum sits at the start, before the student drifts from the teacher), ``val_loss`` otherwise.
+    """
+    if select == "auto":
+        select = "val_eer" if moving_target else "val_loss"
+    if select == "last":
+        return select, "eer" if moving_target else "loss"
+    return select, "eer" if select == "val_eer" else "loss"
