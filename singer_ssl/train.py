@@ -244,10 +244,13 @@ class TrainingRun:
         signature = ckpt.data_signature(table.names, table.keys, table.attrs, table.mean, table.std)
         self.fingerprint = ckpt.fingerprint(params, signature)
 
-        # model, objective, teacher, optimiser: the same initial weights on every rank
+        # model, objective, teacher, optimiser: the same initial weights on every rank. The model is built
+        # first, right after seeding, so that every objective starts from the weights of the embed stage's
+        # random-init baseline (torch.manual_seed(seed); build_model(hparams)).
         seed_all(settings.seed)
+        model = build_model(self.hparams)
         objective = losses.get(settings.loss, dim=settings.head_dim, **settings.loss_params)
-        unit = TrainUnit(build_model(self.hparams), objective).to(device)
+        unit = TrainUnit(model, objective).to(device)
         if dist_info.world_size > 1 and device.type == "cuda":
             unit = torch.nn.SyncBatchNorm.convert_sync_batchnorm(unit)
         self.unit = unit

@@ -261,6 +261,29 @@ def test_select_keeps_the_weights_it_names(loss, select, losses_seq, eers, kept_
     assert hp["training"]["kept_step"] == kept_epoch
 
 
+@pytest.mark.parametrize("loss", ["byol", "cola", "ntxent"])
+def test_training_starts_from_the_random_init_baseline(loss, toy, tmp_path, monkeypatch):
+    """Whatever the objective (with or without parameters of its own), step 0 sees the weights that the
+    embed stage rebuilds as its random-init baseline: torch.manual_seed(seed); build_model(hparams)."""
+    from singer_ssl.models.full import build_model
+
+    seen = []
+    real = Trainer.train_step
+
+    def spy(self, batch, step):
+        if step == 0:
+            seen.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return real(self, batch, step)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    root = run_root(tmp_path, toy)
+    params = tiny_params(loss, max_steps=1)
+    train(params, root, progress=False)
+    hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
+    torch.manual_seed(params["seed"])
+    assert_same_state(seen[0], build_model(hp).state_dict())
+
+
 def test_resolve_select():
     from singer_ssl.training.settings import resolve_select
 
