@@ -5,6 +5,8 @@
 2. A second `dvc repro` runs nothing.
 3. `dvc exp run -S loss=vicreg` re-runs only train, embed and evaluate, and `dvc metrics diff`
    shows the changed EER.
+4. `dvc exp run $(singer-ssl preset byol-laptop)`: the trained BYOL encoder beats the random-init
+   baseline on builtin-test.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -123,3 +126,15 @@ def test_loss_switch_reruns_only_training_half(project: Path, first_run: str):
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
     changed = diff["metrics/builtin-test.json"]
     assert "embedding.eer" in changed and changed["embedding.eer"]["diff"] != 0
+
+
+def test_trained_byol_beats_random_init(project: Path, first_run: str):
+    from singer_ssl.presets import overrides
+
+    flags = overrides("byol-laptop", project / "params.yaml", project / "presets")
+    out = _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=200"], project, timeout=1500)
+    assert "train" in _stages_run(out), out
+    m = json.loads((project / "metrics/builtin-test.json").read_text())
+    hp = yaml.safe_load((project / "data/model/hyperparams.yaml").read_text())
+    assert hp["loss"]["name"] == "byol" and hp["training"]["monitor"] == "eer"
+    assert m["embedding"]["eer"] < m["baselines"]["random_init"]["eer"] - 3.0, m
