@@ -31,12 +31,7 @@ def params_for(encoder: str, encoder_kwargs: dict, loss: str = "ntxent") -> dict
     }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_hyperparams_describe_everything_needed():

@@ -7,7 +7,7 @@ Step (per process, on its slice of the global batch)::
     standardise with the dataset mean/std -> spectrogram augmentations       (2b, 1, F, T)
     [BYOL] teacher projections t1, t2 (no grad)
     TrainUnit (DDP-wrapped when distributed): encoder + head + objective     loss, z1, z2
-    (loss * world_size).backward(); [clip]; Adam step; [BYOL] EMA update of the teacher
+    (loss * world_size).backward(); [clip]; optimiser step (Adam or SGD, scheduled lr); [BYOL] EMA update of the teacher
 
 **Why ``loss * world_size``.** The objectives all-gather the projections and evaluate the loss on
 the global batch, so every process gets the same value, and the gather's backward hands each process
