@@ -2,7 +2,7 @@
 
     python benchmarks/embed.py [--n 256] [--encoder audiontt2020] [--batch 64]
 
-- stage: ``singer_ssl.embedding_stage.embed_dataset`` on a features HDF5 of N 4 s segments
+- stage: ``singer_ssl.embed.embed_dataset`` on a features HDF5 of N 4 s segments
   (trained model + random-init baseline + MFCC baseline + HDF5 write), reported per model pass;
 - floor: the same SingerModel's ``embed_logmel`` on tensors already in memory, same batch size.
 Prints segments/s and the ratio stage/floor (1.0 = the stage adds no overhead).
@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from singer_ssl.embedding_stage import embed_dataset  # noqa: E402
-from singer_ssl.models.full import build_model, save_model_folder  # noqa: E402
+from singer_ssl.embed import embed_dataset  # noqa: E402
+from singer_ssl.model.singer_model import build_model, save_model_folder  # noqa: E402
 
 
 def make_features(path: Path, n: int, n_mels: int = 128, frames: int = 345) -> dict:

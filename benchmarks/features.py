@@ -1,4 +1,4 @@
-"""Benchmark the features stage against seed 004's extraction and a bare-compute floor.
+"""Benchmark the features stage against Fonseca et al.'s extraction and a bare-compute floor.
 
     python benchmarks/features.py                      # 256 synthetic 4 s segments at 44.1 kHz
     python benchmarks/features.py --segments data/segments/test/builtin-test
@@ -10,7 +10,7 @@ over ``--repeats`` timed runs, methods interleaved round-robin):
 
 1. ``stage``: :func:`singer_ssl.features.extract_features` — decode + log-mel + HDF5 write + mean/std,
    exactly what ``python stages/features.py`` runs.
-2. ``seed004``: seed 004's way (uclser20 ``extract``): per clip ``librosa.load`` + ``librosa.feature.
+2. ``seed004``: Fonseca et al.'s way (uclser20 ``extract``): per clip ``librosa.load`` + ``librosa.feature.
    melspectrogram`` + log, each clip written to the HDF5 file as it is computed.
 3. ``floor``: read the batch's audio (soundfile) then one batched ``torch.stft`` + mel matmul + log,
    default torch threads, nothing written — the naive "bare compute" lower bound of work.
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+from singer_ssl.core.io import write_csv  # noqa: E402
 from singer_ssl.features import (  # noqa: E402
     extract_features,
     mel_filterbank,
@@ -48,7 +49,6 @@ from singer_ssl.features import (  # noqa: E402
     read_segment_manifest,
     segment_length,
 )
-from singer_ssl.io import write_csv  # noqa: E402
 
 
 def make_synthetic_segments(folder: Path, n: int, sr: int, seconds: float, seed: int = 0) -> None:

@@ -1,16 +1,16 @@
 """Benchmark: scoring one million verification trials (cosine, EER, minDCF, MNR, bootstrap CI).
 
 Stored-like data: ``--segments`` embeddings of ``--dim`` float32 dimensions from ``--singers`` singers (singer
-centre + per-segment noise, EER around 20 %), and ``--trials`` seed-000-style trials (half same-singer, both
-segments drawn with replacement). ``singer_ssl.metrics`` is timed end to end (best of ``--repeat`` runs) against
+centre + per-segment noise, EER around 20 %), and ``--trials`` Torres et al.-style trials (half same-singer, both
+segments drawn with replacement). ``singer_ssl.evaluation.metrics`` is timed (best of ``--repeat`` runs) against
 baselines in the same process:
 
 - naive scoring: a per-pair Python loop (``a @ b / (|a| |b|)`` per trial), timed on ``--naive-subset`` trials and
   extrapolated linearly to all trials (reported as such);
 - scikit-learn scoring: ``1 - sklearn.metrics.pairwise.paired_cosine_distances`` on gathered blocks of pairs;
-- scikit-learn EER: ``roc_curve`` + ``scipy.optimize.brentq`` on ``interp1d(fpr, tpr)`` (SUPERB / seed 000);
+- scikit-learn EER: ``roc_curve`` + ``scipy.optimize.brentq`` on ``interp1d(fpr, tpr)`` (SUPERB / Torres et al. 2023);
 - minDCF: the Kaldi / VoxCeleb-trainer ``ComputeErrorRates`` + ``ComputeMinDcf`` Python loops;
-- MNR: seed 000's ``compute_rank`` loop (per query: filter the other singers' list, ``random.sample``, score the
+- MNR: Torres et al.'s ``compute_rank`` loop (per query: filter the other singers' list, ``random.sample``, score the
   candidates, sort), with exact singer labels;
 - bootstrap CI (1000 resamples of ``--bootstrap-trials`` trials): resample + re-sort + EER per resample, timed on
   ``--naive-boot`` resamples and extrapolated.
@@ -47,7 +47,8 @@ def make_embeddings(n_segments: int, dim: int, n_singers: int, seed: int) -> tup
 
 
 def make_trials(singers: np.ndarray, n_trials: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seed 000 ``create_speaker_pairs``: with prob. 1/2 two segments of one singer, else of two distinct singers."""
+    """Torres et al. 2023 ``create_speaker_pairs``: with prob. 1/2 two segments of one singer, else of two
+    distinct singers."""
     rng = np.random.default_rng(seed)
     names, codes = np.unique(singers, return_inverse=True)
     rows_of = [np.flatnonzero(codes == c) for c in range(names.size)]
@@ -126,7 +127,7 @@ def kaldi_min_dcf(labels: np.ndarray, scores: np.ndarray, p_target: float = 0.01
 
 def seed000_mnr(emb: np.ndarray, singers: np.ndarray, idx1: np.ndarray, idx2: np.ndarray, n_queries: int,
                 n_negatives: int, seed: int) -> float:
-    """seed 000 ``compute_rank`` per-query loop (exact labels instead of its path-substring test)."""
+    """Torres et al. 2023 ``compute_rank`` per-query loop (exact labels instead of its path-substring test)."""
     rng = random.Random(seed)
     names = singers.tolist()
     ranks = []
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         ("EER", f"{args.trials:,} trials", t_eer, f"sklearn roc_curve + brentq: {fmt(t_skeer)}", t_skeer),
         ("minDCF (p=0.01)", f"{args.trials:,} trials", t_dcf, f"Kaldi ComputeMinDcf loops: {fmt(t_kaldi)}", t_kaldi),
         ("MNR", f"{nq} queries x {nneg} negatives, N={args.segments:,}", t_mnr,
-         f"seed 000 compute_rank loop: {fmt(t_rank)}", t_rank),
+         f"Torres et al. 2023 compute_rank loop: {fmt(t_rank)}", t_rank),
         ("total: scores + EER + minDCF + MNR", config, t_total,
          f"naive loop + sklearn EER + Kaldi minDCF + seed-000 MNR: {fmt(t_naive + t_skeer + t_kaldi + t_rank)}",
          t_naive + t_skeer + t_kaldi + t_rank),

@@ -14,7 +14,7 @@ Two measurements in one process, samples (batch items) per second = batch / medi
 ``--warmup`` steps of each, in ``--rounds`` alternating blocks of ``--steps`` steps (floor, pipeline,
 floor, ...) so that a drifting machine load affects both alike:
 
-1. ``pipeline``: :class:`singer_ssl.train.TrainingRun`'s own loader and ``Trainer.train_step``
+1. ``pipeline``: :class:`singer_ssl.training.run.TrainingRun`'s own loader and ``Trainer.train_step``
    (exactly what ``stages/train.py`` runs, minus logging and checkpoints).
 2. ``floor``: ``Trainer.train_step`` on one batch of the same views as *log-mels already in memory*:
    standardise + forward (student and, for BYOL, teacher) + backward + Adam + EMA; no I/O, no
@@ -42,11 +42,11 @@ if __package__ in (None, ""):
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from singer_ssl.train import TrainingRun  # noqa: E402
+from singer_ssl.training.config import resolve_settings  # noqa: E402
 from singer_ssl.training.data import collate_views  # noqa: E402
+from singer_ssl.training.run import TrainingRun  # noqa: E402
 from singer_ssl.training.runtime import Dist, deterministic_mode  # noqa: E402
-from singer_ssl.training.settings import resolve_settings  # noqa: E402
-from singer_ssl.training.synthetic import make_training_set  # noqa: E402
+from tests.synthetic import make_training_set  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ waveform batch (B, samples) at ``input_sr`` Hz to embeddings (B, D), in eval mod
 model's rate, cut into non-overlapping windows of the model's segment length (4 s by default; the
 remainder is dropped unless the file is shorter than one window, in which case the whole file is
 one window) and the window embeddings are averaged (arithmetic mean of the un-normalised
-embeddings, then scored with cosine similarity as in seed 000).
+embeddings, then scored with cosine similarity as in Torres et al. 2023).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import yaml
 from torch import nn
 
-from singer_ssl.device import resolve_device
-from singer_ssl.resample import Resample
+from singer_ssl.core.device import resolve_device
+from singer_ssl.core.resample import Resample
 
 MODEL_FILES = ("model.pt", "model.ts", "hyperparams.yaml")
 
@@ -60,12 +60,12 @@ def model_segment_seconds(hp: dict) -> float:
 
 
 def load_eager(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
-    """Rebuild the full :class:`~singer_ssl.models.full.SingerModel` and load ``model.pt`` strictly.
+    """Rebuild the full :class:`~singer_ssl.model.singer_model.SingerModel` and load ``model.pt`` strictly.
 
     Raises :class:`ModelFolderError` naming the culprit when ``hyperparams.yaml`` does not match
     the weights (e.g. another encoder or embedding size).
     """
-    from singer_ssl.models.full import build_model
+    from singer_ssl.model.singer_model import build_model
 
     folder = Path(folder)
     hp = read_hyperparams(folder)
@@ -167,9 +167,9 @@ def embed_files(
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(path, embedding (D,))`` for each readable audio file (see module docstring).
 
-    Unreadable files raise :class:`singer_ssl.audio.AudioError` naming the file.
+    Unreadable files raise :class:`singer_ssl.core.audio.AudioError` naming the file.
     """
-    from singer_ssl import audio
+    from singer_ssl.core import audio
 
     model = load_model(model_dir, device=device)
     sr = model.sample_rate

@@ -5,7 +5,7 @@
         non-overlapping windows of the model's segment length, see singer_ssl.api). Keys are paths
         relative to AUDIO_DIR; the singer label is the first folder of that path (empty when flat).
     singer-ssl score TRIALS --embeddings FILE.h5 [--representation embedding]
-        Print EER (%), its threshold, and minDCF for a trial list (seed 000 csv or Kaldi format).
+        Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format).
     singer-ssl preset NAME [--params params.yaml] [--write]
         Print the `-S` overrides of a paper preset (presets/NAME.yaml), for
         `dvc exp run $(singer-ssl preset seed000)`; with --write, merge it into params.yaml.
@@ -25,9 +25,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
 def _cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from singer_ssl import audio
     from singer_ssl.api import embed_waveforms, load_model, model_segment_seconds
-    from singer_ssl.embeddings import EmbeddingSet, write_embeddings
+    from singer_ssl.core import audio
+    from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 
     root = Path(args.audio_dir)
     if not root.is_dir():
@@ -63,9 +63,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from singer_ssl import metrics
-    from singer_ssl.embeddings import read_embeddings
-    from singer_ssl.evaluation import check_labels, trial_indices
+    from singer_ssl.evaluation.store import read_embeddings
+    from singer_ssl.evaluation.verification import check_labels, metrics, trial_indices
     from singer_ssl.trials import read_trials
 
     es = read_embeddings(args.embeddings)

@@ -1,15 +1,15 @@
 """Log-mel front end, the features stage's extractor, and the HDF5 feature store.
 
-Front end (seed 000's, ``singer_identity/model.py``): power mel spectrogram with n_fft 2048, hop 512,
+Front end (Torres et al.'s, ``singer_identity/model.py``): power mel spectrogram with n_fft 2048, hop 512,
 128 Slaney mels (Slaney area norm), periodic Hann window, ``center=True`` with reflect padding, then
 the natural log ``log(mel + 1e-8)``. Computed as nnAudio's ``MelSpectrogram`` computes it.
 
-**Sample rate.** Seed 000 built ``nnAudio.features.MelSpectrogram`` without ``sr``, so its filterbank was
+**Sample rate.** Torres et al. 2023 built ``nnAudio.features.MelSpectrogram`` without ``sr``, so its filterbank was
 designed for nnAudio's default 22.05 kHz but applied to 44.1 kHz STFT bins: its 128 filters nominally
-span 0-11.025 kHz but really cover 0-22.05 kHz, every centre frequency doubled (seed-systems.md §1.1).
+span 0-11.025 kHz but really cover 0-22.05 kHz, every centre frequency doubled (in the published code).
 Here the sample rate is always passed explicitly (``audio.sample_rate``), so ``fmin``/``fmax`` and
 the mel centres are the physical frequencies they claim to be. Features are therefore not
-interchangeable with seed 000's pretrained weights; that is deliberate.
+interchangeable with Torres et al.'s pretrained weights; that is deliberate.
 
 Two implementations with the same output (tested: max |Δ log-mel| <= 1e-3 wherever mel power > 1e-6,
 against nnAudio and against ``librosa.feature.melspectrogram``):
@@ -51,8 +51,8 @@ import torch
 from nnAudio.utils import get_mel
 from torch import nn
 
-from singer_ssl.device import resolve_device
-from singer_ssl.io import atomic_path, read_csv
+from singer_ssl.core.device import resolve_device
+from singer_ssl.core.io import atomic_path, read_csv
 
 # Front-end attributes written to every features file (and to the model's hyperparams).
 FRONT_END_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.core.errors import ConfigError, choice_error
 
 PRESET_DIR = Path("presets")
 
@@ -86,7 +86,7 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def apply_preset(name: str, params_path: str | os.PathLike = "params.yaml", preset_dir: Path = PRESET_DIR) -> None:
     """Merge preset ``name`` into ``params_path`` in place (comments are not preserved)."""
-    from singer_ssl.io import write_yaml
+    from singer_ssl.core.io import write_yaml
 
     params = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
     write_yaml(params_path, merge(params, load_preset(name, preset_dir)))

@@ -1,9 +1,9 @@
-"""Verification trials: generation (seed 000's ``create_speaker_pairs``, fixed), parsing and writing.
+"""Verification trials: generation (Torres et al.'s ``create_speaker_pairs``, fixed), parsing and writing.
 
-Seed 000 (``preprocess/create_speaker_pairs.py``) draws 20,000 trials with replacement: each draw is
+Torres et al. 2023 (``preprocess/create_speaker_pairs.py``) draws 20,000 trials with replacement: each draw is
 positive with probability 1/2 (one singer, two files *with replacement*, so a positive can pair a file
 with itself: 35 such trials in its VocalSet list) else negative (two distinct singers, one file each),
-and pairs can repeat (anchors.md §B0). Here, with the same singer weighting:
+and pairs can repeat (as in Torres et al. 2023, SonyCSLParis/ssl-singer-identity). Here, with the same singer weighting:
 
 - exactly ``n_pairs // 2`` positives and ``n_pairs - n_pairs // 2`` negatives when that many distinct
   pairs exist (otherwise all there are, with a warning; the classes are not re-balanced);
@@ -12,14 +12,14 @@ and pairs can repeat (anchors.md §B0). Here, with the same singer weighting:
   its number of distinct pairs); within a singer a pair is drawn as a uniform first segment and a
   uniform partner; with ``cross_recording`` the partner comes from another source recording whenever
   the singer has more than one (positives are then never two cuts of the same take);
-- negatives: a uniform pair of distinct singers, then a uniform segment of each (seed 000's process),
+- negatives: a uniform pair of distinct singers, then a uniform segment of each (Torres et al.'s process),
   repeated draws rejected;
 - sampling is vectorised (rejection of duplicates in batches); all candidate pairs are enumerated only
   where the request is a sizeable fraction of them (then weighted sampling without replacement,
   Efraimidis & Spirakis 2006, with the same process's weights), never the O(N^2) pair set of a big set.
   Output order is shuffled and each pair's orientation random; everything follows from ``seed``.
 
-File format (seed 000's): one ``label,key1,key2`` line per trial, label 1 = same singer, keys = the
+File format (Torres et al.'s): one ``label,key1,key2`` line per trial, label 1 = same singer, keys = the
 manifest's ``segment`` (``<singer>/<file>.wav``); keys containing a comma or quote are CSV-quoted.
 :func:`read_trials` also reads Kaldi/wespeaker lists (``enroll test target|nontarget``) and
 whitespace-separated VoxCeleb lists (``label key1 key2``), auto-detected.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from singer_ssl.io import write_text
+from singer_ssl.core.io import write_text
 
 Trial = tuple[int, str, str]
 TRIAL_FORMATS = ("csv", "kaldi", "voxceleb")
@@ -154,7 +154,7 @@ def _negatives(singer_start: np.ndarray, singer_count: np.ndarray, seg_singer: n
     while got.shape[0] < k:
         need = k - got.shape[0]
         m = 2 * need + 64
-        if rounds < _MAX_SINGER_ROUNDS:  # seed 000's process: uniform singer pair, uniform segments
+        if rounds < _MAX_SINGER_ROUNDS:  # Torres et al.'s process: uniform singer pair, uniform segments
             s1 = rng.integers(0, n_singers, size=m)
             s2 = rng.integers(0, n_singers - 1, size=m)
             s2 = s2 + (s2 >= s1)
@@ -280,7 +280,7 @@ def _detect_format(line: str) -> str:
         return "kaldi"
     if len(parts) == 3 and parts[0] in ("0", "1"):
         return "voxceleb"
-    raise TrialsError(f"unrecognised trial line {line!r}; expected 'label,key1,key2' (seed 000), "
+    raise TrialsError(f"unrecognised trial line {line!r}; expected 'label,key1,key2' (Torres et al. 2023), "
                       "'enroll test target|nontarget' (Kaldi) or 'label key1 key2' (VoxCeleb)")
 
 
@@ -360,7 +360,7 @@ def validate_trials(labels: np.ndarray, key1: Sequence[str], key2: Sequence[str]
 
 def load_external_trials(path: str | os.PathLike, known_keys: Iterable[str],
                          dataset: str = "the dataset") -> list[Trial]:
-    """Read and validate a user-supplied trial list (seed 000 csv or Kaldi), as ``(label, key1, key2)``."""
+    """Read and validate a user-supplied trial list (Torres et al. 2023 csv or Kaldi), as ``(label, key1, key2)``."""
     path = Path(path)
     if not path.is_file():
         raise TrialsError(f"external trial list for {dataset} not found: {path}")

@@ -3,7 +3,7 @@
     python stages/corpus.py [--params params.yaml] [--out data/raw]
 
 Reads ``params.yaml`` section ``corpus`` (seed, n_train_singers, n_test_singers, songs_per_singer,
-min_seconds, max_seconds, sample_rates, stereo_fraction, workers; see :mod:`singer_ssl.corpus`) and
+min_seconds, max_seconds, sample_rates, stereo_fraction, workers; see :mod:`singer_ssl.data.builtin_corpus`) and
 writes ``<out>/builtin-train`` and ``<out>/builtin-test``, each atomically (built in a temporary
 sibling, renamed when complete), each with ``singers.csv`` and ``corpus.json`` at its root. Same
 params -> byte-identical files, whatever ``workers``. Prints a one-line summary; a bad parameter
@@ -19,8 +19,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python stages/corpus.py` without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from singer_ssl.config import ConfigError, load_params  # noqa: E402
-from singer_ssl.corpus import CorpusConfig, generate_corpus  # noqa: E402
+from singer_ssl.core.params import ConfigError, load_params  # noqa: E402
+from singer_ssl.data.builtin_corpus import CorpusConfig, generate_corpus  # noqa: E402
 
 
 def summary_line(summary: dict, out: Path) -> str:

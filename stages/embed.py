@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from singer_ssl.config import load_params, test_dataset
-from singer_ssl.embedding_stage import embed_dataset
+from singer_ssl.core.params import load_params, test_dataset
+from singer_ssl.embed import embed_dataset
 
 
 def main(argv: list[str]) -> int:

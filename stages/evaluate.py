@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from singer_ssl.config import load_params, test_dataset
-from singer_ssl.embeddings import read_embeddings
-from singer_ssl.evaluation import check_labels, probe, trial_indices, verification
-from singer_ssl.report import write_plots
+from singer_ssl.core.params import load_params, test_dataset
+from singer_ssl.evaluation.report import write_plots
+from singer_ssl.evaluation.store import read_embeddings
+from singer_ssl.evaluation.verification import check_labels, probe, trial_indices, verification
 from singer_ssl.trials import read_trials
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     result, plot_data = evaluate_dataset(
         name, Path("data/embeddings") / f"{name}.h5", Path("data/trials") / f"{name}.txt", cfg)
     write_plots(Path("plots") / name, plot_data, tsne_cfg=cfg.get("tsne", {}), seed=int(cfg.get("seed", 0)))
-    from singer_ssl.io import write_json
+    from singer_ssl.core.io import write_json
 
     write_json(Path("metrics") / f"{name}.json", result)
     e, r, m = result["embedding"], result["baselines"]["random_init"], result["baselines"]["mfcc"]

@@ -6,7 +6,7 @@ Reads ``data/segments/<role>/<dataset>/`` (``manifest.csv`` + wavs), ``audio.sam
 ``features.{n_fft, hop, n_mels, fmin, fmax, log_offset, dtype, batch_size, device}`` from params.yaml;
 writes ``data/features/<role>/<dataset>.h5`` atomically (``logmel`` (N, n_mels, T), ``key``/``singer``/
 ``source``, attrs = front-end params + dataset mean/std; see :func:`singer_ssl.features.extract_features`).
-The mel filterbank is designed for ``audio.sample_rate`` (seed 000 left nnAudio at 22.05 kHz).
+The mel filterbank is designed for ``audio.sample_rate`` (Torres et al. 2023 left nnAudio at 22.05 kHz).
 ``device: auto`` computes on CUDA (nnAudio) when available, else on CPU (torch.stft path, same output).
 
 Errors (exit status 1, one line): unknown dataset or bad parameter, missing/empty manifest, or a
@@ -22,8 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python stages/features.py` without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from singer_ssl.config import ConfigError, dataset_spec, load_params  # noqa: E402
-from singer_ssl.device import resolve_device  # noqa: E402
+from singer_ssl.core.device import resolve_device  # noqa: E402
+from singer_ssl.core.params import ConfigError, dataset_spec, load_params  # noqa: E402
 from singer_ssl.features import SegmentError, extract_features, n_frames  # noqa: E402
 
 # `workers` (decode+compute threads, default: all cores) is optional and absent from params.yaml.

@@ -2,7 +2,7 @@
 
     python stages/segment.py <dataset>
 
-Reads ``datasets.<role>.<dataset>`` (layout, see :mod:`singer_ssl.datasets`), ``audio.sample_rate``
+Reads ``datasets.<role>.<dataset>`` (layout, see :mod:`singer_ssl.data.layouts`), ``audio.sample_rate``
 and ``segment.{seconds, remainder, silence_db, workers}`` from params.yaml; writes
 ``data/segments/<role>/<dataset>/`` atomically (built in a temporary sibling folder, renamed when
 complete): ``<singer>/<name>.wav`` (mono PCM_16 at ``audio.sample_rate``), ``manifest.csv``
@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 if __package__ in (None, ""):  # run as `python stages/segment.py` without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from singer_ssl.audio import (  # noqa: E402
+from singer_ssl.core.audio import (  # noqa: E402
     DEFAULT_BLOCK_FRAMES,
     REMAINDERS,
     SILENT_PEAK,
@@ -48,8 +48,9 @@ from singer_ssl.audio import (  # noqa: E402
     rms_dbfs,
     write_wav,
 )
-from singer_ssl.config import ConfigError, choice_error, dataset_spec, load_params  # noqa: E402
-from singer_ssl.datasets import (  # noqa: E402
+from singer_ssl.core.io import atomic_path  # noqa: E402
+from singer_ssl.core.params import ConfigError, choice_error, dataset_spec, load_params  # noqa: E402
+from singer_ssl.data.layouts import (  # noqa: E402
     DatasetError,
     DatasetSpec,
     format_seconds,
@@ -60,7 +61,6 @@ from singer_ssl.datasets import (  # noqa: E402
     write_manifest,
     write_skipped,
 )
-from singer_ssl.io import atomic_path  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sys
 
-from singer_ssl.config import ConfigError, load_params
-from singer_ssl.train import train
+from singer_ssl.core.params import ConfigError, load_params
 from singer_ssl.training.loop import NonFiniteLoss
+from singer_ssl.training.run import train
 
 
 def main(argv: list[str]) -> int:

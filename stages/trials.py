@@ -4,9 +4,9 @@
 
 Reads ``data/segments/<role>/<dataset>/manifest.csv`` and ``trials.{n_pairs, seed, cross_recording,
 external}`` (``trials.seed: null`` falls back to the top-level ``seed``); writes
-``data/trials/<dataset>.txt`` atomically, one ``label,key1,key2`` line per trial (seed 000's format).
+``data/trials/<dataset>.txt`` atomically, one ``label,key1,key2`` line per trial (Torres et al.'s format).
 
-With ``trials.external.<dataset>: path`` the given list (seed 000 csv or Kaldi ``enroll test
+With ``trials.external.<dataset>: path`` the given list (Torres et al. 2023 csv or Kaldi ``enroll test
 target|nontarget``, auto-detected) is validated against the manifest (unknown keys, single class)
 and written normalised instead of generating one. Otherwise :func:`singer_ssl.trials.generate_trials`
 draws ``n_pairs`` trials: half positives, never a file with itself, positives across recordings when
@@ -25,8 +25,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python stages/trials.py` without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from singer_ssl.config import ConfigError, dataset_spec, load_params  # noqa: E402
-from singer_ssl.datasets import DatasetError, read_manifest  # noqa: E402
+from singer_ssl.core.params import ConfigError, dataset_spec, load_params  # noqa: E402
+from singer_ssl.data.layouts import DatasetError, read_manifest  # noqa: E402
 from singer_ssl.trials import (  # noqa: E402
     TrialsError,
     generate_trials,

@@ -1,4 +1,4 @@
-"""Tests of singer_ssl.audio: reading, mono, soxr resampling, segment bounds, streaming, bad files."""
+"""Tests of singer_ssl.core.audio: reading, mono, soxr resampling, segment bounds, streaming, bad files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from singer_ssl import audio
+from singer_ssl.core import audio
 
 
 def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:

@@ -16,7 +16,7 @@ import yaml
 from singer_ssl import augment
 from singer_ssl.augment import spectrogram as S
 from singer_ssl.augment import waveform as W
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 
 SR = 16000
 

@@ -1,4 +1,4 @@
-"""Built-in singing corpus (singer_ssl.corpus, stages/corpus.py) on a reduced configuration.
+"""Built-in singing corpus (singer_ssl.data.builtin_corpus, stages/corpus.py) on a reduced configuration.
 
 Every property is measured on the written files with independent tools (soundfile for headers,
 Praat's autocorrelation pitch tracker for melodies, numpy cross-correlation for stereo), never read
@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from singer_ssl import corpus
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.data import builtin_corpus as corpus
 
 CFG = {
     "seed": 7,

@@ -1,4 +1,4 @@
-"""Tests of singer_ssl.datasets: presets on fake trees mirroring the real layouts, custom rules,
+"""Tests of singer_ssl.data.layouts: presets on fake trees mirroring the real layouts, custom rules,
 naming, and manifest I/O."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from singer_ssl.config import ConfigError
-from singer_ssl.datasets import (
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.data.layouts import (
     MANIFEST_COLUMNS,
     PRESETS,
     DatasetError,
@@ -175,7 +175,7 @@ def test_bad_specs_raise_config_error(spec, match):
 
 
 def test_every_preset_documented():
-    import singer_ssl.datasets as ds
+    import singer_ssl.data.layouts as ds
 
     for name in PRESETS:
         assert re.search(rf"^{name}\s", ds.__doc__, re.MULTILINE), name

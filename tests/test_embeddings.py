@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from singer_ssl.embeddings import EmbeddingSet, mfcc_stats, read_embeddings, write_embeddings
-from singer_ssl.evaluation import TrialKeyError, check_labels, singer_means, trial_indices
+from singer_ssl.evaluation.store import EmbeddingSet, mfcc_stats, read_embeddings, write_embeddings
+from singer_ssl.evaluation.verification import TrialKeyError, check_labels, singer_means, trial_indices
 
 
 def _set(n=6, d=4):
@@ -61,7 +61,7 @@ def test_singer_means_brute_force():
 
 
 def test_test_dataset_rejects_train_and_unknown():
-    from singer_ssl.config import ConfigError, test_dataset
+    from singer_ssl.core.params import ConfigError, test_dataset
 
     params = {"datasets": {"train": {"a": {"path": "x"}}, "test": {"b": {"path": "y"}}}}
     assert test_dataset(params, "b", "embed") == {"path": "y"}

@@ -60,7 +60,7 @@ def _max_err_where_audible(ours: torch.Tensor, ref_power: np.ndarray, log_offset
 
 
 @pytest.mark.parametrize("cfg", [
-    {"sample_rate": 44100, "n_fft": 2048, "hop": 512, "n_mels": 128},  # seed 000's front end
+    {"sample_rate": 44100, "n_fft": 2048, "hop": 512, "n_mels": 128},  # Torres et al.'s front end
     {"sample_rate": 22050, "n_fft": 1024, "hop": 256, "n_mels": 64, "fmin": 50.0, "fmax": 8000.0},
 ])
 def test_logmel_equals_nnaudio_with_sample_rate_passed(cfg):
@@ -88,7 +88,7 @@ def test_logmel_equals_librosa():
 
 
 def test_filterbank_uses_the_given_sample_rate():
-    """A 5 kHz tone peaks in the band centred nearest 5 kHz; seed 000's filterbank (designed for
+    """A 5 kHz tone peaks in the band centred nearest 5 kHz; Torres et al.'s filterbank (designed for
     22.05 kHz, applied to 44.1 kHz bins) puts it in the band it believes is 2.5 kHz."""
     sr = 44100
     t = np.arange(sr) / sr

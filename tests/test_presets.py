@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.presets import available, merge, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +28,8 @@ def test_merge_is_deep():
 
 def test_shipped_presets_validate():
     """Each shipped preset, merged into params.yaml, passes full validation."""
-    from singer_ssl.config import validate_params
-    from singer_ssl.training.settings import resolve_settings
+    from singer_ssl.core.params import validate_params
+    from singer_ssl.training.config import resolve_settings
 
     names = available(ROOT / "presets")
     assert {"seed000", "seed001", "seed002", "seed003", "seed004"} <= set(names)

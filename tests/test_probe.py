@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from singer_ssl.probe import probe_singer_id, split_by_group
+from singer_ssl.evaluation.probe import probe_singer_id, split_by_group
 
 
 def synthetic(n_singers=5, recordings=6, segments=12, dim=16, singer_scale=5.0, recording_scale=0.0,

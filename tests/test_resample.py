@@ -5,7 +5,7 @@ import pytest
 import soxr
 import torch
 
-from singer_ssl.resample import Resample
+from singer_ssl.core.resample import Resample
 
 
 @pytest.mark.parametrize("sr_in,sr_out", [(48000, 44100), (22050, 44100), (16000, 44100), (44100, 16000)])

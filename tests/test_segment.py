@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from singer_ssl.config import ConfigError
-from singer_ssl.datasets import DatasetError, read_manifest, read_skipped
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.data.layouts import DatasetError, read_manifest, read_skipped
 from stages.segment import SegmentConfig, segment_config, segment_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of the train stage (singer_ssl.train and singer_ssl.training.*) on a tiny synthetic corpus.
+"""Tests of the train stage (singer_ssl.training.run and singer_ssl.training.*) on a tiny synthetic corpus.
 
 The corpus is written by the real writers (datasets.write_manifest, features.extract_features) in the
 pipeline's layout; runs use a 1-layer LSTM (hidden 16) on 16-mel log-mels, batch 8, a few steps.
@@ -19,16 +19,16 @@ import torch
 import yaml
 
 from singer_ssl import losses
-from singer_ssl.config import ConfigError
-from singer_ssl.train import plan_data, train
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.training import checkpoint as ckpt
+from singer_ssl.training.config import resolve_settings
 from singer_ssl.training.data import ViewDataset, load_segment_table, split_by_singer
 from singer_ssl.training.loop import NonFiniteLoss, Trainer, TrainUnit
 from singer_ssl.training.monitors import alignment, batch_monitors, uniformity
+from singer_ssl.training.run import plan_data, train
 from singer_ssl.training.runtime import Dist
 from singer_ssl.training.sampler import BatchStream, RandomBatches, SemiSupervisedBatches, SingerBatches
-from singer_ssl.training.settings import resolve_settings
-from singer_ssl.training.synthetic import make_training_set
+from tests.synthetic import make_training_set
 
 REPO = Path(__file__).parents[1]
 
@@ -97,7 +97,7 @@ def test_short_run_per_loss(loss, toy, tmp_path):
     assert len(values) == 3 and all(math.isfinite(v) for v in values)
     assert len(set(values)) > 1
     # the weights moved away from the seeded initialisation
-    from singer_ssl.models.full import build_model
+    from singer_ssl.model.singer_model import build_model
 
     hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
     torch.manual_seed(params["seed"])
@@ -259,7 +259,7 @@ def test_select_keeps_the_weights_it_names(loss, select, losses_seq, eers, kept_
 def test_training_starts_from_the_random_init_baseline(loss, toy, tmp_path, monkeypatch):
     """Whatever the objective (with or without parameters of its own), step 0 sees the weights that the
     embed stage rebuilds as its random-init baseline: torch.manual_seed(seed); build_model(hparams)."""
-    from singer_ssl.models.full import build_model
+    from singer_ssl.model.singer_model import build_model
 
     seen = []
     real = Trainer.train_step
@@ -279,7 +279,7 @@ def test_training_starts_from_the_random_init_baseline(loss, toy, tmp_path, monk
 
 
 def test_resolve_select():
-    from singer_ssl.training.settings import resolve_select
+    from singer_ssl.training.config import resolve_select
 
     assert resolve_select("auto", False) == ("val_loss", "loss")
     assert resolve_select("auto", True) == ("val_eer", "eer")
@@ -290,7 +290,7 @@ def test_resolve_select():
 
 def test_model_folder_loads_and_torchscript_matches(toy, tmp_path):
     from singer_ssl.features import FeatureStore, LogMel
-    from singer_ssl.models.full import build_model
+    from singer_ssl.model.singer_model import build_model
 
     root = run_root(tmp_path, toy)
     train(tiny_params("ntxent", max_steps=2), root, progress=False)
@@ -360,10 +360,10 @@ DDP_LOSSES = ("ntxent", "vicreg", "cola", "ge2e")
 
 def _ddp_setup(loss: str, batch: int):
     """Same initial weights and the same global batch in every process."""
+    from singer_ssl.encoders.lstm import LSTMEncoder
     from singer_ssl.features import LogMel
-    from singer_ssl.models.full import SingerModel
-    from singer_ssl.models.heads import make_head
-    from singer_ssl.models.lstm import LSTMEncoder
+    from singer_ssl.model.heads import make_head
+    from singer_ssl.model.singer_model import SingerModel
 
     torch.manual_seed(0)
     model = SingerModel(LogMel(8000, 256, 64, 8), LSTMEncoder(n_mels=8, hidden=16, layers=1, embedding_dim=16),

@@ -149,7 +149,7 @@ def test_lopsided_recordings_enumerate_only_valid_pairs():
 
 
 def test_negatives_follow_seed000_singer_weighting():
-    """Negatives pick a uniform singer pair (seed 000), not segments uniformly: a singer with 20x the
+    """Negatives pick a uniform singer pair (Torres et al. 2023), not segments uniformly: a singer with 20x the
     segments of the others is not over-represented."""
     spec = {"big": [400], "s1": [20], "s2": [20], "s3": [20], "s4": [20]}
     keys, singers, sources = _dataset(spec)
@@ -192,7 +192,7 @@ def test_write_read_round_trip_with_awkward_keys(tmp_path: Path):
               (1, "m2/c.wav", "m2/d, live.wav")]
     path = tmp_path / "t.txt"
     write_trials(path, trials)
-    assert path.read_text().splitlines()[0] == "1,f1/a.wav,f1/b.wav"  # seed 000's plain format
+    assert path.read_text().splitlines()[0] == "1,f1/a.wav,f1/b.wav"  # Torres et al.'s plain format
     labels, k1, k2 = read_trials(path)
     assert labels.dtype.kind == "i" and labels.tolist() == [1, 0, 1]
     assert list(zip(labels.tolist(), k1, k2)) == trials

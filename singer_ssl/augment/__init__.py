@@ -12,7 +12,7 @@ Each entry is applied with probability ``p`` (default 1; 0 disables it); omitted
 defaults listed on each augmentation class (``defaults``). The order of application is fixed (the order of
 :data:`WAVEFORM_NAMES` / :data:`SPECTROGRAM_NAMES`), not the order in the file. Unknown keys, names or
 parameters, ``p`` outside [0, 1] and inverted ``min_*``/``max_*`` ranges raise
-:class:`singer_ssl.config.ConfigError` naming the culprit and the valid choices.
+:class:`singer_ssl.core.params.ConfigError` naming the culprit and the valid choices.
 
 API: :func:`validate`, :func:`build_waveform` -> :class:`WaveformAugment` (callable ``(x (S,), rng) ->
 (S,)``, picklable), :func:`build_spectrogram` -> :class:`SpectrogramAugment` (``nn.Module``, forward
@@ -32,7 +32,7 @@ from singer_ssl.augment.spectrogram import (
     make_spectrogram_op,
 )
 from singer_ssl.augment.waveform import WAVEFORM_NAMES, WAVEFORM_OPS, WaveformAugment, make_waveform_op
-from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = [
     "NAMES", "WAVEFORM_NAMES", "SPECTROGRAM_NAMES", "SECTION_KEYS", "VIEWS",

@@ -8,7 +8,7 @@ the fixed order of :data:`SPECTROGRAM_NAMES`::
 
     mixup, mixback, random_resize_crop, linear_fader, compression, spec_augment, gaussian_noise_spec
 
-which keeps BYOL-A's (mixup -> RRC -> linear fader) and seed 004's (mix-back -> RRC -> compression ->
+which keeps BYOL-A's (mixup -> RRC -> linear fader) and Fonseca et al.'s (mix-back -> RRC -> compression ->
 SpecAugment -> noise) orders. Each is applied per item with probability ``p`` (an item-wise coin; the
 transformed value is computed for the whole batch and selected with ``torch.where``). In eval mode the
 chain is the identity and the mixup memory bank is not updated.
@@ -22,10 +22,10 @@ before augmenting. The formulas below are written for ``x`` as given; what they 
   mixing while the bank is empty). Computed with ``logaddexp`` (BYOL-A adds float32 eps inside the log:
   a difference of about eps / e^y, below 2e-5 for values above -5). On standardised input, as in BYOL-A, ``e^x`` is the
   mel power raised to ``1/std`` (scaled), not the power itself.
-- ``mixback`` (seed 004 ``mix_out_clip``): each item mixed with another random item of the batch,
+- ``mixback`` (Fonseca et al. 2021 ``mix_out_clip``): each item mixed with another random item of the batch,
   ``y = log((1 - l) e^x + l (E_x / E_b) e^b)``, ``l ~ U(0, max_ratio)``, ``E = sum e^(.)`` over the patch.
-  Seed 004 wrote it with ``10^x`` on log10 mels; with natural-log input ``e^x`` is the same operation. On
-  raw ln-mel it mixes powers exactly like seed 004; on standardised input it mixes ``power^(1/std)``.
+  Fonseca et al. 2021 wrote it with ``10^x`` on log10 mels; with natural-log input ``e^x`` is the same operation. On
+  raw ln-mel it mixes powers exactly like Fonseca et al. 2021; on standardised input it mixes ``power^(1/std)``.
 - ``random_resize_crop`` (BYOL-A): the item sits centred on a zero canvas of ``virtual_crop_scale`` x its
   size (1.0 x F, 1.5 x T); a crop of ``h = clip(int(U(freq_scale) F), 1, canvas_F)``, ``w = clip(int(
   U(time_scale) T), 1, canvas_T)`` at a uniform integer position is resized back to ``(F, T)``
@@ -35,14 +35,14 @@ before augmenting. The formulas below are written for ``x`` as given; what they 
   dataset mean on standardised input (as in BYOL-A) — on raw ln-mel it would be 0 = ln 1, a loud level.
 - ``linear_fader`` (BYOL-A v2): adds a linear ramp over time from ``head`` to ``tail``, both
   ``gain * U(-1, 1)`` — a level fade of up to ``gain`` standardised units (``gain * std`` in ln-power).
-- ``compression`` (seed 004 ``Compander``): ``y = c x``, ``c ~ U(min_factor, max_factor)`` (0.75-1). On
+- ``compression`` (Fonseca et al. 2021 ``Compander``): ``y = c x``, ``c ~ U(min_factor, max_factor)`` (0.75-1). On
   standardised input this scales the deviations from the dataset-mean level, a dynamic-range compression
-  about the mean. (On raw log-mel, as in seed 004, ``c ln P = ln P^c``: a power-law with fixed point at
+  about the mean. (On raw log-mel, as in Fonseca et al. 2021, ``c ln P = ln P^c``: a power-law with fixed point at
   P = 1, i.e. it *raises* every quieter-than-full-scale bin — up to +19 dB for a -78 dB bin at c = 0.75.)
-- ``spec_augment`` (seed 004's variant of SpecAugment): ``n_freq_masks`` bands of width ``U{0 ..
+- ``spec_augment`` (Fonseca et al.'s variant of SpecAugment): ``n_freq_masks`` bands of width ``U{0 ..
   freq_width - 1}`` (uclser20's ``int(U(0, F))``) at uniform positions, same for time; filled with the
   item's minimum (``fill: min``; or ``mean``, ``zero``), computed before masking.
-- ``gaussian_noise_spec`` (seed 004 ``GaussNoise``): ``y = x + s N(0, 1)``, ``s ~ U(0, max_std)`` per item.
+- ``gaussian_noise_spec`` (Fonseca et al. 2021 ``GaussNoise``): ``y = x + s N(0, 1)``, ``s ~ U(0, max_std)`` per item.
 
 Cost on CPU (one thread, 2-core dev laptop) per batch of 32 x 1 x 128 x 259 (3 s at 44.1 kHz, hop 512),
 p = 1: mixup 6 ms, mixback 10 ms, random_resize_crop 14 ms (bicubic; bilinear 7 ms), linear_fader 0.3 ms,
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from singer_ssl.augment.waveform import _require, merge_params
-from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = ["SPECTROGRAM_NAMES", "SpectrogramAugment", "SpectrogramOp", "make_spectrogram_op"]
 

@@ -5,10 +5,10 @@ Every augmentation is an object with ``draw(rng, n_samples) -> dict`` (its rando
 :class:`WaveformAugment` chains the enabled ones, each applied with its probability ``p``, in the fixed
 order of :data:`WAVEFORM_NAMES`, which keeps both seed chains in their published order::
 
-    gaussian_noise, pitch_shift_praat, gain, time_mask          (seed 000: noise -> Praat -> gain -> mask)
+    gaussian_noise, pitch_shift_praat, gain, time_mask          (Torres et al. 2023: noise -> Praat -> gain -> mask)
     gain, polarity_inversion, colored_noise, filter_one_of,
-    pitch_shift, delay                                          (seed 002 chain)
-    gaussian_snr, seven_band_eq                                 (seed 001)
+    pitch_shift, delay                                          (SemiSupCon chain)
+    gaussian_snr, seven_band_eq                                 (the GE2E singer encoder)
 
     full order: gaussian_noise, pitch_shift_praat, gain, polarity_inversion, colored_noise,
     gaussian_snr, filter_one_of, band_pass, band_stop, high_pass, low_pass, seven_band_eq,
@@ -23,10 +23,10 @@ Conventions (where implementations disagree, the choice is named):
 - ``gaussian_noise``: audiomentations ``AddGaussianNoise`` — amplitude ``a ~ U(min_amplitude,
   max_amplitude)``, ``y = x + a * N(0, 1)`` (noise std = a, in full-scale units).
 - ``gain``: ``g ~ U(min_gain_db, max_gain_db)``, ``y = x * 10**(g/20)``.
-- ``time_mask``: audiomentations 0.29 ``TimeMask`` (seed 000's version): length
+- ``time_mask``: audiomentations 0.29 ``TimeMask`` (Torres et al.'s version): length
   ``t ~ U{int(S*min_band_part) .. int(S*max_band_part)}``, start ``t0 ~ U{0 .. S-t}``, zeroed; optional
-  linear fades of ``fade_seconds`` inside the masked run (0 = hard edges, as seed 000).
-- ``pitch_shift_praat``: seed 000 ``PitchShiftParselmouth`` (Praat "Change gender"): pitch ratio
+  linear fades of ``fade_seconds`` inside the masked run (0 = hard edges, as Torres et al. 2023).
+- ``pitch_shift_praat``: Torres et al. 2023 ``PitchShiftParselmouth`` (Praat "Change gender"): pitch ratio
   ``U(min_pitch_ratio, max_pitch_ratio)`` and pitch-range ratio ``U(min_range_ratio, max_range_ratio)``,
   each inverted with probability ``invert_prob`` (0.5 => [1/1.3, 1.3]); formant ratio 1, duration 1;
   median pitch from "To Pitch" (time step 0.8/floor, floor 75 Hz, ceiling 600 Hz) times the ratio; when the
@@ -40,22 +40,22 @@ Conventions (where implementations disagree, the choice is named):
   U(min_f_decay, max_f_decay)`` (0 white, 1 pink, 2 brown, -1 blue, -2 violet), no DC. (Their code shapes
   the amplitude with ``1/linspace(1, sqrt(sr/2))**f_decay`` on a 1 s noise tiled periodically; we shape
   the full-length noise by the documented law.)
-- ``gaussian_snr``: audiomentations ``AddGaussianSNR`` (seed 001): noise std = RMS(x) / 10**(snr/20).
+- ``gaussian_snr``: audiomentations ``AddGaussianSNR`` (the GE2E singer encoder): noise std = RMS(x) / 10**(snr/20).
 - Filters (``band_pass``, ``band_stop``, ``high_pass``, ``low_pass``, ``filter_one_of``): zero-phase
   Butterworth magnitude responses of order ``order`` applied in the frequency domain (zero-padded FFT,
   so no circular wrap): low/high-pass ``|H|^2 = 1/(1+(f/fc)^(±2n))`` (-3 dB at fc, 6n dB/octave);
   band-pass ``|H|^2 = 1/(1+((f^2-f0^2)/(f B))^(2n))`` with edges ``center ± bandwidth/2``,
   ``bandwidth = center * bandwidth_fraction`` (torch-audiomentations parametrisation), ``B`` the edge
   distance and ``f0`` their geometric mean (-3 dB exactly at both edges); band-stop
-  ``|H|^2 = 1 - |H_bp|^2``. Seed 002 ran the four as torch-audiomentations ``OneOf`` (uniform choice,
+  ``|H|^2 = 1 - |H_bp|^2``. SemiSupCon ran the four as torch-audiomentations ``OneOf`` (uniform choice,
   then p 0.3): ``filter_one_of`` does that, its ``choices`` mapping each filter name to its parameters.
-- ``seven_band_eq``: audiomentations ``SevenBandParametricEQ`` (seed 001): low shelf, five peaking
+- ``seven_band_eq``: audiomentations ``SevenBandParametricEQ`` (the GE2E singer encoder): low shelf, five peaking
   filters, high shelf (RBJ Audio-EQ-Cookbook biquads, centres uniform on the mel scale in the library's
   seven ranges, gain ``U(min_gain_db, max_gain_db)`` per band, Q ``U(0.5, 5)`` peaks / ``U(0.1, 0.999)``
   shelves) — the biquads' magnitude responses applied zero-phase (the library filters causally).
 - ``pitch_shift``: librosa-style phase vocoder (n_fft 2048, hop 512, Hann) stretching by ``2**(n/12)``,
-  then soxr resampling back, ``n ~ U(min_semitones, max_semitones)`` (seed 002: ±4); duration kept.
-- ``delay``: seed 002's intent (SemiSupCon ``Delay``): delay ``d ~ U{min_delay_ms .. max_delay_ms}`` in
+  then soxr resampling back, ``n ~ U(min_semitones, max_semitones)`` (SemiSupCon: ±4); duration kept.
+- ``delay``: SemiSupCon's intent (SemiSupCon ``Delay``): delay ``d ~ U{min_delay_ms .. max_delay_ms}`` in
   samples, ``y[n] = volume * x[n] + (1 - volume) * sum_{k=1..repeats} attenuation**(k-1) * x[n - k d]``.
   (SemiSupCon's loop adds the same single-lag copy ``repeats`` times and jitters volume ±0.2, repeats ±1,
   attenuation ±0.2; we implement the documented multi-tap echo without the jitter.)
@@ -82,7 +82,7 @@ pitch_shift_praat      46     Praat To Pitch + Change gender (PSOLA): the slow o
 ==================== ======= ==========================================================
 
 The default chain of ``params.yaml`` (gaussian_noise, gain, time_mask, each p 0.5) costs 0.9 ms per item;
-seed 000's full chain (adding pitch_shift_praat at p 0.5) about 24 ms per item on average.
+Torres et al.'s full chain (adding pitch_shift_praat at p 0.5) about 24 ms per item on average.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft as sfft
 
-from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = ["WAVEFORM_NAMES", "WaveformAugment", "WaveformOp", "merge_params", "make_waveform_op"]
 
@@ -273,12 +273,12 @@ def _butter_bandpass_sq(freqs: np.ndarray, low: float, high: float, order: int) 
 
 
 # ----------------------------------------------------------------------------------------------------
-# seed 000
+# Torres et al. 2023
 
 
 class GaussianNoise(WaveformOp):
     name = "gaussian_noise"
-    defaults = {"min_amplitude": 0.001, "max_amplitude": 0.05}  # seed 000
+    defaults = {"min_amplitude": 0.001, "max_amplitude": 0.05}  # Torres et al. 2023
     ranges = (("min_amplitude", "max_amplitude"),)
 
     def check(self) -> None:
@@ -395,7 +395,7 @@ class PitchShiftPraat(WaveformOp):
 
 
 # ----------------------------------------------------------------------------------------------------
-# seed 002 / seed 001
+# SemiSupCon / the GE2E singer encoder
 
 
 class PolarityInversion(WaveformOp):

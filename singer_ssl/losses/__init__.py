@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import nn
 
-from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.core.errors import ConfigError, choice_error
 from singer_ssl.losses import distributed
 from singer_ssl.losses.base import Objective
 from singer_ssl.losses.byol import BYOLLoss, ema_update, tau_schedule

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 
 
 class Objective(nn.Module):

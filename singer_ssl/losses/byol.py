@@ -1,4 +1,4 @@
-"""BYOL: a predictor on the student's projections regresses the EMA teacher's projections (seed 000).
+"""BYOL: a predictor on the student's projections regresses the EMA teacher's projections (Torres et al. 2023).
 
 References: Grill et al., NeurIPS 2020; SonyCSLParis/ssl-singer-identity ``trainer_byol.py``
 (``MSELoss`` on normalised vectors, symmetrised), ``model.py`` (``MLP([128, 1024, 128],
@@ -10,14 +10,14 @@ Loss, with q = normalise(predictor(z_student)) and t = normalise(z_teacher):
     L(q, t) = (1/(B·D)) Σ_{n,d} (q_nd - t_nd)²  = (2 - 2·mean_n cos(q_n, t_n)) / D
     loss    = ( L(q(z1), t2) + L(q(z2), t1) ) / 2
 
-i.e. seed 000's MSE over B×D, which is the paper's 2 - 2·cos divided by D (same minimiser and
+i.e. Torres et al.'s MSE over B×D, which is the paper's 2 - 2·cos divided by D (same minimiser and
 direction, gradient scaled by 1/D; lucidrains/BYOL-A sum the two directions of 2 - 2·cos instead).
 
 Division of labour with the trainer:
 
 - This module owns the **predictor** (Linear(D, H, bias=False) -> BatchNorm1d(H) -> ReLU -> Linear(H, D),
   H = ``predictor_hidden``); its parameters must be optimised with the student (``loss.parameters()``).
-  The predictor runs on each view separately (per-view batch-norm statistics, as seed 000's two
+  The predictor runs on each view separately (per-view batch-norm statistics, as Torres et al.'s two
   student passes).
 - The trainer keeps the **teacher** = a deep copy of the student's encoder + projection head with
   ``requires_grad=False``, computes ``t1, t2 = teacher(x1), teacher(x2)`` under ``torch.no_grad()``,
@@ -36,13 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses.base import Objective, full_precision, positive_int, require_batch
 from singer_ssl.losses.distributed import gather
 
 
 def tau_schedule(step: int, total_steps: int, tau_base: float = 0.99) -> float:
-    """EMA rate at optimiser step k of K: τ_k = 1 - (1 - τ₀)(cos(πk/K) + 1)/2 (seed 000, BYOL paper).
+    """EMA rate at optimiser step k of K: τ_k = 1 - (1 - τ₀)(cos(πk/K) + 1)/2 (Torres et al. 2023, BYOL paper).
 
     τ(0) = τ₀, τ(K/2) = (1 + τ₀)/2, τ(K) = 1; steps beyond K stay at 1 (k is clamped to [0, K]).
     """
@@ -58,7 +58,7 @@ def tau_schedule(step: int, total_steps: int, tau_base: float = 0.99) -> float:
 def ema_update(teacher: nn.Module, student: nn.Module, tau: float) -> None:
     """In place: θ_t ← τ·θ_t + (1 - τ)·θ_s for every parameter and floating-point buffer.
 
-    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied from the student. Seed 000 and
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied from the student. Torres et al. 2023 and
     lightly average parameters only; averaging the float buffers too keeps the teacher's batch-norm
     running statistics consistent with its averaged weights. ``student`` is not modified.
     Raises ValueError when the two modules' parameter/buffer names or shapes differ.
@@ -86,7 +86,7 @@ def ema_update(teacher: nn.Module, student: nn.Module, tau: float) -> None:
 
 
 def make_predictor(dim: int, hidden: int) -> nn.Sequential:
-    """Seed 000's predictor: Linear(dim, hidden, bias=False) -> BN -> ReLU -> Linear(hidden, dim)."""
+    """Torres et al.'s predictor: Linear(dim, hidden, bias=False) -> BN -> ReLU -> Linear(hidden, dim)."""
     return nn.Sequential(
         nn.Linear(dim, hidden, bias=False),
         nn.BatchNorm1d(hidden),
@@ -99,10 +99,10 @@ class BYOLLoss(Objective):
     """Symmetrised normalised-MSE between the predictor's outputs and the teacher's projections.
 
     Args:
-        dim: projection dimension D (the trainer passes ``head.dim``; seed 000: 128).
-        predictor_hidden: hidden width of the predictor (seed 000: 1024).
-        tau_base: τ₀ of the EMA schedule, read by the trainer (seed 000: 0.99).
-        predictor_lr_scale: the predictor's learning rate is ``train.lr`` times this (seed 000: 1).
+        dim: projection dimension D (the trainer passes ``head.dim``; Torres et al. 2023: 128).
+        predictor_hidden: hidden width of the predictor (Torres et al. 2023: 1024).
+        tau_base: τ₀ of the EMA schedule, read by the trainer (Torres et al. 2023: 0.99).
+        predictor_lr_scale: the predictor's learning rate is ``train.lr`` times this (Torres et al. 2023: 1).
             BYOL relies on a near-optimal predictor (Grill et al. §3.2; the predictor's relative
             learning rate is studied by Tian et al., ICML 2021, "Understanding self-supervised
             learning dynamics without contrastive pairs"); exposed as ``param_lr_scale``.

@@ -1,4 +1,4 @@
-"""One-way contrastive loss with rolled negatives from the other view (seed 000, ``decouple=False``).
+"""One-way contrastive loss with rolled negatives from the other view (Torres et al. 2023, ``decouple=False``).
 
 Reference: SonyCSLParis/ssl-singer-identity ``singer_identity/losses.py::contrastive_loss``
 (Torres et al., ISMIR 2023). With s(a, b) = cos(a, b) / τ and N items in the (global) batch:
@@ -8,7 +8,7 @@ Reference: SonyCSLParis/ssl-singer-identity ``singer_identity/losses.py::contras
 K = min(N - 1, n_negatives). Anchors are z1 only (not symmetrised); negatives are the *other view's*
 projections of other items, obtained by rolling z2 by 1..K positions (no z1-z1 negatives). With
 ``n_negatives >= N - 1`` every other item is a negative. The positive is kept in the log-sum-exp
-(NT-Xent style). Removing it gives :mod:`singer_ssl.losses.dcl`, which is what seed 000's published
+(NT-Xent style). Removing it gives :mod:`singer_ssl.losses.dcl`, which is what Torres et al.'s published
 "contrastive" model used (``contrastive.yaml``: ``decouple: true``).
 
 Cosines are computed here (inputs need not be normalised). Shapes: z1, z2 (B, D) -> scalar.
@@ -46,11 +46,11 @@ def rolled_contrastive(
 
 
 class ContrastiveLoss(Objective):
-    """Seed 000's one-way contrastive loss with rolled negatives, positive in the denominator.
+    """Torres et al.'s one-way contrastive loss with rolled negatives, positive in the denominator.
 
     Args:
-        temperature: τ (seed 000: 0.2).
-        n_negatives: maximum number of rolled negatives per anchor (seed 000: 250, i.e. all others
+        temperature: τ (Torres et al. 2023: 0.2).
+        n_negatives: maximum number of rolled negatives per anchor (Torres et al. 2023: 250, i.e. all others
             for its batch of 140).
     """
 

@@ -1,4 +1,4 @@
-"""Decoupled contrastive loss + VICReg variance and covariance regularisers (seed 000 "contrastive-vc").
+"""Decoupled contrastive loss + VICReg variance and covariance regularisers (Torres et al. 2023 "contrastive-vc").
 
 Reference: SonyCSLParis/ssl-singer-identity ``train_configs/contrastive-vc.yaml`` (``decouple: true``,
 τ 0.2, 250 negatives, ``fact_var: 25``, ``fact_cov: 100``) with γ = 1/√D from ``trainer.py``:
@@ -7,7 +7,7 @@ Reference: SonyCSLParis/ssl-singer-identity ``train_configs/contrastive-vc.yaml`
 
 DCL is :mod:`singer_ssl.losses.dcl` (one-way, rolled cross-view negatives, positive not in the
 denominator; cosines computed inside); v and c are :func:`singer_ssl.losses.vicreg.variance_hinge` and
-:func:`~singer_ssl.losses.vicreg.covariance_penalty` on the projections as given (seed 000 feeds
+:func:`~singer_ssl.losses.vicreg.covariance_penalty` on the projections as given (Torres et al. 2023 feeds
 L2-normalised projections, hence γ = 1/√D by default). No invariance term (the DCL positive plays
 that role). Shapes: z1, z2 (B, D) -> scalar. Distributed: all terms on the gathered batch.
 """
@@ -30,14 +30,14 @@ from singer_ssl.losses.vicreg import covariance_penalty, resolve_gamma, variance
 
 
 class ContrastiveVCLoss(Objective):
-    """Seed 000's contrastive-vc objective: DCL + 25·variance + 100·covariance.
+    """Torres et al.'s contrastive-vc objective: DCL + 25·variance + 100·covariance.
 
     Args:
         temperature: τ of the DCL term (0.2).
         n_negatives: maximum rolled negatives per anchor (250).
         var_weight: μ on the variance hinge averaged over both views (25).
         cov_weight: ν on the covariance penalty summed over both views (100).
-        gamma: variance target; ``None`` = 1/√D (seed 000 with L2-normalised projections).
+        gamma: variance target; ``None`` = 1/√D (Torres et al. 2023 with L2-normalised projections).
         eps: ε inside the square root of the variance (1e-8).
     """
 

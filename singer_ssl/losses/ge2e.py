@@ -1,7 +1,7 @@
-"""Generalised end-to-end (GE2E) softmax loss over a batch of S singers × M utterances (seed 001).
+"""Generalised end-to-end (GE2E) softmax loss over a batch of S singers × M utterances (the GE2E singer encoder).
 
 References: Wan et al., ICASSP 2018; CorentinJ/Real-Time-Voice-Cloning ``encoder/model.py``
-(``similarity_matrix``, ``loss``, ``do_gradient_ops``), used unchanged by seed 001
+(``similarity_matrix``, ``loss``, ``do_gradient_ops``), used unchanged by the GE2E singer encoder
 Trebolium/singer-identity-encoder ``model.py``. With ê the L2-normalised embeddings, c_k the centroid
 of singer k and c_k^(-ji) the exclusive centroid of singer k = j without ê_ji:
 
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses.base import Objective, as_labels, full_precision, non_negative, positive_int
 from singer_ssl.losses.distributed import gather, local_share, scale_grad
 
@@ -77,9 +77,9 @@ class GE2ELoss(Objective):
     """GE2E softmax loss with learnable scale w and bias b (see the module docstring).
 
     Args:
-        w_init: initial w (10.0, Wan et al. / RTVC / seed 001).
+        w_init: initial w (10.0, Wan et al. / RTVC / the GE2E singer encoder).
         b_init: initial b (-5.0).
-        wb_grad_scale: factor on the gradients of w and b (RTVC and seed 001: 0.01; 1 = none).
+        wb_grad_scale: factor on the gradients of w and b (RTVC and the GE2E singer encoder: 0.01; 1 = none).
     """
 
     needs_labels = True

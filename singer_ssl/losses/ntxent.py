@@ -1,6 +1,6 @@
 """NT-Xent (SimCLR) over the 2N views, symmetric, positive kept in the denominator.
 
-Reference: Chen et al., SimCLR (ICML 2020); seed 004 edufonseca/uclser20
+Reference: Chen et al., SimCLR (ICML 2020); Fonseca et al. 2021 edufonseca/uclser20
 ``src/utils_train_eval.py::train_Contrastive`` (τ = 0.2); lightly ``NTXentLoss`` (default τ = 0.5).
 With u = [ẑ1; ẑ2] the 2N L2-normalised views, s_ij = u_i·u_j / τ and p(i) the other view of i:
 
@@ -33,10 +33,10 @@ def ntxent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tens
 
 
 class NTXentLoss(Objective):
-    """Symmetric NT-Xent over 2N views (SimCLR / seed 004).
+    """Symmetric NT-Xent over 2N views (SimCLR / Fonseca et al. 2021).
 
     Args:
-        temperature: τ (seed 004 and seed 000: 0.2).
+        temperature: τ (Fonseca et al. 2021 and Torres et al. 2023: 0.2).
     """
 
     def __init__(self, temperature: float = 0.2):

@@ -1,4 +1,4 @@
-"""SemiSupCon: supervised contrastive loss on a batch mixing labelled and unlabelled items (seed 002).
+"""SemiSupCon: supervised contrastive loss on a batch mixing labelled and unlabelled items (SemiSupCon).
 
 Reference: Pliploop/SemiSupCon (Guinot, Quinton & Fazekas, ISMIR 2024): ``SSNTXent`` loss
 (``models/losses/semisupconloss.py``), ``MixedDataLoader`` (``dataloading/mixed_dataloader.py``).
@@ -11,13 +11,13 @@ other item with the same singer id.
 Batch composition (the sampler's job; options under ``losses.semisupcon.batch``):
 
 - ``p_s`` (``supervised_data_p``): fraction of the training items whose label is kept
-  (:func:`select_labelled`, a seeded uniform draw over items as in seed 002; the rest form the
+  (:func:`select_labelled`, a seeded uniform draw over items as in SemiSupCon; the rest form the
   unlabelled pool together with any item whose singer is unknown).
 - ``b_s`` (``intrabatch_supervised_p``): fraction of each batch drawn from the labelled pool
-  (:func:`semisup_batch_counts`: ``floor(B·b_s)`` labelled + the rest unlabelled, as seed 002).
+  (:func:`semisup_batch_counts`: ``floor(B·b_s)`` labelled + the rest unlabelled, as SemiSupCon).
 
 ``p_s = 0`` or ``b_s = 0`` gives pure SSL (the loss reduces to NT-Xent); ``b_s = 1`` gives a fully
-supervised batch (SupCon). Seed 002 recommends ``p_s = 1``; its experiments use ``b_s = 0.5``.
+supervised batch (SupCon). SemiSupCon recommends ``p_s = 1``; its experiments use ``b_s = 0.5``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses.supcon import SupConLoss
 
 
@@ -39,9 +39,9 @@ def _fraction(value: Any, name: str) -> float:
 
 
 def semisup_batch_counts(batch_size: int, b_s: float, p_s: float = 1.0) -> tuple[int, int]:
-    """Return ``(n_labelled, n_unlabelled)`` items of a batch of ``batch_size`` (seed 002's rule).
+    """Return ``(n_labelled, n_unlabelled)`` items of a batch of ``batch_size`` (SemiSupCon's rule).
 
-    ``n_labelled = floor(batch_size · b_s)`` (seed 002: ``int(batch_size * in_batch_supervised_percentage)``),
+    ``n_labelled = floor(batch_size · b_s)`` (SemiSupCon: ``int(batch_size * in_batch_supervised_percentage)``),
     ``n_unlabelled = batch_size - n_labelled``; with ``p_s = 0`` (no labelled pool) all items are
     unlabelled. Raises ConfigError on a batch size < 1 or fractions outside [0, 1].
     """
@@ -55,7 +55,7 @@ def semisup_batch_counts(batch_size: int, b_s: float, p_s: float = 1.0) -> tuple
 
 def select_labelled(singers: Sequence[Any], p_s: float, seed: int) -> set[int]:
     """Indices of the items whose singer label is kept: ``floor(N·p_s)`` items, uniform without
-    replacement from a ``numpy`` generator seeded with ``seed`` (seed 002: random permutation of the
+    replacement from a ``numpy`` generator seeded with ``seed`` (SemiSupCon: random permutation of the
     labelled set, first ``int(N·p_s)`` kept). ``singers`` holds one label per item (``None`` = no
     label; such items are never selected). Deterministic for a given seed.
     """
@@ -70,7 +70,7 @@ class SemiSupConLoss(SupConLoss):
     """SSNTXent on a mixed batch; labels with ``-1`` are unlabelled (see the module docstring).
 
     Args:
-        temperature: τ (seed 002 configs: 0.1).
+        temperature: τ (SemiSupCon configs: 0.1).
     """
 
     batch_defaults = {"p_s": 1.0, "b_s": 0.5}

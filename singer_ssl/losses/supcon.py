@@ -1,4 +1,4 @@
-"""Supervised contrastive loss, Khosla's L_out over the 2N views (seed 002's ``SSNTXent`` form).
+"""Supervised contrastive loss, Khosla's L_out over the 2N views (SemiSupCon's ``SSNTXent`` form).
 
 References: Khosla et al., NeurIPS 2020 (HobbitLong/SupContrast ``losses.py``, L_out);
 Pliploop/SemiSupCon ``models/losses/semisupconloss.py::SSNTXent`` (Guinot et al., ISMIR 2024).
@@ -48,10 +48,10 @@ def supcon(
 
 
 class SupConLoss(Objective):
-    """Khosla's L_out with the other view and same-singer items as positives (seed 002 form).
+    """Khosla's L_out with the other view and same-singer items as positives (SemiSupCon form).
 
     Args:
-        temperature: τ (seed 002 configs and PML: 0.1; SupContrast: 0.07).
+        temperature: τ (SemiSupCon configs and PML: 0.1; SupContrast: 0.07).
     """
 
     needs_labels = True

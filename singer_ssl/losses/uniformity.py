@@ -1,4 +1,4 @@
-"""Alignment + uniformity on the hypersphere (Wang & Isola, ICML 2020), seed 000's "unif-align".
+"""Alignment + uniformity on the hypersphere (Wang & Isola, ICML 2020), Torres et al.'s "unif-align".
 
 Reference: SsnL/align_uniform (``align_loss``, ``uniform_loss``, ``examples/stl10/main.py``), used by
 SonyCSLParis/ssl-singer-identity with ``uniformity-alignment.yaml`` (both weights 1, α = 2, t = 2).
@@ -8,7 +8,7 @@ With â, b̂ the L2-normalised views (N, D):
     L_unif(x) = log( (2 / (N(N-1))) Σ_{i<j} exp(-t ‖x_i - x_j‖₂²) )
     L = align_weight · L_align + unif_weight · (L_unif(â) + L_unif(b̂)) / 2
 
-Uniformity is averaged over the two views (as in the reference and seed 000). lightly's
+Uniformity is averaged over the two views (as in the reference and Torres et al. 2023). lightly's
 ``HypersphereLoss`` has the same form but defaults to t = 1; we keep the reference t = 2.
 The formulas are defined on the unit sphere, so inputs are L2-normalised here (a no-op for the
 L2-normalised heads). Squared distances use 2 - 2·cos (exact on the sphere, differentiable at 0);
@@ -44,11 +44,11 @@ def uniformity(x: torch.Tensor, t: float) -> torch.Tensor:
 
 
 class UniformityLoss(Objective):
-    """Wang & Isola alignment + uniformity (seed 000 weights 1 and 1, α = 2, t = 2).
+    """Wang & Isola alignment + uniformity (Torres et al. 2023 weights 1 and 1, α = 2, t = 2).
 
     Args:
-        align_weight: weight of L_align (seed 000: 1; its code default 0.25).
-        unif_weight: weight of the view-averaged L_unif (seed 000: 1; its code default 0.5).
+        align_weight: weight of L_align (Torres et al. 2023: 1; its code default 0.25).
+        unif_weight: weight of the view-averaged L_unif (Torres et al. 2023: 1; its code default 0.5).
         alpha: exponent α of the alignment distance (2).
         t: uniformity temperature t (2; lightly's default 1).
     """

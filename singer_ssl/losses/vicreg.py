@@ -1,4 +1,4 @@
-"""VICReg as configured by seed 000: 25·invariance + 25·variance(γ=1/√D) + 100·covariance.
+"""VICReg as configured by Torres et al. 2023: 25·invariance + 25·variance(γ=1/√D) + 100·covariance.
 
 Reference: SonyCSLParis/ssl-singer-identity ``singer_identity/losses.py`` (``invariance_loss``,
 ``variance_hinge_reg``, ``covariance_reg``) with ``train_configs/vicreg.yaml`` and the γ override in
@@ -11,7 +11,7 @@ ICLR 2022. For views Z, Z' (N, D):
     L = λ·s(Z, Z') + μ·(v(Z) + v(Z'))/2 + ν·(c(Z) + c(Z'))
 
 Differences from the original VICReg (official code = lightly ``VICRegLoss`` = PML): the original
-uses λ=25, μ=25, **ν=1**, γ=1, ε=1e-4 on un-normalised projections; seed 000 uses **ν=100**,
+uses λ=25, μ=25, **ν=1**, γ=1, ε=1e-4 on un-normalised projections; Torres et al. 2023 uses **ν=100**,
 **γ=1/√D on L2-normalised projections** and ε=1e-8. Both halve the variance term (mean of the two
 views) — solo-learn does not (its μ is effectively doubled). The covariance terms are summed over the
 two views in all of them. No normalisation happens here: VICReg works on the projections as given;
@@ -48,19 +48,19 @@ def covariance_penalty(z: torch.Tensor) -> torch.Tensor:
 
 
 def resolve_gamma(gamma: float | None, dim: int) -> float:
-    """γ, with ``None`` meaning seed 000's 1/√D for L2-normalised projections."""
+    """γ, with ``None`` meaning Torres et al.'s 1/√D for L2-normalised projections."""
     return 1.0 / math.sqrt(dim) if gamma is None else gamma
 
 
 class VICRegLoss(Objective):
-    """Seed 000's VICReg (see the module docstring for the formula and how it differs from VICReg).
+    """Torres et al.'s VICReg (see the module docstring for the formula and how it differs from VICReg).
 
     Args:
         inv_weight: λ on the MSE invariance (25).
         var_weight: μ on the variance hinge, averaged over the two views (25).
-        cov_weight: ν on the covariance penalty, summed over the two views (seed 000: 100; original 1).
-        gamma: target standard deviation γ; ``None`` = 1/√D (seed 000 with L2-normalised projections).
-        eps: ε inside the square root (seed 000: 1e-8; original 1e-4).
+        cov_weight: ν on the covariance penalty, summed over the two views (Torres et al. 2023: 100; original 1).
+        gamma: target standard deviation γ; ``None`` = 1/√D (Torres et al. 2023 with L2-normalised projections).
+        eps: ε inside the square root (Torres et al. 2023: 1e-8; original 1e-4).
     """
 
     def __init__(

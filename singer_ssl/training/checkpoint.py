@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from singer_ssl.io import atomic_path
+from singer_ssl.core.io import atomic_path
 
 FORMAT = 2  # 2: optimiser parameter groups (model, objective)
 CHECKPOINT_NAME = "last.pt"

@@ -6,9 +6,9 @@ files named by the manifest's ``segment`` column = the HDF5 ``key``).
 
 Views (``augment.views``):
 
-- ``file`` (seed 000): the two views are random crops of two *different* segments of the same
+- ``file`` (Torres et al. 2023): the two views are random crops of two *different* segments of the same
   source recording (the same segment when the recording has only one).
-- ``clip`` (seed 004): two random crops ("patches") of the same segment.
+- ``clip`` (Fonseca et al. 2021): two random crops ("patches") of the same segment.
 
 Two input modes:
 
@@ -36,7 +36,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 
 FRONTEND_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
 VIEWS = ("file", "clip")

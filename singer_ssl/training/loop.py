@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from singer_ssl.losses import distributed
-from singer_ssl.models.full import SingerModel
+from singer_ssl.model.singer_model import SingerModel
 from singer_ssl.training.monitors import alignment, batch_monitors, eer_percent, pair_scores, uniformity
 
 

@@ -1,11 +1,11 @@
-"""In-batch training monitors on the projections (seed 000's callbacks, ``callbacks/evaluation.py``).
+"""In-batch training monitors on the projections (Torres et al.'s callbacks, ``callbacks/evaluation.py``).
 
 For a batch of two views' projections z1, z2 (B, D):
 
 - **in-batch EER** (%): trial scores are cosine similarities; positives ``(z1_i, z2_i)``, negatives
-  ``(z1_i, z2_{(i + shift) mod B})`` (seed 000 rolls the batch by one; the trainer passes
+  ``(z1_i, z2_{(i + shift) mod B})`` (Torres et al. 2023 rolls the batch by one; the trainer passes
   ``shift = utterances`` for singer-grouped GE2E batches so that negatives are other singers).
-  EER follows SUPERB / seed 000: ``roc_curve`` then the root of ``1 - x - tpr(x)`` with linear
+  EER follows SUPERB / Torres et al. 2023: ``roc_curve`` then the root of ``1 - x - tpr(x)`` with linear
   interpolation of the ROC (:func:`eer`).
 - **alignment** (Wang & Isola 2020, α = 2): ``mean_i ||ẑ1_i - ẑ2_i||²``.
 - **uniformity** (t = 2): ``log mean_{i<j} exp(-2 ||ẑ_i - ẑ_j||²)``, averaged over the two views.
@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 
 def eer_percent(labels: np.ndarray, scores: np.ndarray) -> float:
-    """EER (%) by :func:`singer_ssl.metrics.eer` (SUPERB convention); ``nan`` when it is undefined
+    """EER (%) by :func:`singer_ssl.evaluation.metrics.eer` (SUPERB convention); ``nan`` when it is undefined
     (one class only, non-finite scores)."""
-    from singer_ssl.metrics import eer
+    from singer_ssl.evaluation.metrics import eer
 
     try:
         return float(eer(labels, scores)[0])

@@ -3,7 +3,7 @@
 Optimisers (``train.optimizer``):
 
 - ``adam``: ``torch.optim.Adam(lr, weight_decay)`` (L2 added to the gradient, as seeds 000-003).
-- ``sgd``: ``torch.optim.SGD(lr, momentum, weight_decay)`` (seed 004: 0.03, 0.9, 1e-4).
+- ``sgd``: ``torch.optim.SGD(lr, momentum, weight_decay)`` (Fonseca et al. 2021: 0.03, 0.9, 1e-4).
 
 Parameter groups: the model (encoder + head) at ``lr``, the objective's own parameters (BYOL's
 predictor, COLA's W, GE2E's w and b) at ``lr * objective.param_lr_scale`` (1 unless the objective
@@ -16,10 +16,10 @@ exactly the same rate. With k = step (0-based), K = total planned steps, W = war
 - warm-up (every kind): factor = (k + 1) / W for k < W (pl_bolts ``LinearWarmupCosineAnnealingLR``
   with ``warmup_start_lr = 0`` evaluated one step later, so the first step is not wasted at lr 0);
 - ``constant``: 1 after the warm-up;
-- ``cosine``: (1 + cos(π (k - W) / (K - W))) / 2 after the warm-up (seed 000's BYOL schedule, annealed to 0
+- ``cosine``: (1 + cos(π (k - W) / (K - W))) / 2 after the warm-up (Torres et al.'s BYOL schedule, annealed to 0
   at K; ``eta_min = 0``);
 - ``multistep``: ``gamma`` ** (number of ``milestones`` (epochs) already reached: k >= m × steps per
-  epoch) (seed 004's ``MultiStepLR``, gamma 0.1 at epochs 325 and 425).
+  epoch) (Fonseca et al.'s ``MultiStepLR``, gamma 0.1 at epochs 325 and 425).
 
 The rate of group g at step k is ``base_lr_g * lr_factor(k, ...)``.
 """

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from singer_ssl.device import resolve_device
+from singer_ssl.core.device import resolve_device
 
 
 @dataclass

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from singer_ssl.config import ConfigError
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.training.data import UNLABELLED
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
@@ -116,7 +116,7 @@ class SemiSupervisedBatches(BatchPlan):
     """SemiSupCon batches: labelled items (pool of kept labels) + unlabelled items (``-1``), shuffled.
 
     Counts and the labelled pool follow :func:`singer_ssl.losses.semisup_batch_counts` and
-    :func:`singer_ssl.losses.select_labelled` (seed 002's rules: ``floor(B * b_s)`` labelled items,
+    :func:`singer_ssl.losses.select_labelled` (SemiSupCon's rules: ``floor(B * b_s)`` labelled items,
     ``floor(N * p_s)`` labelled segments).
     """
 

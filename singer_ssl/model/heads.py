@@ -1,7 +1,7 @@
 """Projection heads: embedding (B, in_dim) -> L2-normalised projection (B, dim).
 
-- ``silu_linear`` (seed 000 ``Projection`` with ``l2_normalize: true``): SiLU -> Linear(in_dim, dim) -> L2.
-- ``mlp`` (seed 004 ``MLPHead``): Linear(in_dim, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, dim) -> L2.
+- ``silu_linear`` (Torres et al. 2023 ``Projection`` with ``l2_normalize: true``): SiLU -> Linear(in_dim, dim) -> L2.
+- ``mlp`` (Fonseca et al. 2021 ``MLPHead``): Linear(in_dim, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, dim) -> L2.
 
 L2 normalisation is ``torch.nn.functional.normalize`` (x / max(||x||_2, 1e-12)), as both seeds.
 """
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from singer_ssl.config import ConfigError, choice_error
+from singer_ssl.core.errors import ConfigError, choice_error
 
 KINDS = ("silu_linear", "mlp")
 

@@ -9,11 +9,11 @@ Conventions
   result, only the cost).
 - Resampling uses soxr with quality ``"HQ"`` (:data:`RESAMPLE_QUALITY`): 20-bit precision, a
   linear-phase low-pass with a 95 % pass band, the same engine and setting as the default of
-  ``sox -r`` (``rate -h``), which seed 000's preprocessing called. The output has
+  ``sox -r`` (``rate -h``), which Torres et al.'s preprocessing called. The output has
   ``round(n * sr_out / sr_in)`` samples; the streaming resampler used for long files gives the
   same samples as one call on the whole signal.
 - Segments are non-overlapping, consecutive windows of ``round(seconds * sr)`` samples
-  (:func:`segment_bounds`). Remainder policy ``"drop"`` (seed 000) drops the final partial window;
+  (:func:`segment_bounds`). Remainder policy ``"drop"`` (Torres et al. 2023) drops the final partial window;
   ``"pad"`` keeps it, zero-padded at the end, when it holds at least half a window
   (``2 * remainder >= window``), and drops it otherwise.
 - Levels: :func:`rms_dbfs` is ``20 log10(rms)`` relative to full scale 1.0 (a full-scale sine
@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from singer_ssl.io import atomic_path
+from singer_ssl.core.io import atomic_path
 
 RESAMPLE_QUALITY = "HQ"
 SILENT_PEAK = 2.0**-16  # half a PCM_16 step (libsndfile scales by 2^15): rounds to all zeros

@@ -1,6 +1,6 @@
-"""CRNN encoder of seed 004 (uclser20 ``models/audio_models.py`` ``CRNN_tagger``).
+"""CRNN encoder of Fonseca et al. 2021 (uclser20 ``models/audio_models.py`` ``CRNN_tagger``).
 
-Seed 004 order is ``batch x 1 x time x freq``; this encoder takes (B, 1, F, T) and transposes
+Fonseca et al. 2021 order is ``batch x 1 x time x freq``; this encoder takes (B, 1, F, T) and transposes
 internally so the published ``CRNN_best.pth`` loads with ``strict=True``.
 
     conv1 128 5x5 + MaxPool (2, 5), conv2 128 5x5 + MaxPool (2, 4), conv3 128 5x5 + MaxPool (2, 2)
@@ -11,7 +11,7 @@ internally so the published ``CRNN_best.pth`` loads with ``strict=True``.
     last step (Keras ``merge_mode='mul'`` emulation of the seed; note the backward direction has
     then seen only the last frame)      -> (B, 64)          [dense -> logits, ``num_classes`` > 0]
 
-Needs T >= 8 and F >= 40. Seed 004 standardised inputs with a train-set scalar mean/std.
+Needs T >= 8 and F >= 40. Fonseca et al. 2021 standardised inputs with a train-set scalar mean/std.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError
-from singer_ssl.models.common import LOGMEL, check_logmel, to_time_freq
-from singer_ssl.models.vgglike import ConvBnRelu2d
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.encoders.common import LOGMEL, check_logmel, to_time_freq
+from singer_ssl.encoders.vgglike import ConvBnRelu2d
 
 
 def pooled_mels(n_mels: int) -> int:
@@ -30,7 +30,7 @@ def pooled_mels(n_mels: int) -> int:
 
 
 class CRNN(nn.Module):
-    """Seed 004 CRNN: log-mel (B, 1, F, T) -> (B, hidden) product of the BiGRU's last-step outputs.
+    """Fonseca et al. 2021 CRNN: log-mel (B, 1, F, T) -> (B, hidden) product of the BiGRU's last-step outputs.
 
     Args:
         n_mels: mel bands F (published: 96); the GRU input is 128 * pooled_mels(n_mels).

@@ -1,27 +1,27 @@
-"""EfficientNet-B0 on log-mel spectrograms (seed 000, Torres et al. 2023).
+"""EfficientNet-B0 on log-mel spectrograms (Torres et al. 2023, Torres et al. 2023).
 
 Architecture and parameter names follow torchvision's ``efficientnet_b0`` (torchvision >= 0.13:
 ``features.*``, ``avgpool``, ``classifier.1.*``), re-implemented here because torchvision is not a
-dependency: a torchvision-format state dict (e.g. seed 000's ``encoder.net.2.*`` after prefix
-stripping, see :func:`singer_ssl.models.load_published`) loads with ``strict=True``.
+dependency: a torchvision-format state dict (e.g. Torres et al.'s ``encoder.net.2.*`` after prefix
+stripping, see :func:`singer_ssl.encoders.load_published`) loads with ``strict=True``.
 
 - stem: Conv 3x3 stride 2 (in_channels -> 32) + BN + SiLU
 - 16 MBConv blocks in 7 stages (expand 1x1 -> depthwise kxk -> squeeze-excitation -> project 1x1),
   residual + stochastic depth ("row" mode, probability 0.2 * block_index / 16, as torchvision)
 - head: Conv 1x1 320 -> 1280 + BN + SiLU, global average pool over freq x time,
-  Dropout(0.2) -> Linear(1280, embedding_dim)  (seed 000: embedding = this 1000-d output)
+  Dropout(0.2) -> Linear(1280, embedding_dim)  (Torres et al. 2023: embedding = this 1000-d output)
 
-Input normalisation (inside the encoder). Seed 000 divided the whole log-mel *batch* by its
+Input normalisation (inside the encoder). Torres et al. 2023 divided the whole log-mel *batch* by its
 single maximum, so an item's embedding depended on the other items of the batch. Here each item is
 normalised on its own (``input_norm``):
 
 - ``"item_std"`` (default): per-item standardisation ``(x - mean) / sqrt(var + 1e-5)`` over F x T;
   robust for quiet items and invariant to a gain change (an additive offset of the log-mel).
-- ``"item_max"``: seed 000's scaling applied per item, ``x / max(|max(x)|, 1e-8)``. The absolute value
+- ``"item_max"``: Torres et al.'s scaling applied per item, ``x / max(|max(x)|, 1e-8)``. The absolute value
   keeps quiet items (whose log-mel maximum is negative) from being sign-flipped.
 - ``"none"``: no per-item normalisation (e.g. when the caller standardises with dataset statistics).
 
-Then, with ``in_channels=3`` (default, seed 000), the single channel is replicated to 3 channels and
+Then, with ``in_channels=3`` (default, Torres et al. 2023), the single channel is replicated to 3 channels and
 ImageNet-normalised (mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]) as torchvision backbones
 expect; ``in_channels=1`` feeds the normalised channel to a 1-channel stem directly.
 """
@@ -33,8 +33,8 @@ import math
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError, choice_error
-from singer_ssl.models.common import LOGMEL, check_logmel
+from singer_ssl.core.errors import ConfigError, choice_error
+from singer_ssl.encoders.common import LOGMEL, check_logmel
 
 INPUT_NORMS = ("item_std", "item_max", "none")
 
@@ -128,8 +128,8 @@ class EfficientNetB0(nn.Module):
     Any F, T >= 1 work (stride-32 stack with 'same' padding; global average pool).
 
     Args:
-        embedding_dim: output size of ``classifier.1`` (seed 000: 1000, torchvision's ``num_classes``).
-        in_channels: 3 = replicate + ImageNet normalisation (seed 000); 1 = single-channel stem.
+        embedding_dim: output size of ``classifier.1`` (Torres et al. 2023: 1000, torchvision's ``num_classes``).
+        in_channels: 3 = replicate + ImageNet normalisation (Torres et al. 2023); 1 = single-channel stem.
         input_norm: per-item normalisation, one of ``item_std`` (default), ``item_max``, ``none``.
         dropout: classifier dropout (torchvision B0: 0.2).
         stochastic_depth: maximum stochastic-depth probability (torchvision: 0.2).

@@ -1,7 +1,7 @@
 """Small pieces shared by the encoders: input checks and layout conversion.
 
 Every log-mel encoder takes ``(B, 1, F, T)`` (frequency x time, the layout of ``data/features``).
-Encoders ported from seed 004 (uclser20: VGG-like, CRNN, ResNet-18) were trained on
+Encoders ported from Fonseca et al. 2021 (uclser20: VGG-like, CRNN, ResNet-18) were trained on
 ``batch x 1 x time x freq`` patches; :func:`to_time_freq` converts, so their published weights load
 unchanged. All functions are TorchScript-compatible.
 """

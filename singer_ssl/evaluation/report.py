@@ -3,9 +3,9 @@
 Files written into ``plots/<dataset>/``:
     roc.csv (fpr, tpr), det.csv (fpr, fnr)   curve data, thinned to <= 1000 points
     scores.csv (score, target, nontarget)      histogram densities of trial scores; scores.png
-    tsne.csv (x, y, singer) + tsne.png          t-SNE of the segment embeddings (seed 001)
+    tsne.csv (x, y, singer) + tsne.png          t-SNE of the segment embeddings (the GE2E singer encoder)
     confusion.csv (actual, predicted)           one row per probe test item (DVC confusion template)
-    singer_means.csv (singer, e0..eD-1)         per-singer mean embedding (seed 001's lookup table)
+    singer_means.csv (singer, e0..eD-1)         per-singer mean embedding (the GE2E singer encoder's lookup table)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from singer_ssl.io import atomic_path, write_csv
+from singer_ssl.core.io import atomic_path, write_csv
 
 
 def thin(n: int, max_points: int = 1000) -> np.ndarray:
@@ -48,7 +48,7 @@ def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], tsne_cfg: dict
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from singer_ssl.evaluation import singer_means
+    from singer_ssl.evaluation.verification import singer_means
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

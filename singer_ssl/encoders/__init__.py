@@ -34,15 +34,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError, choice_error
-from singer_ssl.models.audiontt import AudioNTT2020
-from singer_ssl.models.crnn import CRNN
-from singer_ssl.models.efficientnet import EfficientNetB0
-from singer_ssl.models.heads import make_head
-from singer_ssl.models.lstm import LSTMEncoder
-from singer_ssl.models.resnet import ResNet18
-from singer_ssl.models.samplecnn import SampleCNN
-from singer_ssl.models.vgglike import VGGLike
+from singer_ssl.core.errors import ConfigError, choice_error
+from singer_ssl.encoders.audiontt import AudioNTT2020
+from singer_ssl.encoders.crnn import CRNN
+from singer_ssl.encoders.efficientnet import EfficientNetB0
+from singer_ssl.encoders.lstm import LSTMEncoder
+from singer_ssl.encoders.resnet import ResNet18
+from singer_ssl.encoders.samplecnn import SampleCNN
+from singer_ssl.encoders.vgglike import VGGLike
+from singer_ssl.model.heads import make_head
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "efficientnet_b0": EfficientNetB0,
@@ -190,7 +190,7 @@ def _unwrap(obj: Any, path: str) -> dict[str, torch.Tensor]:
 def _select_encoder_keys(sd: Mapping[str, torch.Tensor], roots: tuple[str, ...], path: str) -> dict[str, torch.Tensor]:
     """Keep the keys under the encoder's top-level modules, stripping any prefix before them.
 
-    ``encoder.net.2.features.0.0.weight`` (seed 000) -> ``features.0.0.weight``; ``module.`` (DataParallel)
+    ``encoder.net.2.features.0.0.weight`` (Torres et al. 2023) -> ``features.0.0.weight``; ``module.`` (DataParallel)
     and Lightning prefixes likewise. Keys outside the encoder (front end, heads, GE2E w/b) are dropped.
     """
     pattern = re.compile(r"(?:^|\.)((?:" + "|".join(re.escape(r) for r in roots) + r")\..*)$")

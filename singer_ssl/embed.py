@@ -2,7 +2,7 @@
 
 All encoders run batched in eval mode under ``torch.inference_mode`` on the available device.
 Log-mel encoders read the stored features (no audio decoding); waveform encoders, and the optional
-16 kHz degradation (seed 000's ``-du``: down-sample to 16 kHz and back with soxr before the front
+16 kHz degradation (Torres et al.'s ``-du``: down-sample to 16 kHz and back with soxr before the front
 end), read the segments' audio.
 """
 
@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from singer_ssl.api import load_eager, read_hyperparams
-from singer_ssl.device import resolve_device
-from singer_ssl.embeddings import EmbeddingSet, mfcc_stats, write_embeddings
+from singer_ssl.core.device import resolve_device
+from singer_ssl.evaluation.store import EmbeddingSet, mfcc_stats, write_embeddings
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -27,7 +27,7 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 def _read_waves(seg_dir: Path, keys: list[str], sr: int, degrade_16k: bool) -> np.ndarray:
-    from singer_ssl import audio
+    from singer_ssl.core import audio
 
     waves = []
     for k in keys:
@@ -69,7 +69,7 @@ def embed_dataset(
 ) -> EmbeddingSet:
     """Embed every item of ``features`` with the model in ``model_dir`` and the baselines; write ``out``."""
     from singer_ssl.features import FeatureStore
-    from singer_ssl.models.full import build_model
+    from singer_ssl.model.singer_model import build_model
 
     dev = resolve_device(device)
     store = FeatureStore(features)

@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from singer_ssl.config import ConfigError
-from singer_ssl.io import atomic_path, write_csv, write_text
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.io import atomic_path, write_csv, write_text
 
 # eSpeak voice variants shipped in parselmouth 0.4 (Praat 6.1) that produce voiced speech. Found by
 # listing the variant files compiled into the library and synthesising with each: the Klatt variants
@@ -699,7 +699,7 @@ def _fresh_process_context():
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["numpy", "scipy.signal", "soxr", "soundfile", "parselmouth",
-                                    "singer_ssl.corpus"])  # fmt: skip
+                                    "singer_ssl.data.builtin_corpus"])  # fmt: skip
         return ctx
     return mp.get_context("spawn")
 
@@ -737,7 +737,7 @@ def write_dataset_description(
     singer_rows = [_singer_row(s, sum(r["singer"] == s.name for r in songs)) for s in singers]
     write_csv(root / "singers.csv", list(singer_rows[0]), [list(r.values()) for r in singer_rows])
     meta = {
-        "description": "Synthetic singing corpus made by singer_ssl.corpus: Praat/eSpeak voices sung "
+        "description": "Synthetic singing corpus made by singer_ssl.data.builtin_corpus: Praat/eSpeak voices sung "
         "with PSOLA melodies. Singer label = first path component.",
         "dataset": name,
         "split": split,

@@ -1,7 +1,7 @@
 """A tiny synthetic training set in the pipeline's on-disk layout, for tests, benchmarks and smoke runs.
 
 :func:`make_training_set` writes ``<root>/data/segments/train/<name>/`` (wav segments, ``manifest.csv``,
-``skipped.csv``, via :mod:`singer_ssl.datasets`' writers) and ``<root>/data/features/train/<name>.h5``
+``skipped.csv``, via :mod:`singer_ssl.data.layouts`' writers) and ``<root>/data/features/train/<name>.h5``
 (via :func:`singer_ssl.features.extract_features`, the features stage's own writer), i.e. exactly what
 the segment and features stages produce. Each singer is a harmonic "voice" with its own spectral
 envelope (timbre) and vibrato rate; each source recording sings a different note, cut into
@@ -37,7 +37,7 @@ def make_training_set(root: str | os.PathLike, name: str = "toy", *, n_singers: 
 
     ``labelled=False`` leaves the manifest's ``singer`` column empty (a corpus without singer labels).
     """
-    from singer_ssl.datasets import write_manifest, write_skipped
+    from singer_ssl.data.layouts import write_manifest, write_skipped
     from singer_ssl.features import extract_features
 
     root = Path(root)

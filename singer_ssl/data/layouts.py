@@ -39,13 +39,13 @@ m4singer  ``<Voice>-<n>#<song>/<nnnn>.wav`` (M4Singer;   ``*#*/*.wav``          
           .mid/.TextGrid/meta.json are ignored)                                     before ``#``
 nus48e    ``<SINGER>/sing/<nn>.wav`` (NUS-48E; the       ``*/sing/*.wav``           level 0
           spoken ``read/`` half is left out: singing
-          identity only; both halves, as seed 000
+          identity only; both halves, as Torres et al. 2023
           used them: ``glob: ["*/*/*.wav"]``)
 vctk      ``wav48_silence_trimmed/<pNNN>/*_mic1.flac``   ``wav48*/*/*_mic1.flac``,  level 1; exclude
           (VCTK 0.92) or ``wav48/<pNNN>/*.wav`` (0.80)   ``wav48/*/*.wav``          ``*_mic2.*``
 ========  =============================================  =========================  ===================
 
-Segment names (seed 000's ``{subdir}_{subsubdir}_{file}_{k}_{start}_{end}_{n}s.wav``, under
+Segment names (Torres et al.'s ``{subdir}_{subsubdir}_{file}_{k}_{start}_{end}_{n}s.wav``, under
 ``<singer>/``): ``<context>_<stem>_<k>_<start>_<end>_<n>s.wav`` where ``context`` is the source's
 folders below the singer folder (all of them, ``_``-joined; none when the file sits directly in the
 singer folder; for a regex label with no folder equal to the label, e.g. M4Singer, all folders, so
@@ -67,8 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from singer_ssl.config import ConfigError, choice_error
-from singer_ssl.io import read_csv, write_csv
+from singer_ssl.core.errors import ConfigError, choice_error
+from singer_ssl.core.io import read_csv, write_csv
 
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "aif", "aiff", "mp3")
 AUDIO_GLOBS = tuple(f"**/*.{ext}" for ext in AUDIO_EXTENSIONS)

@@ -2,7 +2,7 @@
 
 Used by :func:`singer_ssl.api.load_model` so a user's waveform batch at ``input_sr`` can be fed to a
 model trained at another rate, on the model's device and inside TorchScript. The stages resample
-with soxr (``singer_ssl.audio``); this module is for batched tensors.
+with soxr (``singer_ssl.core.audio``); this module is for batched tensors.
 
 Method: polyphase windowed-sinc interpolation (the construction torchaudio's ``Resample`` uses with
 ``resampling_method="sinc_interp_hann"``): with g = gcd(orig, new), orig' = orig/g, new' = new/g,

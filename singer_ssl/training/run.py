@@ -3,7 +3,7 @@
 ``train(params, root)`` reads the training datasets (every ``datasets.train.<name>``: features
 ``data/features/train/<name>.h5`` and segments ``data/segments/train/<name>/``), trains, and writes
 the model folder ``data/model/`` (``model.pt``, ``model.ts``, ``hyperparams.yaml``; see
-:mod:`singer_ssl.models.full`). Parts: :mod:`singer_ssl.training` (data, samplers, loop, monitors,
+:mod:`singer_ssl.model.singer_model`). Parts: :mod:`singer_ssl.training` (data, samplers, loop, monitors,
 checkpoints).
 
 What a run does, in order:
@@ -49,8 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from singer_ssl.config import ConfigError
-from singer_ssl.device import resolve_device
+from singer_ssl.core.device import resolve_device
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.training.config import Settings, enabled, resolve_settings
 from singer_ssl.training.optim import build_optimizer, lr_factor, set_lr
 from singer_ssl.training.runtime import (
     Dist,
@@ -60,7 +61,6 @@ from singer_ssl.training.runtime import (
     init_distributed,
     seed_all,
 )
-from singer_ssl.training.settings import Settings, enabled, resolve_settings
 
 __all__ = ["TrainingRun", "plan_data", "resolve_settings", "train"]
 
@@ -110,7 +110,7 @@ def _make_plan(settings: Settings, pool: np.ndarray, labels: np.ndarray, batch_s
 
 def plan_data(settings: Settings, root: Path, dist_info: Dist) -> DataPlan:
     """Load the segment table and run every data-dependent check; build the batch plans."""
-    from singer_ssl import losses, models
+    from singer_ssl import encoders, losses
     from singer_ssl.features import n_frames
     from singer_ssl.training.data import load_segment_table, split_by_singer
 
@@ -125,7 +125,7 @@ def plan_data(settings: Settings, root: Path, dist_info: Dist) -> DataPlan:
                           f"log-mels have {table.n_frames}")
     if settings.wave_mode and settings.encoder_kind == "logmel" and crop_samples <= n_fft // 2:
         raise ConfigError(f"augment.crop_seconds ({settings.crop_seconds} s) is too short for n_fft {n_fft}")
-    min_length = int(getattr(models.ENCODERS[settings.encoder], "min_length", 1))
+    min_length = int(getattr(encoders.ENCODERS[settings.encoder], "min_length", 1))
     have = crop_samples if settings.encoder_kind == "waveform" else n_frames(crop_samples, hop)
     if have < min_length:
         unit = "samples" if settings.encoder_kind == "waveform" else "frames"
@@ -228,7 +228,7 @@ class TrainingRun:
     def __init__(self, params: dict[str, Any], settings: Settings, root: Path, dist_info: Dist,
                  device: torch.device) -> None:
         from singer_ssl import augment, losses
-        from singer_ssl.models.full import build_model, hyperparams_from_params
+        from singer_ssl.model.singer_model import build_model, hyperparams_from_params
         from singer_ssl.training import checkpoint as ckpt
         from singer_ssl.training.data import ViewDataset
         from singer_ssl.training.loop import Trainer, TrainUnit
@@ -452,7 +452,7 @@ class TrainingRun:
         return self._write_model(step, stopped_early, last_loss)
 
     def _write_model(self, step: int, stopped_early: bool, last_loss: float) -> dict[str, Any]:
-        from singer_ssl.models.full import build_model, save_model_folder
+        from singer_ssl.model.singer_model import build_model, save_model_folder
 
         best = self.best
         kept = best if best is not None and best.get("state") is not None else None

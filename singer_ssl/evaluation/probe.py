@@ -1,6 +1,6 @@
 """Linear-probe singer identification on frozen embeddings, split by source recording.
 
-Protocol (EVAR ``lineareval.py`` / BYOL-A ``evaluate.py``, anchors.md §C4, seed-systems.md §4.5):
+Protocol (EVAR ``lineareval.py`` / BYOL-A ``evaluate.py``):
 StandardScaler fit on the training split only; one linear layer trained with Adam (lr 1e-3, weight decay 1e-8,
 mini-batches of min(200, n_train), up to 200 epochs); early stopping with patience 20 on validation accuracy,
 best weights restored; accuracy and balanced accuracy (sklearn ``balanced_accuracy_score``, the mean per-singer
@@ -235,7 +235,7 @@ def probe_singer_id(
     x = scaler.transform(emb.astype(np.float64)).astype(np.float32)
     import torch
 
-    from singer_ssl.device import resolve_device
+    from singer_ssl.core.device import resolve_device
 
     device = resolve_device(device)
     # The probe's matrices are tiny: on CPU one thread is fastest and immune to oversubscription (other jobs

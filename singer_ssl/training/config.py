@@ -2,7 +2,7 @@
 
 :func:`resolve_settings` checks everything that needs no data (names, types, ranges, combinations)
 and returns :class:`Settings`; the checks that need the data's metadata live in
-:func:`singer_ssl.train.plan_data`.
+:func:`singer_ssl.training.run.plan_data`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from singer_ssl.config import ConfigError, choice_error, dataset_items
-from singer_ssl.device import resolve_device
+from singer_ssl.core.device import resolve_device
+from singer_ssl.core.params import ConfigError, choice_error, dataset_items
 from singer_ssl.training.optim import OPTIMIZERS, SCHEDULES
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -106,14 +106,14 @@ def resolve_settings(params: dict[str, Any]) -> Settings:
 
     Raises ConfigError naming the parameter and, for names, the valid choices.
     """
-    from singer_ssl import augment, losses, models
+    from singer_ssl import augment, encoders, losses
 
     loss = params.get("loss")
     if loss not in losses.NAMES:
         raise choice_error("loss", loss, losses.NAMES)
     encoder = params.get("encoder")
-    if encoder not in models.NAMES:
-        raise choice_error("encoder", encoder, models.NAMES)
+    if encoder not in encoders.NAMES:
+        raise choice_error("encoder", encoder, encoders.NAMES)
     aug = dict(params.get("augment") or {})
     augment.validate(aug)
     loss_params = dict((params.get("losses") or {}).get(loss) or {})
@@ -121,12 +121,12 @@ def resolve_settings(params: dict[str, Any]) -> Settings:
     head = dict(params.get("head") or {})
     head_dim = _int(head.get("dim", 128), "head.dim", 1)
     losses.get(loss, dim=head_dim, **loss_params)  # validates the objective's parameters (cheap)
-    from singer_ssl.models.heads import KINDS
+    from singer_ssl.model.heads import KINDS
 
     if head.get("kind", "silu_linear") not in KINDS:
         raise choice_error("head.kind", head.get("kind"), KINDS)
     _int(head.get("hidden", 512), "head.hidden", 1)
-    accepted = models.accepted_params(encoder)
+    accepted = encoders.accepted_params(encoder)
     unknown = sorted(set((params.get("encoders") or {}).get(encoder) or {}) - set(accepted))
     if unknown:
         raise ConfigError(f"encoders.{encoder}: unknown parameter(s) {', '.join(unknown)}; "
@@ -182,7 +182,7 @@ def resolve_settings(params: dict[str, Any]) -> Settings:
                 f"{sampler['utterances']} = {b} items, but train.batch_size is {tr['batch_size']}; "
                 f"set train.batch_size={b} or change losses.{loss}.batch")
 
-    kind = str(models.ENCODERS[encoder].input_kind)
+    kind = str(encoders.ENCODERS[encoder].input_kind)
     spec_enabled = enabled(aug.get("spectrogram"))
     if kind == "waveform" and spec_enabled:
         raise ConfigError(f"encoder {encoder!r} takes waveforms, so spectrogram augmentations cannot apply; "
@@ -209,7 +209,7 @@ def resolve_select(select: str, moving_target: bool) -> tuple[str, str]:
 
     The validation metric decides which weights are kept and when to stop early:
 
-    - ``val_loss``: the objective's loss on fixed views of held-out singers (seed 000 keeps the best
+    - ``val_loss``: the objective's loss on fixed views of held-out singers (Torres et al. 2023 keeps the best
       ``loss/val``);
     - ``val_eer``: the in-batch EER (%) on the same views (two views of one recording = target, the other
       items = non-targets), comparable across objectives and across time;

@@ -1,6 +1,6 @@
-"""VGG-like encoder of seed 004 (uclser20 ``models/audio_models.py`` ``VGGlike_small_emb_relu``).
+"""VGG-like encoder of Fonseca et al. 2021 (uclser20 ``models/audio_models.py`` ``VGGlike_small_emb_relu``).
 
-Seed 004 works on ``batch x 1 x time x freq`` patches (101 frames x 96 bands). This encoder takes
+Fonseca et al. 2021 works on ``batch x 1 x time x freq`` patches (101 frames x 96 bands). This encoder takes
 the project's log-mel layout (B, 1, F, T) and transposes internally, so the published
 ``VGG_best.pth`` loads with ``strict=True`` and gives the published numbers.
 
@@ -9,7 +9,7 @@ the project's log-mel layout (B, 1, F, T) and transposes internally, so the publ
     global max-pool || global avg-pool over time x freq (``gapgmp``: 256) or avg only (``gap``: 128)
     dense1 -> ReLU = embedding (512)           [dense_out -> logits, ``num_classes`` > 0 only]
 
-Needs T >= 8 and F >= 8. Seed 004 standardised inputs with a train-set scalar mean/std.
+Needs T >= 8 and F >= 8. Fonseca et al. 2021 standardised inputs with a train-set scalar mean/std.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError, choice_error
-from singer_ssl.models.common import LOGMEL, check_logmel, to_time_freq
+from singer_ssl.core.errors import ConfigError, choice_error
+from singer_ssl.encoders.common import LOGMEL, check_logmel, to_time_freq
 
 POOLINGS = ("gapgmp", "gap")
 
@@ -38,10 +38,10 @@ class ConvBnRelu2d(nn.Module):
 
 
 class VGGLike(nn.Module):
-    """Seed 004 VGG-like encoder: log-mel (B, 1, F, T) -> ReLU(dense1) (B, embedding_dim).
+    """Fonseca et al. 2021 VGG-like encoder: log-mel (B, 1, F, T) -> ReLU(dense1) (B, embedding_dim).
 
     Args:
-        embedding_dim: size of dense1 (seed 004 ``embed_size``: 512).
+        embedding_dim: size of dense1 (Fonseca et al. 2021 ``embed_size``: 512).
         num_classes: size of ``dense_out`` (published: 20); 0 (default) builds none, so SSL training has
             no unused parameters (``load_published`` sets 20 from the checkpoint).
         pooling: ``gapgmp`` (published: max || mean, 256) or ``gap`` (mean only, 128).

@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from singer_ssl.io import atomic_path
+from singer_ssl.core.io import atomic_path
 
 STR = h5py.string_dtype("utf-8")
 

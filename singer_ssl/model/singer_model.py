@@ -45,8 +45,8 @@ import yaml
 from torch import nn
 
 import singer_ssl
-from singer_ssl.config import ConfigError
-from singer_ssl.io import atomic_path
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.io import atomic_path
 
 FRONTEND_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
 FRONTEND_FIXED = {"center": True, "window": "hann", "mel": "slaney"}
@@ -129,14 +129,14 @@ def encoder_kwargs(params: dict[str, Any], n_mels: int | None = None) -> dict[st
     """Constructor kwargs of ``params['encoder']`` from ``params['encoders'][name]``.
 
     ``n_mels`` is filled in from the front end for the encoders whose layer sizes depend on the
-    number of mel bands (``models.get_for_features``' rule); a contradicting explicit value raises
+    number of mel bands (``encoders.get_for_features``' rule); a contradicting explicit value raises
     ConfigError.
     """
-    from singer_ssl import models
+    from singer_ssl import encoders
 
     name = params["encoder"]
     kwargs = dict((params.get("encoders") or {}).get(name) or {})
-    if n_mels is not None and "n_mels" in models.accepted_params(name):
+    if n_mels is not None and "n_mels" in encoders.accepted_params(name):
         if "n_mels" in kwargs and int(kwargs["n_mels"]) != int(n_mels):
             raise ConfigError(f"encoders.{name}.n_mels={kwargs['n_mels']} contradicts the features' n_mels={n_mels}")
         kwargs["n_mels"] = int(n_mels)
@@ -156,7 +156,7 @@ def hyperparams_from_params(params: dict[str, Any], feature_attrs: dict[str, Any
         segment_seconds: training segment length in seconds (the embedding window).
         datasets: names of the training datasets.
     """
-    from singer_ssl import models
+    from singer_ssl import encoders
 
     missing = [k for k in FRONTEND_KEYS if k not in feature_attrs]
     if missing:
@@ -168,7 +168,7 @@ def hyperparams_from_params(params: dict[str, Any], feature_attrs: dict[str, Any
         frontend["fmax"] = None  # HDF5 attrs cannot hold None; writers may store 0 / -1 for "sr / 2"
     name = params["encoder"]
     kwargs = encoder_kwargs(params, frontend["n_mels"])
-    encoder = models.get(name, **kwargs)
+    encoder = encoders.get(name, **kwargs)
     head = dict(params.get("head") or {})
     loss_name = params["loss"]
     loss_params = dict((params.get("losses") or {}).get(loss_name) or {})
@@ -210,15 +210,15 @@ def build_model(hparams: dict[str, Any]) -> SingerModel:
     Uses ``frontend``, ``normalization``, ``encoder`` and ``head``; load ``model.pt`` into the
     result for the trained weights (:func:`load_model_folder` does both).
     """
-    from singer_ssl import models
+    from singer_ssl import encoders
     from singer_ssl.features import LogMel
-    from singer_ssl.models.heads import make_head
+    from singer_ssl.model.heads import make_head
 
     for key in ("frontend", "encoder", "head"):
         if key not in hparams:
             raise ConfigError(f"hyperparams lack the {key!r} section")
     enc = hparams["encoder"]
-    encoder = models.get(enc["name"], **dict(enc.get("kwargs") or {}))
+    encoder = encoders.get(enc["name"], **dict(enc.get("kwargs") or {}))
     frontend = LogMel.from_attrs(hparams["frontend"]) if encoder.input_kind == "logmel" else None
     head_cfg = hparams["head"]
     head = make_head(head_cfg.get("kind", "silu_linear"), int(encoder.embedding_dim),

@@ -1,6 +1,6 @@
-"""ResNet-18 encoder of seed 004 (uclser20 ``models/resnetAudio.py``, torchvision layout, 1 channel).
+"""ResNet-18 encoder of Fonseca et al. 2021 (uclser20 ``models/resnetAudio.py``, torchvision layout, 1 channel).
 
-Takes (B, 1, F, T) and transposes to seed 004's ``batch x 1 x time x freq`` internally, so weights
+Takes (B, 1, F, T) and transposes to Fonseca et al.'s ``batch x 1 x time x freq`` internally, so weights
 trained there (``ResNet_best.pth``, torchvision key names ``conv1``, ``bn1``, ``layer{1..4}.*``,
 ``fc``) load with ``strict=True``:
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError
-from singer_ssl.models.common import LOGMEL, check_logmel, to_time_freq
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.encoders.common import LOGMEL, check_logmel, to_time_freq
 
 
 class BasicBlock(nn.Module):

@@ -3,8 +3,8 @@
 For each representation (the encoder's embedding, its projection, each baseline) on the same
 trials and the same probe splits:
 - EER (%) SUPERB/seed-000 convention with its threshold and a percentile-bootstrap 95 % interval,
-- minDCF (p_target 0.01, C_miss = C_fa = 1, normalised by C_def; see singer_ssl.metrics),
-- MNR (%) (seed 000's mean normalised rank, exact-label negatives, seeded),
+- minDCF (p_target 0.01, C_miss = C_fa = 1, normalised by C_def; see singer_ssl.evaluation.metrics),
+- MNR (%) (Torres et al.'s mean normalised rank, exact-label negatives, seeded),
 - linear-probe singer identification (accuracy, balanced accuracy; split by source recording).
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from singer_ssl import metrics
-from singer_ssl.embeddings import EmbeddingSet
+from singer_ssl.evaluation import metrics
+from singer_ssl.evaluation.store import EmbeddingSet
 
 
 class TrialKeyError(ValueError):
@@ -62,13 +62,13 @@ def verification(
 
 def probe(vectors: np.ndarray, singers: np.ndarray, sources: np.ndarray, cfg: dict[str, Any]) -> dict[str, Any]:
     """Linear-probe singer identification on frozen vectors (split by source recording)."""
-    from singer_ssl.probe import probe_singer_id
+    from singer_ssl.evaluation.probe import probe_singer_id
 
     return probe_singer_id(vectors, singers, sources, seed=int(cfg.get("seed", 0)), **cfg.get("probe", {}))
 
 
 def singer_means(vectors: np.ndarray, singers: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Per-singer mean embedding (seed 001's lookup table): sorted singer names, (S, D)."""
+    """Per-singer mean embedding (the GE2E singer encoder's lookup table): sorted singer names, (S, D)."""
     names = sorted(set(singers.tolist()))
     inv = {s: i for i, s in enumerate(names)}
     codes = np.fromiter((inv[s] for s in singers), int, len(singers))

@@ -7,22 +7,14 @@ inconsistent combination raise :class:`ConfigError` with the list of valid choic
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from singer_ssl.core.errors import ConfigError, choice_error
+
 ROLES = ("train", "test")
-
-
-class ConfigError(ValueError):
-    """A parameter is missing, unknown or inconsistent; the message names it and the valid choices."""
-
-
-def choice_error(what: str, value: object, choices: Iterable[str]) -> ConfigError:
-    """Build the standard 'unknown X' error listing the valid choices."""
-    return ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(sorted(choices))}")
 
 
 def load_params(path: str | os.PathLike = "params.yaml", validate: bool = True) -> dict[str, Any]:
@@ -73,10 +65,10 @@ def validate_params(params: dict[str, Any]) -> None:
         if params["loss"] not in losses.NAMES:
             raise choice_error("loss", params["loss"], losses.NAMES)
     if "encoder" in params:
-        from singer_ssl import models
+        from singer_ssl import encoders
 
-        if params["encoder"] not in models.NAMES:
-            raise choice_error("encoder", params["encoder"], models.NAMES)
+        if params["encoder"] not in encoders.NAMES:
+            raise choice_error("encoder", params["encoder"], encoders.NAMES)
     if "augment" in params:
         from singer_ssl import augment
 

@@ -1,4 +1,4 @@
-"""AudioNTT2020: the BYOL-A v1 encoder (seed 003, nttcslab/byol-a ``byol_a/models.py``).
+"""AudioNTT2020: the BYOL-A v1 encoder (BYOL-A, nttcslab/byol-a ``byol_a/models.py``).
 
 Log-mel (B, 1, F, T) in BYOL-A's own order (batch, ch, mel, time) — no transpose:
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError
-from singer_ssl.models.common import LOGMEL, check_logmel
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.encoders.common import LOGMEL, check_logmel
 
 PUBLISHED_DIMS = (512, 1024, 2048)
 

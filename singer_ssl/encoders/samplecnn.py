@@ -1,4 +1,4 @@
-"""SampleCNN on raw waveforms (seed 002, SemiSupCon ``models/encoders/samplecnn.py``; Lee et al. 2017).
+"""SampleCNN on raw waveforms (SemiSupCon, SemiSupCon ``models/encoders/samplecnn.py``; Lee et al. 2017).
 
     sequential.0: Conv1d(1, 128, k3, stride 3) + BN + ReLU
     sequential.1-9: Conv1d(k3, pad 1) + BN + ReLU + MaxPool1d(3)   channels 128,128,256,256,256,256,256,256,512
@@ -6,7 +6,7 @@
     -> mean over the remaining time steps -> (B, 512)
 
 Time resolution: the stack divides the length by 3^10 = 59,049 (floor at every stage), so inputs
-need S >= 59,049 samples. Seed 002 used 2.7 s at 22,050 Hz (59,535 samples), where one time step is
+need S >= 59,049 samples. SemiSupCon used 2.7 s at 22,050 Hz (59,535 samples), where one time step is
 left and its ``flatten`` equals the mean used here; longer inputs leave floor(S / 59049) steps, which
 are averaged (a choice of this project: the seed never saw them). At 44.1 kHz one step covers
 1.34 s of audio, so the receptive field is half the seed's in seconds.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.models.common import WAVEFORM
+from singer_ssl.encoders.common import WAVEFORM
 
 CHANNELS = (128, 128, 256, 256, 256, 256, 256, 256, 512)
 MIN_SAMPLES = 3**10

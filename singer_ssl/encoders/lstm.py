@@ -1,4 +1,5 @@
-"""LSTM speaker encoder (seed 001, Trebolium/singer-identity-encoder ``model.py``, after CorentinJ's GE2E).
+"""LSTM speaker encoder (the GE2E singer encoder, Trebolium/singer-identity-encoder ``model.py``,
+after CorentinJ's GE2E).
 
     log-mel (B, 1, F, T) -> frames (B, T, F) -> LSTM(F, hidden, layers, batch_first)
     -> final hidden state of the last layer (B, hidden) -> Linear(hidden, D) -> ReLU
@@ -6,7 +7,7 @@
 
 Parameter names follow the seed (``lstm.*``, ``linear.*``); the GE2E scale/bias the seed keeps in
 the model (``similarity_weight``/``similarity_bias``) belong to :mod:`singer_ssl.losses` here.
-Seed 001 fed 80-band dB-normalised mels in [0, 1]; any F works (``n_mels``), any T >= 1.
+The GE2E singer encoder fed 80-band dB-normalised mels in [0, 1]; any F works (``n_mels``), any T >= 1.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.config import ConfigError
-from singer_ssl.models.common import LOGMEL, check_logmel
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.encoders.common import LOGMEL, check_logmel
 
 
 class LSTMEncoder(nn.Module):
-    """Seed 001 encoder.
+    """The GE2E singer encoder encoder.
 
     Args:
         n_mels: input features per frame (F).

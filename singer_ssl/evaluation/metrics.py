@@ -1,17 +1,17 @@
 """Verification metrics for singer embeddings: cosine scoring, ROC/DET, EER, minDCF, bootstrap, MNR.
 
-Conventions (chosen where implementations disagree; see anchors.md §C1-C3):
+Conventions (chosen where implementations disagree: SUPERB s3prl for EER, NIST SRE for minDCF):
 
 - A *trial* is a pair of embedding rows with a label, 1 = same singer (target), 0 = different singers.
 - A score is the cosine similarity of the two embeddings; a trial is *accepted* (declared same singer)
   when ``score >= threshold``.
-- EER follows SUPERB / s3prl ``EER`` and seed 000 (``eval.py::EER``): the ROC curve is linearly
+- EER follows SUPERB / s3prl ``EER`` and Torres et al. 2023 (``eval.py::EER``): the ROC curve is linearly
   interpolated and the EER is the root of ``1 - x = tpr(x)``. Here the root is found in closed form on the
   crossing segment (identical to ``brentq`` on ``interp1d(fpr, tpr)`` up to its tolerance).
 - minDCF is normalised by ``C_def = min(C_miss * P_target, C_fa * (1 - P_target))`` (NIST SRE, Kaldi
   ``ComputeMinDcf``, wespeaker ``compute_c_norm``). SpeechBrain's ``minDCF`` returns the *unnormalised*
   C_det (its recipe logs ``100 * C_det``, equal to the normalised value only for P_target = 0.01, C = 1).
-- MNR follows seed 000 (``eval.py::compute_rank``) with its pitfalls fixed: exact singer-label match (not a
+- MNR follows Torres et al. 2023 (``eval.py::compute_rank``) with its pitfalls fixed: exact singer-label match (not a
   path substring test), seeded sampling, and graceful use of fewer queries/negatives when data are short.
 
 All functions take numpy arrays, never modify them, and raise ``ValueError`` naming the culprit on bad input
@@ -37,7 +37,7 @@ __all__ = [
     "thin_curve",
 ]
 
-NORM_EPS = 1e-8  # lower bound on an embedding's L2 norm (torch.nn.CosineSimilarity's eps, as seed 000 uses)
+NORM_EPS = 1e-8  # lower bound on an embedding's L2 norm (torch.nn.CosineSimilarity's eps, as Torres et al. 2023 uses)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ def cosine_scores(
 
     Returns:
         (M,) float64 scores in [-1, 1]. The norm of each row is clamped below at ``NORM_EPS`` (as
-        ``torch.nn.CosineSimilarity(eps=1e-8)`` in seed 000), so an all-zero embedding scores 0.
+        ``torch.nn.CosineSimilarity(eps=1e-8)`` in Torres et al. 2023), so an all-zero embedding scores 0.
 
     Computed as ``dot / (|a| |b|)`` with the norms computed once per row, which equals the dot product of the
     L2-normalised rows.
@@ -248,9 +248,9 @@ def _eer_point(fpr: np.ndarray, tpr: np.ndarray) -> tuple[int, float, float]:
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """Equal error rate (percent) and its threshold, SUPERB / seed 000 convention.
+    """Equal error rate (percent) and its threshold, SUPERB / Torres et al. 2023 convention.
 
-    Method (s3prl ``EER``, seed 000 ``eval.py::EER``): ``fpr, tpr, thr = roc_curve(labels, scores)``; the EER is
+    Method (s3prl ``EER``, Torres et al. ``eval.py::EER``): ``fpr, tpr, thr = roc_curve(labels, scores)``; the EER is
     the root x of ``1 - x = interp(fpr, tpr)(x)`` on [0, 1] (false-acceptance rate = false-rejection rate on the
     linearly interpolated ROC). SUPERB finds it with ``scipy.optimize.brentq``; here it is solved exactly on the
     crossing segment (same root, no iteration tolerance). The threshold is the linear interpolation of the
@@ -438,7 +438,7 @@ def sample_other_singer_negatives(
 ) -> np.ndarray:
     """Random negative candidates for each MNR query: segments whose singer label differs from the query's.
 
-    Singer labels are compared for exact equality (seed 000 used a path-substring test, so ``male1`` also excluded
+    Singer labels are compared for exact equality (Torres et al. used a path-substring test, so ``male1`` also excluded
     ``female1`` and ``male10``). With ``rng = np.random.default_rng(seed)``, query q (in order) gets
     ``rng.choice(pool_q, size=k, replace=False)`` where ``pool_q`` are the ascending row indices of other singers'
     segments and ``k = min(n_negatives, min_q |pool_q|)`` (the same k for every query, so all ranks share one
@@ -481,7 +481,7 @@ def mean_normalized_rank(
     n_negatives: int = 512,
     seed: int = 0,
 ) -> tuple[float, int, int]:
-    """Mean normalised rank (percent) of the true partner among other singers' segments (seed 000's MNR, fixed).
+    """Mean normalised rank (percent) of the true partner among other singers' segments (Torres et al.'s MNR, fixed).
 
     For each of the first ``n_queries`` same-singer pairs (q1, q2) in ``query_pairs``, the candidates are q2 plus
     k random segments of *other* singers (:func:`sample_other_singer_negatives`, seeded, exact label match). The
@@ -492,7 +492,7 @@ def mean_normalized_rank(
     Args:
         emb: (N, D) embeddings. singers: (N,) singer labels.
         query_pairs: ``(idx1, idx2)`` row indices of target trials (same singer), e.g. the label-1 trials in order.
-        n_queries, n_negatives, seed: seed 000 uses 1000 and 512 (``MAX_RANK_EVALS``).
+        n_queries, n_negatives, seed: Torres et al. 2023 uses 1000 and 512 (``MAX_RANK_EVALS``).
 
     Returns:
         ``(mnr_percent, n_queries_used, n_negatives_used)``: fewer than requested when there are fewer pairs or

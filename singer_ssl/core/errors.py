@@ -1,0 +1,14 @@
+"""The errors every layer may raise; a stage turns them into one line naming the culprit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """A parameter is missing, unknown or inconsistent; the message names it and the valid choices."""
+
+
+def choice_error(what: str, value: object, choices: Iterable[str]) -> ConfigError:
+    """Build the standard 'unknown X' error listing the valid choices."""
+    return ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(sorted(choices))}")
