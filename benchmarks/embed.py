@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from singer_ssl.embed import embed_dataset  # noqa: E402
-from singer_ssl.model.singer_model import build_model, save_model_folder  # noqa: E402
+from singer_ssl.model.folder import build_model, save_model_folder  # noqa: E402
 
 
 def make_features(path: Path, n: int, n_mels: int = 128, frames: int = 345) -> dict:

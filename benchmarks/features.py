@@ -41,11 +41,10 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+from singer_ssl.core.frontend import mel_filterbank, n_frames  # noqa: E402
 from singer_ssl.core.io import write_csv  # noqa: E402
 from singer_ssl.features import (  # noqa: E402
     extract_features,
-    mel_filterbank,
-    n_frames,
     read_segment_manifest,
     segment_length,
 )

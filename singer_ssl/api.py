@@ -19,72 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.resample import Resample
-
-MODEL_FILES = ("model.pt", "model.ts", "hyperparams.yaml")
-
-
-class ModelFolderError(ValueError):
-    """The model folder is missing a file or its files do not match each other."""
-
-
-def read_hyperparams(folder: str | os.PathLike) -> dict:
-    """Read ``hyperparams.yaml`` of a model folder, with a clear error when missing or malformed."""
-    folder = Path(folder)
-    path = folder / "hyperparams.yaml"
-    if not folder.is_dir():
-        raise ModelFolderError(f"model folder not found: {folder}")
-    if not path.exists():
-        raise ModelFolderError(f"{path} is missing: the folder is not a singer-ssl model folder")
-    try:
-        hp = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ModelFolderError(f"{path} is not valid YAML: {e}") from e
-    if not isinstance(hp, dict):
-        raise ModelFolderError(f"{path} does not describe a model (expected a mapping)")
-    return hp
-
-
-def model_sample_rate(hp: dict) -> int:
-    """Sample rate (Hz) the model expects, from its hyperparams."""
-    return int(hp["frontend"]["sample_rate"])
-
-
-def model_segment_seconds(hp: dict) -> float:
-    """Window length (s) the model was trained/evaluated on."""
-    return float(hp.get("segment_seconds", 4.0))
-
-
-def load_eager(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
-    """Rebuild the full :class:`~singer_ssl.model.singer_model.SingerModel` and load ``model.pt`` strictly.
-
-    Raises :class:`ModelFolderError` naming the culprit when ``hyperparams.yaml`` does not match
-    the weights (e.g. another encoder or embedding size).
-    """
-    from singer_ssl.model.singer_model import build_model
-
-    folder = Path(folder)
-    hp = read_hyperparams(folder)
-    weights = folder / "model.pt"
-    if not weights.exists():
-        raise ModelFolderError(f"{weights} is missing")
-    try:
-        model = build_model(hp)
-    except Exception as e:  # noqa: BLE001 - re-raised with the culprit named
-        raise ModelFolderError(f"{folder / 'hyperparams.yaml'} does not describe a buildable model: {e}") from e
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ModelFolderError(
-            f"{weights} does not match {folder / 'hyperparams.yaml'} "
-            f"(encoder {hp.get('encoder', {}).get('name')!r}): {str(e).splitlines()[0]} ..."
-        ) from e
-    return model.to(resolve_device(device)).eval()
+from singer_ssl.model.folder import (  # noqa: F401 - the model-folder contract, re-exported
+    MODEL_FILES,
+    ModelFolderError,
+    load_eager,
+    model_sample_rate,
+    model_segment_seconds,
+    read_hyperparams,
+)
 
 
 class _Embedder(nn.Module):

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from singer_ssl.api import load_eager, read_hyperparams
 from singer_ssl.core.device import resolve_device
 from singer_ssl.evaluation.store import EmbeddingSet, mfcc_stats, write_embeddings
+from singer_ssl.model.folder import load_eager, read_hyperparams
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -69,7 +69,7 @@ def embed_dataset(
 ) -> EmbeddingSet:
     """Embed every item of ``features`` with the model in ``model_dir`` and the baselines; write ``out``."""
     from singer_ssl.features import FeatureStore
-    from singer_ssl.model.singer_model import build_model
+    from singer_ssl.model.folder import build_model
 
     dev = resolve_device(device)
     store = FeatureStore(features)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         # Only `corpus` matters here: the other sections are validated by the stages that use them.
-        params = load_params(args.params, validate=False)
+        params = load_params(args.params)
         config = CorpusConfig.from_dict(params.get("corpus") or {})
     except (ConfigError, TypeError) as e:
         print(f"corpus: {e}", file=sys.stderr)

@@ -23,8 +23,9 @@ if __package__ in (None, ""):  # run as `python stages/features.py` without an i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from singer_ssl.core.device import resolve_device  # noqa: E402
+from singer_ssl.core.frontend import n_frames  # noqa: E402
 from singer_ssl.core.params import ConfigError, dataset_spec, load_params  # noqa: E402
-from singer_ssl.features import SegmentError, extract_features, n_frames  # noqa: E402
+from singer_ssl.features import SegmentError, extract_features  # noqa: E402
 
 # `workers` (decode+compute threads, default: all cores) is optional and absent from params.yaml.
 FEATURE_KEYS = ("n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset", "dtype", "batch_size", "device",
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
         return 2
     name = argv[0]
     try:
-        params = load_params(validate=False)  # needs no model/loss registries
+        params = load_params()  # needs no model/loss registries
         role, _ = dataset_spec(params, name)
         cfg = dict(params.get("features") or {})
         unknown = sorted(set(cfg) - set(FEATURE_KEYS))

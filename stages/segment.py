@@ -303,7 +303,7 @@ def main(argv: list[str]) -> int:
         return 2
     name = argv[0]
     try:
-        params = load_params(validate=False)  # this stage needs no model/loss registries (no torch import)
+        params = load_params()  # this stage needs no model/loss registries (no torch import)
         role, spec = dataset_spec(params, name)
         cfg = segment_config(params)
         summary = segment_dataset(name, spec, Path("data/segments") / role / name, cfg, progress=None)

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         return 2
     name = argv[0]
     try:
-        params = load_params(validate=False)  # needs no model/loss registries
+        params = load_params()  # needs no model/loss registries
         role, _ = dataset_spec(params, name)
         cfg = dict(params.get("trials") or {})
         unknown = sorted(set(cfg) - set(TRIAL_KEYS))

@@ -12,7 +12,7 @@ import yaml
 from singer_ssl.api import ModelFolderError, load_model
 from singer_ssl.cli import main as cli
 from singer_ssl.evaluation.store import read_embeddings
-from singer_ssl.model.singer_model import build_model, save_model_folder
+from singer_ssl.model.folder import build_model, save_model_folder
 
 SR = 16000
 

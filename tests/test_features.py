@@ -18,11 +18,9 @@ import soundfile as sf
 import torch
 from nnAudio.features import MelSpectrogram
 
+from singer_ssl.core.frontend import FRONT_END_KEYS, LogMel, NnAudioLogMel
 from singer_ssl.features import (
-    FRONT_END_KEYS,
     FeatureStore,
-    LogMel,
-    NnAudioLogMel,
     RunningMoments,
     SegmentError,
     extract_features,
@@ -377,7 +375,7 @@ def test_features_stage_script(segdir: Path, tmp_path: Path, monkeypatch, capsys
 
 
 def test_band_groups_cover_every_nonzero_weight():
-    from singer_ssl.features import band_groups, mel_filterbank
+    from singer_ssl.core.frontend import band_groups, mel_filterbank
 
     for sr, n_fft, n_mels in ((44100, 2048, 128), (16000, 512, 40), (22050, 1024, 96)):
         basis = mel_filterbank(sr, n_fft, n_mels).numpy()

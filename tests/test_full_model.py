@@ -1,4 +1,4 @@
-"""Tests of singer_ssl.model.singer_model: SingerModel, hyperparams, build/save/load of the model folder."""
+"""Tests of singer_ssl.model: SingerModel, hyperparams, build/save/load of the model folder."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ import torch
 import yaml
 
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.features import LogMel, front_end_params
-from singer_ssl.model.singer_model import (
-    build_model,
-    hyperparams_from_params,
-    load_model_folder,
-    save_model_folder,
-)
+from singer_ssl.core.frontend import LogMel, front_end_params
+from singer_ssl.model.folder import build_model, load_model_folder, save_model_folder
+from singer_ssl.training.hyperparams import hyperparams_from_params
 
 ATTRS = {**front_end_params(8000, n_fft=256, hop=64, n_mels=16), "center": True, "window": "hann", "mel": "slaney",
          "mean": -4.0, "std": 3.0}
@@ -105,7 +101,7 @@ def test_model_folder_roundtrip_and_torchscript(tmp_path, encoder, kwargs, sampl
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
-    from singer_ssl.model import singer_model as full
+    from singer_ssl.model import folder as full
 
     hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0,
                                  1.0)

@@ -28,7 +28,7 @@ def test_merge_is_deep():
 
 def test_shipped_presets_validate():
     """Each shipped preset, merged into params.yaml, passes full validation."""
-    from singer_ssl.core.params import validate_params
+    from singer_ssl.core.params import check_datasets
     from singer_ssl.training.config import resolve_settings
 
     names = available(ROOT / "presets")
@@ -37,6 +37,6 @@ def test_shipped_presets_validate():
     for n in names:
         tree = yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())
         merged = merge(params, tree)
-        validate_params(merged)
+        check_datasets(merged)
         resolve_settings(merged)  # the train stage's own checks (optimizer, schedule, encoder kwargs...)
         overrides(n, ROOT / "params.yaml", ROOT / "presets")  # expressible as -S flags

@@ -97,7 +97,7 @@ def test_short_run_per_loss(loss, toy, tmp_path):
     assert len(values) == 3 and all(math.isfinite(v) for v in values)
     assert len(set(values)) > 1
     # the weights moved away from the seeded initialisation
-    from singer_ssl.model.singer_model import build_model
+    from singer_ssl.model.folder import build_model
 
     hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
     torch.manual_seed(params["seed"])
@@ -259,7 +259,7 @@ def test_select_keeps_the_weights_it_names(loss, select, losses_seq, eers, kept_
 def test_training_starts_from_the_random_init_baseline(loss, toy, tmp_path, monkeypatch):
     """Whatever the objective (with or without parameters of its own), step 0 sees the weights that the
     embed stage rebuilds as its random-init baseline: torch.manual_seed(seed); build_model(hparams)."""
-    from singer_ssl.model.singer_model import build_model
+    from singer_ssl.model.folder import build_model
 
     seen = []
     real = Trainer.train_step
@@ -289,8 +289,9 @@ def test_resolve_select():
 
 
 def test_model_folder_loads_and_torchscript_matches(toy, tmp_path):
-    from singer_ssl.features import FeatureStore, LogMel
-    from singer_ssl.model.singer_model import build_model
+    from singer_ssl.core.frontend import LogMel
+    from singer_ssl.features import FeatureStore
+    from singer_ssl.model.folder import build_model
 
     root = run_root(tmp_path, toy)
     train(tiny_params("ntxent", max_steps=2), root, progress=False)
@@ -360,8 +361,8 @@ DDP_LOSSES = ("ntxent", "vicreg", "cola", "ge2e")
 
 def _ddp_setup(loss: str, batch: int):
     """Same initial weights and the same global batch in every process."""
+    from singer_ssl.core.frontend import LogMel
     from singer_ssl.encoders.lstm import LSTMEncoder
-    from singer_ssl.features import LogMel
     from singer_ssl.model.heads import make_head
     from singer_ssl.model.singer_model import SingerModel
 

@@ -39,6 +39,8 @@ import soxr
 
 from singer_ssl.core.io import atomic_path
 
+#: extensions (lower case, no dot) of the formats libsndfile decodes; one list for pipeline, API and CLI
+AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "aif", "aiff", "mp3")
 RESAMPLE_QUALITY = "HQ"
 SILENT_PEAK = 2.0**-16  # half a PCM_16 step (libsndfile scales by 2^15): rounds to all zeros
 REMAINDERS = ("drop", "pad")
@@ -211,6 +213,16 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
         return soxr.resample(x, sr_in, sr_out, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
     y = soxr.resample(np.ascontiguousarray(x.T), sr_in, sr_out, quality=RESAMPLE_QUALITY)
     return np.ascontiguousarray(y.T, dtype=np.float32)
+
+
+def load_mono(path: str | os.PathLike, sr: int) -> np.ndarray:
+    """Read a whole file, mix to mono (channel mean) and resample to ``sr`` Hz: float32 ``(samples,)``.
+
+    The one reader shared by the embed stage, :func:`singer_ssl.api.embed_files` and the CLI.
+    Raises :class:`AudioError` for a file that cannot be used (see :func:`read_audio`).
+    """
+    x, file_sr = read_audio(path)
+    return resample(to_mono(x), file_sr, int(sr))
 
 
 def segment_samples(seconds: float, sr: int) -> int:

@@ -1,7 +1,7 @@
-"""Load and validate ``params.yaml``: the only module of the library that reads it.
+"""Read ``params.yaml`` and look up datasets: the shared part of every stage's configuration.
 
-Validation happens before any heavy work: unknown ``loss``/``encoder``/augmentation names or an
-inconsistent combination raise :class:`ConfigError` with the list of valid choices.
+Each stage owns the validation of its own sections (``<Stage>Config.from_params``); this module
+knows no registry, so it sits in :mod:`singer_ssl.core` below everything else.
 """
 
 from __future__ import annotations
@@ -17,17 +17,26 @@ from singer_ssl.core.errors import ConfigError, choice_error
 ROLES = ("train", "test")
 
 
-def load_params(path: str | os.PathLike = "params.yaml", validate: bool = True) -> dict[str, Any]:
-    """Read ``params.yaml`` into a dict, validated unless ``validate=False``."""
+def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    """Read ``params.yaml`` into a dict and check the ``datasets`` structure (shared by every stage).
+
+    Each stage validates its own sections in its ``<Stage>Config.from_params``; nothing here knows the
+    registries, so one stage never fails because of another stage's section. A missing file or a YAML
+    syntax error is a :class:`ConfigError` of one line.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        params = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    if validate:
-        validate_params(params)
+    check_datasets(params)
     return params
 
 
@@ -56,26 +65,8 @@ def test_dataset(params: dict[str, Any], name: str, stage: str) -> dict[str, Any
     return spec
 
 
-def validate_params(params: dict[str, Any]) -> None:
-    """Check names and structure of the whole params tree; raise ConfigError on the first problem."""
-    _validate_datasets(params)
-    if "loss" in params:
-        from singer_ssl import losses
-
-        if params["loss"] not in losses.NAMES:
-            raise choice_error("loss", params["loss"], losses.NAMES)
-    if "encoder" in params:
-        from singer_ssl import encoders
-
-        if params["encoder"] not in encoders.NAMES:
-            raise choice_error("encoder", params["encoder"], encoders.NAMES)
-    if "augment" in params:
-        from singer_ssl import augment
-
-        augment.validate(params["augment"])
-
-
-def _validate_datasets(params: dict[str, Any]) -> None:
+def check_datasets(params: dict[str, Any]) -> None:
+    """``datasets``: a mapping of roles (train/test) to ``{name: spec with path}``, names unique."""
     ds = params.get("datasets")
     if ds is None:
         return

@@ -67,10 +67,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from singer_ssl.core.audio import AUDIO_EXTENSIONS
 from singer_ssl.core.errors import ConfigError, choice_error
 from singer_ssl.core.io import read_csv, write_csv
 
-AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "aif", "aiff", "mp3")
 AUDIO_GLOBS = tuple(f"**/*.{ext}" for ext in AUDIO_EXTENSIONS)
 ALWAYS_EXCLUDED_DIRS = ("__MACOSX",)
 SPEC_KEYS = ("path", "preset", "glob", "singer", "exclude")

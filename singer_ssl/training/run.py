@@ -111,7 +111,7 @@ def _make_plan(settings: Settings, pool: np.ndarray, labels: np.ndarray, batch_s
 def plan_data(settings: Settings, root: Path, dist_info: Dist) -> DataPlan:
     """Load the segment table and run every data-dependent check; build the batch plans."""
     from singer_ssl import encoders, losses
-    from singer_ssl.features import n_frames
+    from singer_ssl.core.frontend import n_frames
     from singer_ssl.training.data import load_segment_table, split_by_singer
 
     table = load_segment_table(root, settings.datasets)
@@ -228,9 +228,10 @@ class TrainingRun:
     def __init__(self, params: dict[str, Any], settings: Settings, root: Path, dist_info: Dist,
                  device: torch.device) -> None:
         from singer_ssl import augment, losses
-        from singer_ssl.model.singer_model import build_model, hyperparams_from_params
+        from singer_ssl.model.folder import build_model
         from singer_ssl.training import checkpoint as ckpt
         from singer_ssl.training.data import ViewDataset
+        from singer_ssl.training.hyperparams import hyperparams_from_params
         from singer_ssl.training.loop import Trainer, TrainUnit
         from singer_ssl.training.sampler import VAL_STREAM, BatchStream, fixed_batches
 
@@ -452,7 +453,7 @@ class TrainingRun:
         return self._write_model(step, stopped_early, last_loss)
 
     def _write_model(self, step: int, stopped_early: bool, last_loss: float) -> dict[str, Any]:
-        from singer_ssl.model.singer_model import build_model, save_model_folder
+        from singer_ssl.model.folder import build_model, save_model_folder
 
         best = self.best
         kept = best if best is not None and best.get("state") is not None else None
