@@ -1,0 +1,56 @@
+"""The one way a stage script runs: parse its paths, build its config, run it, print one line.
+
+Every ``stages/<stage>.py`` is the same thin shim::
+
+    def main(args):                                   # args: the parsed command line
+        cfg = SegmentConfig.from_params(load_params(args.params), args.dataset)
+        return run(cfg, args.src, args.out)           # -> the one summary line
+
+    if __name__ == "__main__":
+        sys.exit(stage_main("segment", main, ("dataset", "src", "out")))
+
+Paths come from the command line, which ``dvc.yaml`` writes (as DVC's example-get-started does), so
+the library never hard-codes where a stage reads or writes. Expected failures (a bad parameter, bad
+input data, a missing file) print ``error: <stage>: <message>`` on one line and exit with status 1;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+#: the failures a user can cause (bad params, bad data, missing files): one line, exit status 1
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional: Sequence[str],
+               argv: Sequence[str] | None = None, description: str | None = None) -> int:
+    """Run ``main(args)`` with ``positional`` arguments (and ``--params``); print its summary line.
+
+    Returns the process exit status: 0 on success, 1 on a user error (message on stderr, one line),
+    2 on a bad command line (argparse's own message).
+    """
+    ap = argparse.ArgumentParser(prog=f"stages/{stage}.py", description=description)
+    for name in positional:
+        ap.add_argument(name)
+    ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        line = main(args)
+    except USER_ERRORS as err:
+        print(f"error: {stage}: {one_line(err)}", file=sys.stderr)
+        return 1
+    if line:
+        print(line)
+    return 0
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (``OSError`` with its file name, newlines folded)."""
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in str(err):
+        text = f"{err.strerror or err}: {err.filename}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
