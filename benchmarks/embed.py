@@ -29,7 +29,7 @@ from singer_ssl.model.folder import build_model, save_model_folder  # noqa: E402
 
 def make_features(path: Path, n: int, n_mels: int = 128, frames: int = 345) -> dict:
     rng = np.random.default_rng(0)
-    attrs = {"sample_rate": 44100, "n_fft": 2048, "hop": 512, "n_mels": n_mels, "fmin": 0.0, "fmax": 0.0,
+    attrs = {"sample_rate": 44100, "n_fft": 2048, "hop": 512, "n_mels": n_mels, "fmin": 0.0, "fmax": 22050.0,
              "log_offset": 1e-8, "center": True, "window": "hann", "mel": "slaney", "mean": -10.0, "std": 5.0}
     s = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as f:

@@ -9,8 +9,8 @@ same front end (n_fft 2048, hop 512, 128 mels by default) and reports segments p
 over ``--repeats`` timed runs, methods interleaved round-robin):
 
 1. ``stage``: :func:`singer_ssl.features.extract_features` — decode + log-mel + HDF5 write + mean/std,
-   exactly what ``python stages/features.py`` runs.
-2. ``seed004``: Fonseca et al.'s way (uclser20 ``extract``): per clip ``librosa.load`` + ``librosa.feature.
+   exactly what ``python stages/features.py`` runs (through :func:`singer_ssl.features.run`).
+2. ``fonseca2021``: Fonseca et al.'s way (uclser20 ``extract``): per clip ``librosa.load`` + ``librosa.feature.
    melspectrogram`` + log, each clip written to the HDF5 file as it is computed.
 3. ``floor``: read the batch's audio (soundfile) then one batched ``torch.stft`` + mel matmul + log,
    default torch threads, nothing written — the naive "bare compute" lower bound of work.
@@ -43,11 +43,8 @@ import torch  # noqa: E402
 
 from singer_ssl.core.frontend import mel_filterbank, n_frames  # noqa: E402
 from singer_ssl.core.io import write_csv  # noqa: E402
-from singer_ssl.features import (  # noqa: E402
-    extract_features,
-    read_segment_manifest,
-    segment_length,
-)
+from singer_ssl.data.manifest import read_manifest  # noqa: E402
+from singer_ssl.features import extract_features, segment_length  # noqa: E402
 
 
 def make_synthetic_segments(folder: Path, n: int, sr: int, seconds: float, seed: int = 0) -> None:
@@ -72,7 +69,7 @@ def run_stage(folder: Path, out: Path, fe: dict, batch_size: int, workers: int |
     extract_features(folder, out, **fe, batch_size=batch_size, workers=workers, progress=False)
 
 
-def run_seed004(paths: list[Path], out: Path, fe: dict, n_samples: int) -> None:
+def run_fonseca2021(paths: list[Path], out: Path, fe: dict, n_samples: int) -> None:
     import librosa
 
     t = n_frames(n_samples, fe["hop"], fe["n_fft"])
@@ -146,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="stage worker threads (default: all cores)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["stage", "seed004", "floor", "nnaudio_cpu"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["stage", "fonseca2021", "floor", "nnaudio_cpu"])
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if folder is None:
             folder = tmp / "segments"
             make_synthetic_segments(folder, args.n, args.sample_rate, args.seconds)
-        rows = read_segment_manifest(folder)
+        rows = read_manifest(folder)
         paths = [folder / r["segment"] for r in rows]
         n_samples = segment_length(rows, args.sample_rate)
         n = len(paths)
@@ -166,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         methods: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
             "stage": (lambda: run_stage(folder, tmp / "stage.h5", fe, args.batch_size, args.workers),
                       lambda: run_stage(folder, tmp / "stage.h5", fe, args.batch_size, args.workers)),
-            "seed004": (lambda: run_seed004(warm, tmp / "seed004.h5", fe, n_samples),
-                        lambda: run_seed004(paths, tmp / "seed004.h5", fe, n_samples)),
+            "fonseca2021": (lambda: run_fonseca2021(warm, tmp / "fonseca2021.h5", fe, n_samples),
+                            lambda: run_fonseca2021(paths, tmp / "fonseca2021.h5", fe, n_samples)),
             "floor": (lambda: run_floor(warm, fe, n_samples, args.batch_size),
                       lambda: run_floor(paths, fe, n_samples, args.batch_size)),
         }
@@ -192,19 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         results = {name: {"median_s": statistics.median(t), "times_s": t,
                           "segments_per_s": n / statistics.median(t)} for name, t in times.items()}
 
-    base = results.get("seed004", {}).get("segments_per_s")
+    base = results.get("fonseca2021", {}).get("segments_per_s")
     floor = results.get("floor", {}).get("segments_per_s")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{n} segments x {n_samples} samples at {args.sample_rate} Hz, n_fft {args.n_fft}, hop {args.hop}, "
           f"{args.n_mels} mels; {cores} cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {platform.machine()}; median of {args.repeats}; "
           f"other processes used {max(background, 0.0):.2f} cores meanwhile")
-    print(f"{'method':<12} {'seg/s':>8} {'vs seed004':>11} {'vs floor':>9}")
+    print(f"{'method':<12} {'seg/s':>8} {'vs fonseca2021':>15} {'vs floor':>9}")
     for name, r in results.items():
         sps = r["segments_per_s"]
         vs_base = f"{sps / base:.2f}x" if base else "-"
         vs_floor = f"{sps / floor:.2f}x" if floor else "-"
-        print(f"{name:<12} {sps:8.1f} {vs_base:>11} {vs_floor:>9}")
+        print(f"{name:<12} {sps:8.1f} {vs_base:>15} {vs_floor:>9}")
     if args.json:
         args.json.write_text(json.dumps({"n": n, "n_samples": n_samples, **fe, "background_cores": background,
                                          "results": results}, indent=2))

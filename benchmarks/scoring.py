@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from singer_ssl import metrics  # noqa: E402
+from singer_ssl.evaluation import metrics  # noqa: E402
 
 
 def make_embeddings(n_segments: int, dim: int, n_singers: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +125,7 @@ def kaldi_min_dcf(labels: np.ndarray, scores: np.ndarray, p_target: float = 0.01
     return min_c / min(p_target, 1 - p_target)
 
 
-def seed000_mnr(emb: np.ndarray, singers: np.ndarray, idx1: np.ndarray, idx2: np.ndarray, n_queries: int,
+def torres2023_mnr(emb: np.ndarray, singers: np.ndarray, idx1: np.ndarray, idx2: np.ndarray, n_queries: int,
                 n_negatives: int, seed: int) -> float:
     """Torres et al. 2023 ``compute_rank`` per-query loop (exact labels instead of its path-substring test)."""
     rng = random.Random(seed)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     t_skcos, sk_scores = best_of(lambda: sklearn_cosine(emb, idx1, idx2), 1)
     t_skeer, sk_eer = best_of(lambda: sklearn_eer(labels, scores), 1)
     t_kaldi, kaldi_dcf = best_of(lambda: kaldi_min_dcf(labels, scores), 1)
-    t_rank, rank000 = best_of(lambda: seed000_mnr(emb, singers, idx1[pos], idx2[pos], args.mnr_queries,
+    t_rank, rank_torres = best_of(lambda: torres2023_mnr(emb, singers, idx1[pos], idx2[pos], args.mnr_queries,
                                                   args.mnr_negatives, args.seed), 1)
     t_nboot_sub, _ = best_of(lambda: naive_bootstrap(labels[:nb], scores[:nb], args.naive_boot, 0), 1)
     t_nboot = t_nboot_sub * 1000 / args.naive_boot
@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
           "one run for baselines)")
     # ---- agreement ----------------------------------------------------------------------------------
     print(f"# EER {eer:.4f} % (sklearn+brentq {sk_eer:.4f} %), minDCF {dcf:.4f} (Kaldi loop {kaldi_dcf:.4f}), "
-          f"MNR {mnr:.2f} % over {nq} queries x {nneg} negatives (seed-000 loop {rank000:.2f} %, other draws), "
+          f"MNR {mnr:.2f} % over {nq} queries x {nneg} negatives "
+          f"(Torres et al. 2023 loop {rank_torres:.2f} %, other draws), "
           f"EER 95 % CI on {nb:,} trials [{ci[0]:.2f}, {ci[1]:.2f}]")
     print(f"# max |score difference|: vs naive loop {np.abs(scores[:ns] - naive).max():.1e}, "
           f"vs sklearn {np.abs(scores - sk_scores).max():.1e}, vs numpy backend {np.abs(scores - scores_np).max():.1e}")
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         ("MNR", f"{nq} queries x {nneg} negatives, N={args.segments:,}", t_mnr,
          f"Torres et al. 2023 compute_rank loop: {fmt(t_rank)}", t_rank),
         ("total: scores + EER + minDCF + MNR", config, t_total,
-         f"naive loop + sklearn EER + Kaldi minDCF + seed-000 MNR: {fmt(t_naive + t_skeer + t_kaldi + t_rank)}",
+         "naive loop + sklearn EER + Kaldi minDCF + Torres et al. 2023 MNR: "
+         f"{fmt(t_naive + t_skeer + t_kaldi + t_rank)}",
          t_naive + t_skeer + t_kaldi + t_rank),
         ("bootstrap EER CI", f"1000 resamples of {nb:,} trials", t_boot,
          f"resample + sklearn EER per resample {fmt(t_nboot)} (timed on {args.naive_boot}, extrapolated)", t_nboot),

@@ -42,11 +42,11 @@ if __package__ in (None, ""):
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from singer_ssl.training.config import resolve_settings  # noqa: E402
+from singer_ssl.training.config import TrainConfig  # noqa: E402
 from singer_ssl.training.data import collate_views  # noqa: E402
 from singer_ssl.training.run import TrainingRun  # noqa: E402
 from singer_ssl.training.runtime import Dist, deterministic_mode  # noqa: E402
-from tests.synthetic import make_training_set  # noqa: E402
+from tests.synthetic import make_training_set, pipeline_paths  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,10 +95,10 @@ def run(args: argparse.Namespace) -> dict:
         print(f"synthetic data: 64 segments of 4 s in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         n_total = args.warmup + args.rounds * args.steps + 8 * args.workers
         params = bench_params(args.loss, args.workers, args.batch, n_total + 1)
-        settings = resolve_settings(params)
+        cfg = TrainConfig.from_params(params)
         device = torch.device("cpu")
-        with deterministic_mode(bool(settings.train["deterministic"]), device):
-            tr = TrainingRun(params, settings, root, Dist(), device)
+        with deterministic_mode(cfg.train.deterministic, device):
+            tr = TrainingRun(cfg, pipeline_paths(root), Dist(), device)
             trainer, train_loader = tr.trainer, tr.train_loader
             # the floor's batch: the same views (first global batch), as log-mels in memory
             specs = next(iter(train_loader.batch_sampler))

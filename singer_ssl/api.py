@@ -115,13 +115,15 @@ def embed_files(
 
     Unreadable files raise :class:`singer_ssl.core.audio.AudioError` naming the file.
     """
-    from singer_ssl.core import audio
+    from singer_ssl.core.audio import load_mono
 
     model = load_model(model_dir, device=device)
-    sr = model.sample_rate
-    window = int(round(model_segment_seconds(model.hyperparams) * sr))
+    window = model_window(model)
     for f in files:
-        x, file_sr = audio.read_audio(f)
-        x = audio.resample(audio.to_mono(x), file_sr, sr)
-        (emb,) = embed_waveforms(model, [x], window, batch_size)
+        (emb,) = embed_waveforms(model, [load_mono(f, model.sample_rate)], window, batch_size)
         yield str(f), emb
+
+
+def model_window(model: nn.Module) -> int:
+    """Samples per embedding window of a :func:`load_model` module: segment seconds x its sample rate."""
+    return int(round(model_segment_seconds(model.hyperparams) * model.sample_rate))

@@ -1,14 +1,16 @@
 """Command line: ``singer-ssl embed|score|preset``.
 
     singer-ssl embed AUDIO_DIR --model MODEL_DIR --out FILE.h5
-        Embed every audio file under AUDIO_DIR (any length: the average of the embeddings of its
-        non-overlapping windows of the model's segment length, see singer_ssl.api). Keys are paths
+        Embed every audio file under AUDIO_DIR whose extension is in singer_ssl.core.audio.AUDIO_EXTENSIONS
+        (the formats the pipeline reads). Files of any length: the average of the embeddings of their
+        non-overlapping windows of the model's segment length, see singer_ssl.api. Keys are paths
         relative to AUDIO_DIR; the singer label is the first folder of that path (empty when flat).
     singer-ssl score TRIALS --embeddings FILE.h5 [--representation embedding]
-        Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format).
+        Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format),
+        scored as the evaluate stage scores it (singer_ssl.evaluation.verification).
     singer-ssl preset NAME [--params params.yaml] [--write]
         Print the `-S` overrides of a paper preset (presets/NAME.yaml), for
-        `dvc exp run $(singer-ssl preset seed000)`; with --write, merge it into params.yaml.
+        `dvc exp run $(singer-ssl preset torres2023)`; with --write, merge it into params.yaml.
 """
 
 from __future__ import annotations
@@ -19,34 +21,38 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+
+def audio_files(root: Path) -> list[Path]:
+    """Every file under ``root`` (recursively, sorted) whose extension is in ``AUDIO_EXTENSIONS`` (any case)."""
+    from singer_ssl.core.audio import AUDIO_EXTENSIONS
+
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix[1:].lower() in AUDIO_EXTENSIONS)
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from singer_ssl.api import embed_waveforms, load_model, model_segment_seconds
-    from singer_ssl.core import audio
+    from singer_ssl.api import embed_waveforms, load_model, model_window
+    from singer_ssl.core.audio import AUDIO_EXTENSIONS, AudioError, load_mono
     from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 
     root = Path(args.audio_dir)
     if not root.is_dir():
         print(f"error: {root} is not a directory", file=sys.stderr)
         return 2
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = audio_files(root)
     if not files:
         print(f"error: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}", file=sys.stderr)
         return 2
     model = load_model(args.model, device=args.device)
-    window = int(round(model_segment_seconds(model.hyperparams) * model.sample_rate))
+    window = model_window(model)
     keys, singers, embs, skipped = [], [], [], []
     for f in tqdm(files, desc="embed", disable=args.quiet):
         try:
-            x, sr = audio.read_audio(f)
-        except audio.AudioError as err:
+            x = load_mono(f, model.sample_rate)
+        except AudioError as err:
             skipped.append((f, str(err)))
             continue
-        x = audio.resample(audio.to_mono(x), sr, model.sample_rate)
         embs.append(next(embed_waveforms(model, [x], window)))
         rel = f.relative_to(root).as_posix()
         keys.append(rel)
@@ -64,8 +70,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from singer_ssl.evaluation.store import read_embeddings
-    from singer_ssl.evaluation.verification import check_labels, metrics, trial_indices
-    from singer_ssl.trials import read_trials
+    from singer_ssl.evaluation.verification import load_trials, score_trials
 
     es = read_embeddings(args.embeddings)
     if args.representation not in es.vectors:
@@ -73,15 +78,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     es.check()
-    labels, k1, k2 = read_trials(args.trials)
-    labels = np.asarray(labels, dtype=int)
-    check_labels(labels)
-    i1, i2 = trial_indices(es, k1, k2)
-    scores = metrics.cosine_scores(es.vectors[args.representation], i1, i2)
-    e, thr = metrics.eer(labels, scores)
-    dcf, _ = metrics.min_dcf(labels, scores, p_target=args.p_target)
-    print(f"trials {len(labels)} (target {int(labels.sum())})  EER {e:.2f}%  threshold {thr:.4f}  "
-          f"minDCF(p={args.p_target}) {dcf:.4f}")
+    trials = load_trials(es, args.trials)
+    r = score_trials(es.vectors[args.representation], trials, p_target=args.p_target)
+    print(f"trials {len(trials.labels)} (target {int(trials.labels.sum())})  EER {r.eer:.2f}%  "
+          f"threshold {r.threshold:.4f}  minDCF(p={args.p_target}) {r.min_dcf:.4f}")
     return 0
 
 

@@ -1,24 +1,84 @@
-"""Embed a test dataset once: trained encoder, random-init baseline, handcrafted baseline.
+"""The embed stage: embed a test dataset once with the trained encoder and the baselines.
 
-All encoders run batched in eval mode under ``torch.inference_mode`` on the available device.
-Log-mel encoders read the stored features (no audio decoding); waveform encoders, and the optional
-16 kHz degradation (Torres et al.'s ``-du``: down-sample to 16 kHz and back with soxr before the front
-end), read the segments' audio.
+:class:`EmbedConfig` validates ``seed`` and ``embed.*``; :func:`run` writes one embedding file
+(layout in :mod:`singer_ssl.evaluation.store`) holding, for every segment of the features file:
+the trained model's embedding and projection, the random-init and MFCC baselines
+(:mod:`singer_ssl.evaluation.baselines`) and, with ``embed.degrade_16k``, the embeddings of the audio
+degraded to 16 kHz (Torres et al.'s ``-du``: down-sample to 16 kHz and back with soxr before the
+front end).
+
+All encoders run batched in eval mode under ``torch.inference_mode`` on the configured device.
+Log-mel encoders read the stored features (no audio decoding); waveform encoders, and the 16 kHz
+degradation, read the segments' audio (:func:`singer_ssl.core.audio.load_mono`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from singer_ssl.core.device import resolve_device
-from singer_ssl.evaluation.store import EmbeddingSet, mfcc_stats, write_embeddings
+from singer_ssl.core.frontend import FRONT_END_KEYS
+from singer_ssl.core.params import bool_param, device_param, int_param, section, test_dataset
+from singer_ssl.evaluation.baselines import mfcc_embeddings, random_init_model
+from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 from singer_ssl.model.folder import load_eager, read_hyperparams
+
+#: the keys of the ``embed`` section
+EMBED_KEYS = ("batch_size", "device", "degrade_16k")
+DEGRADED_SR = 16000  # Hz, the rate of the ``degrade_16k`` round trip
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """The embed stage's parameters: ``seed`` (random-init baseline) and ``embed.*``.
+
+    ``batch_size`` segments per forward pass; ``device`` ``auto`` (CUDA when available), ``cpu``,
+    ``cuda`` or ``cuda:N``; ``degrade_16k`` also embeds the audio down-sampled to 16 kHz and back.
+    """
+
+    dataset: str
+    seed: int = 0
+    batch_size: int = 64
+    device: str = "auto"
+    degrade_16k: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], dataset: str) -> EmbedConfig:
+        """Validate ``seed``, ``embed.*`` and that ``dataset`` is a test dataset; ConfigError otherwise.
+
+        Reads no other section, so a bad ``train:`` or ``augment:`` never stops this stage.
+        """
+        test_dataset(params, dataset, "embed")
+        sec = section(params, "embed", EMBED_KEYS)
+        return cls(
+            dataset=dataset,
+            seed=int_param(params.get("seed", 0), "seed", minimum=0),
+            batch_size=int_param(sec.get("batch_size", 64), "embed.batch_size", minimum=1),
+            device=device_param(sec.get("device", "auto"), "embed.device"),
+            degrade_16k=bool_param(sec.get("degrade_16k", False), "embed.degrade_16k"),
+        )
+
+
+def run(cfg: EmbedConfig, features_path: str | os.PathLike, segments_dir: str | os.PathLike,
+        model_dir: str | os.PathLike, out_path: str | os.PathLike) -> str:
+    """Embed ``features_path`` (segments' audio under ``segments_dir``) with the model in ``model_dir``.
+
+    Writes ``out_path`` atomically and returns the stage's summary line.
+    """
+    t0 = time.perf_counter()
+    es = embed_dataset(features_path, segments_dir, model_dir, out_path, seed=cfg.seed, batch_size=cfg.batch_size,
+                       device=cfg.device, degrade_16k=cfg.degrade_16k)
+    dims = ", ".join(f"{k} {v.shape[1]}-d" for k, v in es.vectors.items())
+    return f"{cfg.dataset}: embedded {len(es.keys)} segments ({dims}) in {time.perf_counter() - t0:.1f} s -> {out_path}"
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -27,15 +87,15 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 def _read_waves(seg_dir: Path, keys: list[str], sr: int, degrade_16k: bool) -> np.ndarray:
+    """The segments ``keys`` as mono float32 ``(B, samples)`` at ``sr`` Hz (optionally via 16 kHz)."""
     from singer_ssl.core import audio
 
     waves = []
     for k in keys:
-        x, file_sr = audio.read_audio(seg_dir / k)
-        x = audio.resample(audio.to_mono(x), file_sr, sr)
+        x = audio.load_mono(seg_dir / k, sr)
         if degrade_16k:
             n = len(x)
-            x = audio.resample(audio.resample(x, sr, 16000), 16000, sr)
+            x = audio.resample(audio.resample(x, sr, DEGRADED_SR), DEGRADED_SR, sr)
             x = np.pad(x[:n], (0, max(0, n - len(x))))
         waves.append(x)
     return np.stack(waves).astype(np.float32)
@@ -67,10 +127,16 @@ def embed_dataset(
     device: str = "auto",
     degrade_16k: bool = False,
 ) -> EmbeddingSet:
-    """Embed every item of ``features`` with the model in ``model_dir`` and the baselines; write ``out``."""
-    from singer_ssl.features import FeatureStore
-    from singer_ssl.model.folder import build_model
+    """Embed every item of ``features`` with the model in ``model_dir`` and the baselines; write ``out``.
 
+    Vectors (N rows, the features file's order): ``embedding``/``projection`` of the trained model,
+    ``baseline/random_init/{embedding,projection}`` (same architecture, ``torch.manual_seed(seed)``),
+    ``baseline/mfcc/embedding`` and, with ``degrade_16k``, ``degraded_16k/{embedding,projection}``.
+    """
+    from singer_ssl.features import FeatureStore
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     store = FeatureStore(features)
     if len(store) == 0:
@@ -81,10 +147,9 @@ def embed_dataset(
     model.frontend_sample_rate = int(hp["frontend"]["sample_rate"])
     from_wave = getattr(model.encoder, "input_kind", "logmel") == "waveform"
     if not from_wave:
-        _check_frontend(store.attrs, hp["frontend"], features, model_dir)
+        check_frontend(store.attrs, hp["frontend"], features, model_dir)
 
-    torch.manual_seed(seed)
-    random_model = build_model(hp).to(dev).eval()
+    random_model = random_init_model(hp, seed, dev)
     random_model.frontend_sample_rate = model.frontend_sample_rate
 
     vectors: dict[str, np.ndarray] = {}
@@ -93,7 +158,7 @@ def embed_dataset(
     r_emb, r_proj = _embed_model(random_model, store, seg_dir, batch_size, dev, from_wave, False, "random-init")
     vectors["baseline/random_init/embedding"] = r_emb
     vectors["baseline/random_init/projection"] = r_proj
-    vectors["baseline/mfcc/embedding"] = np.stack([mfcc_stats(store[i]) for i in range(len(store))])
+    vectors["baseline/mfcc/embedding"] = mfcc_embeddings(store[i] for i in range(len(store)))
     if degrade_16k:
         d_emb, d_proj = _embed_model(model, store, seg_dir, batch_size, dev, True, True, "degraded 16k")
         vectors["degraded_16k/embedding"] = d_emb
@@ -103,9 +168,23 @@ def embed_dataset(
     return es
 
 
-def _check_frontend(attrs: dict, frontend: dict, features, model_dir) -> None:
-    """The stored features must come from the front end the model was trained with."""
-    for k in ("sample_rate", "n_fft", "hop", "n_mels"):
+def _resolved_front_end(frontend: dict[str, Any]) -> dict[str, Any]:
+    """``frontend`` with ``fmax: null`` resolved to ``sample_rate / 2`` (as the features stage stores it)."""
+    out = dict(frontend)
+    if out.get("fmax") is None and "sample_rate" in out:
+        out["fmax"] = float(out["sample_rate"]) / 2.0
+    return out
+
+
+def check_frontend(attrs: dict[str, Any], frontend: dict[str, Any], features: str | os.PathLike,
+                   model_dir: str | os.PathLike) -> None:
+    """The stored features must come from the front end the model was trained with.
+
+    Compares every key of :data:`singer_ssl.core.frontend.FRONT_END_KEYS` present on both sides
+    (``fmax: null`` taken as ``sample_rate / 2``); ValueError naming the first that differs.
+    """
+    attrs, frontend = _resolved_front_end(attrs), _resolved_front_end(frontend)
+    for k in FRONT_END_KEYS:
         if k in frontend and k in attrs and float(attrs[k]) != float(frontend[k]):
             raise ValueError(
                 f"{features} was extracted with {k}={attrs[k]} but the model in {model_dir} expects "

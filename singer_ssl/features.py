@@ -1,8 +1,11 @@
-"""Stage `features`: log-mel features of a segment folder into one HDF5 file, and its reader.
+"""The features stage: log-mel features of a segment folder into one HDF5 file, and its reader.
 
-The front end itself lives in :mod:`singer_ssl.core.frontend`.
+The front end itself lives in :mod:`singer_ssl.core.frontend`. :class:`FeaturesConfig` validates
+``audio.sample_rate`` and ``features.*``; :func:`run` (what ``stages/features.py`` calls) runs
+:func:`extract_features` and returns the stage's summary line.
 
-The stage (:func:`extract_features`) reads a segment folder (``manifest.csv`` + wavs). Worker threads
+:func:`extract_features` reads a segment folder (``manifest.csv`` + wavs, see
+:mod:`singer_ssl.data.manifest`). Worker threads
 each decode a batch of wavs (libsndfile releases the GIL) into a reused buffer and compute its
 log-mels with single-threaded torch; the calling thread writes each batch to HDF5 as one slice, in
 manifest order, and folds the batch statistics into the dataset mean/std (Chan et al.'s parallel
@@ -14,9 +17,11 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +32,85 @@ import torch
 from torch import nn
 
 from singer_ssl.core.device import resolve_device
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import FIXED_ATTRS, FRONT_END_KEYS, LogMel, front_end_params, make_extractor, n_frames  # noqa: F401
-from singer_ssl.core.io import atomic_path, read_csv
+from singer_ssl.core.io import atomic_path
+from singer_ssl.core.params import (
+    choice_param,
+    dataset_spec,
+    int_param,
+    number_param,
+    section,
+)
+from singer_ssl.data.manifest import SegmentError, read_manifest
 
-MANIFEST_COLUMNS = ("segment", "singer", "source", "start_s", "end_s", "dataset")
 STORAGE_DTYPES = ("float32", "float16")
+AUDIO_KEYS = ("sample_rate",)
+#: ``features.*``; ``workers`` (decode+compute threads, default: the usable cores) is optional and
+#: absent from params.yaml: the output does not depend on it.
+FEATURES_KEYS = ("n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset", "dtype", "batch_size", "device",
+                 "workers")
 
 
-class SegmentError(ValueError):
-    """A segment folder is inconsistent (missing/unreadable wav, wrong length or rate); names the file."""
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Validated ``audio.sample_rate`` and ``features.*`` for one dataset (defaults = Torres et al.'s front end).
+
+    ``device``: ``auto`` (CUDA via nnAudio when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``,
+    resolved when the stage runs. ``workers``: decode+compute threads (None: the usable cores).
+    """
+
+    dataset: str
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    log_offset: float = 1e-8
+    dtype: str = "float32"
+    batch_size: int = 32
+    device: str = "auto"
+    workers: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], dataset: str) -> FeaturesConfig:
+        """Check that ``dataset`` is configured and validate ``audio`` and ``features``; nothing else is read.
+
+        Every problem is a one-line ConfigError naming the dotted parameter.
+        """
+        dataset_spec(dict(params), dataset)
+        audio = section(dict(params), "audio", AUDIO_KEYS)
+        fe = section(dict(params), "features", FEATURES_KEYS)
+        sr = int_param(audio.get("sample_rate", 44100), "audio.sample_rate", minimum=1)
+        ints = {k: int_param(fe.get(k, getattr(cls, k)), f"features.{k}", minimum=1)
+                for k in ("n_fft", "hop", "n_mels", "batch_size")}
+        fmin = number_param(fe.get("fmin", 0.0), "features.fmin", 0.0, sr / 2.0, high_open=True)
+        fmax = fe.get("fmax")
+        if fmax is not None:
+            fmax = number_param(fmax, "features.fmax", fmin, sr / 2.0, low_open=True)
+        log_offset = number_param(fe.get("log_offset", 1e-8), "features.log_offset", 0.0, low_open=True)
+        dtype = choice_param(fe.get("dtype", "float32"), "features.dtype", STORAGE_DTYPES)
+        device = fe.get("device", "auto")
+        device = "auto" if device is None else device
+        if not isinstance(device, str) or not _valid_device(device):
+            raise ConfigError(f"features.device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+        workers = fe.get("workers")
+        if workers is not None:
+            workers = int_param(workers, "features.workers", minimum=1)
+        return cls(dataset, sr, fmin=fmin, fmax=fmax, log_offset=log_offset, dtype=dtype, device=device,
+                   workers=workers, **ints)
+
+
+def _valid_device(name: str) -> bool:
+    if name in ("", "auto"):
+        return True
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
 
 
 # ----------------------------------------------------------------------------------------------- stage
@@ -89,24 +164,7 @@ class RunningMoments:
         return math.sqrt(self.m2 / self.count) if self.count else float("nan")
 
 
-def read_segment_manifest(segment_dir: str | os.PathLike, dataset: str | None = None) -> list[dict[str, str]]:
-    """Rows of ``<segment_dir>/manifest.csv`` (contract columns checked); clear errors when absent/empty."""
-    segment_dir = Path(segment_dir)
-    name = dataset or segment_dir.name
-    path = segment_dir / "manifest.csv"
-    if not path.is_file():
-        raise SegmentError(f"dataset {name!r}: no manifest at {path}; run the segment stage first")
-    rows = read_csv(path)
-    if not rows:
-        raise SegmentError(f"dataset {name!r}: {path} lists no segments (every source was skipped? "
-                           f"see {segment_dir / 'skipped.csv'})")
-    missing = [c for c in MANIFEST_COLUMNS if c not in rows[0]]
-    if missing:
-        raise SegmentError(f"dataset {name!r}: {path} lacks column(s) {', '.join(missing)}")
-    return rows
-
-
-def segment_length(rows: Sequence[Mapping[str, str]], sample_rate: int, manifest: str = "manifest") -> int:
+def segment_length(rows: Sequence[Mapping[str, Any]], sample_rate: int, manifest: str = "manifest") -> int:
     """The common segment length in samples: the most frequent ``round((end_s - start_s) * sr)``.
 
     Other rows may be shorter (a zero-padded final segment, ``segment.remainder: pad``, records its
@@ -230,7 +288,7 @@ def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike
     segment_dir = Path(segment_dir)
     name = dataset or segment_dir.name
     fe = front_end_params(sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset)
-    rows = read_segment_manifest(segment_dir, name)
+    rows = read_manifest(segment_dir, name)
     n_samples = segment_length(rows, fe["sample_rate"], str(segment_dir / "manifest.csv"))
     if n_samples <= fe["n_fft"] // 2:
         raise SegmentError(f"dataset {name!r}: segments of {n_samples} samples are too short for n_fft "
@@ -285,6 +343,29 @@ def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike
     finally:
         torch.set_num_threads(prev_threads)
     return attrs
+
+
+def run(cfg: FeaturesConfig, segments: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Extract the features of segment folder ``segments`` into ``out`` (HDF5); the stage's summary line.
+
+    Raises SegmentError (bad segment folder) or ConfigError (``features.device`` unavailable here).
+    """
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(f"features.device: {e}") from None
+    t0 = time.perf_counter()
+    attrs = extract_features(segments, out, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop,
+                             n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, log_offset=cfg.log_offset,
+                             dtype=cfg.dtype, batch_size=cfg.batch_size, device=device, workers=cfg.workers,
+                             dataset=cfg.dataset)
+    dt = time.perf_counter() - t0
+    n = attrs["n_segments"]
+    frames = n_frames(attrs["segment_samples"], attrs["hop"], attrs["n_fft"])
+    return (f"{cfg.dataset}: {n} segments -> {out} ({attrs['n_mels']} mels x {frames} frames, {attrs['dtype']}, "
+            f"{attrs['extractor']} on {device}); mean {attrs['mean']:.3f}, "
+            f"std {attrs['std']:.3f}; {dt:.1f} s ({n / max(dt, 1e-9):.0f} segments/s)")
+
 
 
 # ---------------------------------------------------------------------------------------------- reader
@@ -414,6 +495,6 @@ class FeatureStore:
 
 
 __all__ = [
-    "FeatureStore", "RunningMoments", "SegmentError", "default_workers", "extract_features",
-    "read_segment_manifest", "read_segments", "segment_length",
+    "FeatureStore", "FeaturesConfig", "RunningMoments", "SegmentError", "default_workers", "extract_features",
+    "read_segments", "run", "segment_length",
 ]

@@ -1,14 +1,21 @@
-"""Paper presets: parameter overrides that reproduce each seed system's configuration.
+"""Paper presets: parameter overrides that reproduce each paper's configuration.
 
-A preset is a YAML file ``presets/<name>.yaml`` holding a partial ``params.yaml`` tree. It is used
-as ``dvc exp run $(singer-ssl preset seed000)``: :func:`overrides` turns the tree into DVC's
+A preset is a YAML file ``presets/<name>.yaml`` holding a partial ``params.yaml`` tree, named after
+its paper: ``torres2023`` (Torres, Lattner & Richard, ISMIR 2023), ``ge2e-singer`` (the GE2E singer
+encoder), ``semisupcon`` (Guinot et al., ISMIR 2024), ``byol-a`` (Niizumi et al., IJCNN 2021),
+``fonseca2021`` (Fonseca et al., ICASSP 2021), plus ``byol-laptop`` (BYOL sized for a CPU). It is
+used as ``dvc exp run $(singer-ssl preset torres2023)``: :func:`overrides` turns the tree into DVC's
 Hydra-style ``-S key=value`` flags (``-S +key=value`` for keys that ``params.yaml`` lacks).
 Values must not contain spaces (the flags are split by the shell).
+
+The numbered names of earlier releases (``seed000`` .. ``seed004``) still work for a while: they
+resolve through :data:`DEPRECATED_NAMES` with a one-line note on stderr.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +25,33 @@ from singer_ssl.core.errors import ConfigError, choice_error
 
 PRESET_DIR = Path("presets")
 
+#: deprecated preset name -> its paper name (the one place the old numbered names live)
+DEPRECATED_NAMES: dict[str, str] = {
+    "seed000": "torres2023",
+    "seed001": "ge2e-singer",
+    "seed002": "semisupcon",
+    "seed003": "byol-a",
+    "seed004": "fonseca2021",
+}
+
 
 def available(preset_dir: Path = PRESET_DIR) -> list[str]:
-    """Names of the presets in ``preset_dir``."""
+    """Names of the presets in ``preset_dir`` (current names only, not the deprecated ones)."""
     return sorted(p.stem for p in preset_dir.glob("*.yaml"))
 
 
+def resolve_name(name: str) -> str:
+    """The current name of preset ``name``; a deprecated name prints a one-line note on stderr."""
+    new = DEPRECATED_NAMES.get(name)
+    if new is None:
+        return name
+    print(f"note: preset {name!r} is deprecated, use {new!r}", file=sys.stderr)
+    return new
+
+
 def load_preset(name: str, preset_dir: Path = PRESET_DIR) -> dict[str, Any]:
-    """Read ``presets/<name>.yaml``; ConfigError listing the available presets when unknown."""
-    path = preset_dir / f"{name}.yaml"
+    """Read ``presets/<name>.yaml`` (deprecated names resolved); ConfigError listing the presets when unknown."""
+    path = preset_dir / f"{resolve_name(name)}.yaml"
     if not path.exists():
         raise choice_error("preset", name, available(preset_dir))
     tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

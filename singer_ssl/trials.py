@@ -19,6 +19,12 @@ and pairs can repeat (as in Torres et al. 2023, SonyCSLParis/ssl-singer-identity
   Efraimidis & Spirakis 2006, with the same process's weights), never the O(N^2) pair set of a big set.
   Output order is shuffled and each pair's orientation random; everything follows from ``seed``.
 
+The stage (:func:`run`, called by ``stages/trials.py``) reads a test dataset's ``manifest.csv`` and
+writes its trial list: the one named by ``trials.external.<dataset>`` (validated against the
+manifest, written normalised) or one drawn by :func:`generate_trials` (``trials.n_pairs``,
+``trials.seed`` or else the top-level ``seed``, ``trials.cross_recording``); :class:`TrialsConfig`
+validates those parameters.
+
 File format (Torres et al.'s): one ``label,key1,key2`` line per trial, label 1 = same singer, keys = the
 manifest's ``segment`` (``<singer>/<file>.wav``); keys containing a comma or quote are CSV-quoted.
 :func:`read_trials` also reads Kaldi/wespeaker lists (``enroll test target|nontarget``) and
@@ -30,23 +36,85 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.io import write_text
+from singer_ssl.core.params import bool_param, dataset_items, int_param, section, test_dataset
+from singer_ssl.data.manifest import read_manifest
 
 Trial = tuple[int, str, str]
 TRIAL_FORMATS = ("csv", "kaldi", "voxceleb")
 _KALDI_LABELS = {"target": 1, "nontarget": 0}
 _DENSE_FACTOR = 4  # enumerate the candidates when the request is >= 1/4 of them
 _MAX_SINGER_ROUNDS = 64  # singer-uniform negative draws before falling back to segment-uniform ones
+TRIALS_KEYS = ("n_pairs", "seed", "cross_recording", "external")
 
 
 class TrialsError(ValueError):
     """A trial list cannot be generated or does not fit the dataset; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TrialsConfig:
+    """Validated ``trials.*`` (and the top-level ``seed`` when ``trials.seed`` is null) for one test dataset.
+
+    ``external``: this dataset's entry of ``trials.external`` (a trial list to use instead of
+    generating one), None when it has none.
+    """
+
+    dataset: str
+    n_pairs: int = 20000
+    seed: int = 0
+    cross_recording: bool = True
+    external: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], dataset: str) -> TrialsConfig:
+        """Validate ``trials`` (every ``trials.external`` key must name a test dataset) and ``seed``.
+
+        Every problem is a one-line ConfigError naming the dotted parameter; nothing else is read.
+        """
+        params = dict(params)
+        test_dataset(params, dataset, "trials")
+        cfg = section(params, "trials", TRIALS_KEYS)
+        n_pairs = int_param(cfg.get("n_pairs", 20000), "trials.n_pairs", minimum=2)
+        seed = cfg.get("seed")
+        seed = (int_param(params.get("seed", 0), "seed", minimum=0) if seed is None
+                else int_param(seed, "trials.seed", minimum=0))
+        cross = bool_param(cfg.get("cross_recording", True), "trials.cross_recording")
+        external = _external_lists(cfg.get("external"), [n for n, _, _ in dataset_items(params, "test")])
+        return cls(dataset, n_pairs, seed, cross, external.get(dataset))
+
+
+def _external_lists(value: Any, test_names: Sequence[str]) -> dict[str, str]:
+    """``trials.external`` as ``{test dataset: path}`` (null/empty entries dropped); ConfigError names a bad key."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"trials.external: expected a mapping {{<test dataset>: path/to/trials.txt}}, got {value!r}")
+    out = {}
+    for key, path in value.items():
+        if key not in test_names:
+            raise ConfigError(f"trials.external.{key}: not a test dataset; test datasets: "
+                              f"{', '.join(sorted(test_names)) or '(none)'}")
+        if path is None or path == "":
+            continue
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"trials.external.{key}: expected the path of a trial list, got {path!r}")
+        out[key] = str(path)
+    return out
+
 
 
 # ------------------------------------------------------------------------------------------ generation
@@ -381,7 +449,38 @@ def summarize_trials(trials: Sequence[Trial], singer_of: dict[str, str], source_
     }
 
 
+# ----------------------------------------------------------------------------------------------- stage
+
+
+def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Write the trial list of ``cfg.dataset`` (segments listed in ``manifest``) to ``out``; the summary line.
+
+    ``manifest``: the dataset's ``manifest.csv`` or its segment folder. Warnings of
+    :func:`generate_trials` (fewer distinct pairs than requested) go to stderr, one line each.
+    Raises SegmentError (bad manifest) or TrialsError (an invalid external list; one class impossible).
+    """
+    name = cfg.dataset
+    rows = read_manifest(manifest, name)
+    keys = [r["segment"] for r in rows]
+    if cfg.external is not None:
+        trials = load_external_trials(cfg.external, keys, dataset=name)
+        how = f"external list {cfg.external}"
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trials = generate_trials(keys, [r["singer"] for r in rows], [r["source"] for r in rows],
+                                     n_pairs=cfg.n_pairs, seed=cfg.seed, cross_recording=cfg.cross_recording)
+        for w in caught:
+            print(f"warning: {name}: {w.message}", file=sys.stderr)
+        how = f"generated, seed {cfg.seed}"
+    write_trials(out, trials)
+    s = summarize_trials(trials, {r["segment"]: r["singer"] for r in rows},
+                         {r["segment"]: r["source"] for r in rows})
+    return (f"{name}: {s['trials']} trials ({s['positives']} target, {s['negatives']} non-target; "
+            f"{s['singers']} singers; {s['same_recording_positives']} same-recording targets; {how}) -> {out}")
+
+
 __all__ = [
-    "TRIAL_FORMATS", "Trial", "TrialsError", "format_trials", "generate_trials", "load_external_trials",
-    "parse_trials", "read_trials", "summarize_trials", "validate_trials", "write_trials",
+    "TRIAL_FORMATS", "Trial", "TrialsConfig", "TrialsError", "format_trials", "generate_trials", "load_external_trials",
+    "parse_trials", "read_trials", "run", "summarize_trials", "validate_trials", "write_trials",
 ]

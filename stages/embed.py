@@ -1,46 +1,33 @@
 """Stage `embed`: embed every segment of a test dataset once, plus the baselines.
 
-    python stages/embed.py <test-dataset>
+    python stages/embed.py <dataset> <model folder> <features.h5> <segments folder> <out.h5> [--params params.yaml]
 
-Reads data/model/ and data/features/test/<dataset>.h5 (and the segments' audio for waveform
-encoders or embed.degrade_16k); writes data/embeddings/<dataset>.h5 atomically.
+Reads ``seed`` and ``embed.{batch_size, device, degrade_16k}``, the model folder, the dataset's
+features file (and its segments' audio for waveform encoders or ``embed.degrade_16k``); writes the
+embedding file atomically (see :mod:`singer_ssl.embed`, layout in :mod:`singer_ssl.evaluation.store`).
+dvc.yaml: ``python stages/embed.py <key> data/model data/features/test/<key>.h5 data/segments/test/<key>
+data/embeddings/<key>.h5``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-import time
 from pathlib import Path
 
-from singer_ssl.core.params import load_params, test_dataset
-from singer_ssl.embed import embed_dataset
+if __package__ in (None, ""):  # run as `python stages/embed.py` without an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from singer_ssl.core.params import load_params  # noqa: E402
+from singer_ssl.core.stage import stage_main  # noqa: E402
+from singer_ssl.embed import EmbedConfig, run  # noqa: E402
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python stages/embed.py <test-dataset>", file=sys.stderr)
-        return 2
-    name = argv[0]
-    params = load_params()
-    test_dataset(params, name, "embed")
-    t0 = time.perf_counter()
-    out = Path("data/embeddings") / f"{name}.h5"
-    es = embed_dataset(
-        features=Path("data/features/test") / f"{name}.h5",
-        segments=Path("data/segments/test") / name,
-        model_dir=Path("data/model"),
-        out=out,
-        seed=int(params.get("seed", 0)),
-        **params.get("embed", {}),
-    )
-    dims = ", ".join(f"{k} {v.shape[1]}-d" for k, v in es.vectors.items())
-    print(f"{name}: embedded {len(es.keys)} segments ({dims}) in {time.perf_counter() - t0:.1f} s -> {out}")
-    return 0
+def main(args: argparse.Namespace) -> str:
+    cfg = EmbedConfig.from_params(load_params(args.params), args.dataset)
+    return run(cfg, args.features, args.segments, args.model, args.out)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (ValueError, FileNotFoundError) as err:  # ConfigError, bad trials/embeddings/model folder
-        print(f"error: embed {' '.join(sys.argv[1:])}: {err}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(stage_main("embed", main, ("dataset", "model", "features", "segments", "out"),
+                        description=__doc__.split("\n\n")[0]))

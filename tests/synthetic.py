@@ -1,11 +1,12 @@
 """A tiny synthetic training set in the pipeline's on-disk layout, for tests, benchmarks and smoke runs.
 
 :func:`make_training_set` writes ``<root>/data/segments/train/<name>/`` (wav segments, ``manifest.csv``,
-``skipped.csv``, via :mod:`singer_ssl.data.layouts`' writers) and ``<root>/data/features/train/<name>.h5``
+``skipped.csv``, via :mod:`singer_ssl.data.manifest`'s writers) and ``<root>/data/features/train/<name>.h5``
 (via :func:`singer_ssl.features.extract_features`, the features stage's own writer), i.e. exactly what
 the segment and features stages produce. Each singer is a harmonic "voice" with its own spectral
 envelope (timbre) and vibrato rate; each source recording sings a different note, cut into
-consecutive segments, so singer identity is learnable and independent of pitch.
+consecutive segments, so singer identity is learnable and independent of pitch. :func:`pipeline_paths`
+gives the train stage's paths under such a root.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from singer_ssl.data.manifest import write_manifest, write_skipped
+from singer_ssl.features import extract_features
+from singer_ssl.training.run import TrainPaths
 
 
 def _voice(rng: np.random.Generator, f0: float, envelope: np.ndarray, vibrato_hz: float, n: int,
@@ -37,9 +42,6 @@ def make_training_set(root: str | os.PathLike, name: str = "toy", *, n_singers: 
 
     ``labelled=False`` leaves the manifest's ``singer`` column empty (a corpus without singer labels).
     """
-    from singer_ssl.data.layouts import write_manifest, write_skipped
-    from singer_ssl.features import extract_features
-
     root = Path(root)
     seg_dir = root / "data" / "segments" / "train" / name
     feat_path = root / "data" / "features" / "train" / f"{name}.h5"
@@ -65,3 +67,11 @@ def make_training_set(root: str | os.PathLike, name: str = "toy", *, n_singers: 
     extract_features(seg_dir, feat_path, sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels,
                      dataset=name, progress=False)
     return {"segments": seg_dir, "features": feat_path}
+
+
+def pipeline_paths(root: str | os.PathLike) -> TrainPaths:
+    """The train stage's paths under ``root`` in the pipeline's layout (what ``dvc.yaml`` passes):
+    ``data/features/train``, ``data/segments/train``, ``data/model``, ``data/checkpoints``, ``plots/train``."""
+    root = Path(root)
+    return TrainPaths.of(root / "data" / "features" / "train", root / "data" / "segments" / "train",
+                         root / "data" / "model", root / "data" / "checkpoints", root / "plots" / "train")

@@ -105,3 +105,43 @@ def test_cli_embed_averages_windows_and_score(tmp_path, model_dir, capsys):
     trials.write_text("1,alice/take0.wav,ghost.wav\n0,alice/take0.wav,bob/take0.wav\n")
     assert cli(["score", str(trials), "--embeddings", str(out)]) == 2
     assert "ghost.wav" in capsys.readouterr().err
+
+
+def test_cli_embed_reads_every_pipeline_format(tmp_path, model_dir):
+    """`singer-ssl embed` takes the pipeline's formats (core.audio.AUDIO_EXTENSIONS), .opus and upper case included."""
+    from singer_ssl.core.audio import AUDIO_EXTENSIONS
+
+    assert {"flac", "ogg", "opus"} <= set(AUDIO_EXTENSIONS)
+    t = np.arange(48000) / 48000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    audio = tmp_path / "audio" / "alice"
+    audio.mkdir(parents=True)
+    sf.write(audio / "a.flac", x, 48000)
+    sf.write(audio / "b.ogg", x, 48000, format="OGG", subtype="VORBIS")
+    sf.write(audio / "c.opus", x, 48000, format="OGG", subtype="OPUS")
+    sf.write(audio / "d.WAV", x, 48000)
+    (audio / "notes.txt").write_text("not audio, not listed")
+    out = tmp_path / "emb.h5"
+    assert cli(["embed", str(tmp_path / "audio"), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
+    assert read_embeddings(out).keys == ["alice/a.flac", "alice/b.ogg", "alice/c.opus", "alice/d.WAV"]
+
+
+def test_embed_files_is_exported_lazily_and_matches_the_cli(tmp_path, model_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys, singer_ssl; assert callable(singer_ssl.embed_files) and callable(singer_ssl.load_model); "
+            "assert 'torch' not in sys.modules, 'import singer_ssl pulled in torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    import singer_ssl
+
+    rng = np.random.default_rng(3)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "x.wav", (0.1 * rng.normal(size=(2 * 22050, 2))).astype(np.float32), 22050)  # stereo
+    ((path, emb),) = list(singer_ssl.embed_files([audio / "x.wav"], model_dir, device="cpu"))
+    assert path == str(audio / "x.wav") and emb.shape == (32,)
+    out = tmp_path / "emb.h5"
+    assert cli(["embed", str(audio), "--model", str(model_dir), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(read_embeddings(out).vectors["embedding"][0], emb)

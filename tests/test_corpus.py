@@ -18,6 +18,7 @@ import soundfile as sf
 import yaml
 
 from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.stage import stage_main
 from singer_ssl.data import builtin_corpus as corpus
 
 CFG = {
@@ -37,12 +38,16 @@ NAMES = ("builtin-train", "builtin-test")
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     """Run the DVC stage's entry point on a params file holding CFG."""
-    from stages.corpus import main
-
     work = tmp_path_factory.mktemp("corpus")
     (work / "params.yaml").write_text(yaml.safe_dump({"corpus": CFG}))
-    assert main(["--params", str(work / "params.yaml"), "--out", str(work / "raw")]) == 0
+    assert _stage(str(work / "raw"), "--params", str(work / "params.yaml")) == 0
     return work / "raw"
+
+
+def _stage(*argv: str) -> int:
+    from stages.corpus import main
+
+    return stage_main("corpus", main, ("out",), argv=argv)
 
 
 def wavs(root: Path) -> list[Path]:
@@ -60,9 +65,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 def test_stage_prints_one_line_summary(generated, capsys):
     # the fixture already ran; its output is gone from capsys, so check the formatter directly
-    from stages.corpus import summary_line
-
-    line = summary_line(
+    line = corpus.summary_line(
         {"seconds": 1.0, "datasets": {"a": {"singers": 3, "songs": 6, "audio_seconds": 120.0}}}, Path("x")
     )
     assert line == "corpus: a 3 singers, 6 songs (2.0 min) in 1.0 s -> x"
@@ -216,9 +219,37 @@ def test_bad_config_named_before_writing(tmp_path, override, culprit):
 
 
 def test_stage_reports_bad_params(tmp_path, capsys):
-    from stages.corpus import main
-
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"corpus": {**CFG, "max_seconds": 1.0}}))
-    assert main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw")]) == 1
-    assert "corpus.min_seconds" in capsys.readouterr().err
+    assert _stage(str(tmp_path / "raw"), "--params", str(tmp_path / "params.yaml")) == 1
+    err = capsys.readouterr().err
+    assert "corpus.min_seconds" in err and err.startswith("error: corpus: ") and err.count("\n") == 1
     assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"n_singers": 3}, "corpus.n_singers: unknown parameter; valid keys of corpus: max_seconds, min_seconds"),
+        ({"songs_per_singer": "six"}, "corpus.songs_per_singer: expected an integer >= 0, got 'six'"),
+        ({"songs_per_singer": 0}, "corpus.songs_per_singer: expected an integer >= 1, got 0"),
+        ({"n_test_singers": 2.5}, "corpus.n_test_singers: expected an integer >= 0, got 2.5"),
+        ({"seed": -1}, "corpus.seed: expected an integer >= 0, got -1"),
+        ({"stereo_fraction": "half"}, "corpus.stereo_fraction: expected a number >= 0.0 and <= 1.0, got 'half'"),
+        ({"sample_rates": [44100, "cd"]}, "corpus.sample_rates: expected an integer >= 1, got 'cd'"),
+        ({"workers": -2}, "corpus.workers: expected an integer >= 0, got -2"),
+        ({"max_seconds": True}, "corpus.max_seconds: expected a number > 0.0, got True"),
+    ],
+)
+def test_corpus_config_errors_are_one_line_and_name_the_parameter(override, message):
+    with pytest.raises(ConfigError) as err:
+        corpus.CorpusConfig.from_params({"corpus": {**CFG, **override}})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_corpus_config_reads_only_its_section():
+    garbage = {"segment": {"seconds": -1}, "train": "x", "augment": {"waveform": 1}, "datasets": 3,
+               "trials": {"external": {"nope": 1}}, "audio": None}
+    cfg = corpus.CorpusConfig.from_params({"corpus": CFG, **garbage})
+    assert cfg == corpus.CorpusConfig(**{**CFG, "sample_rates": tuple(CFG["sample_rates"])})
+    assert corpus.CorpusConfig.from_params({}) == corpus.CorpusConfig()
+    assert corpus.CorpusConfig.from_params({"corpus": {"workers": None}}).workers >= 1

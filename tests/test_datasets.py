@@ -1,5 +1,5 @@
-"""Tests of singer_ssl.data.layouts: presets on fake trees mirroring the real layouts, custom rules,
-naming, and manifest I/O."""
+"""Tests of singer_ssl.data.layouts (layouts on fake trees mirroring the real datasets, custom rules)
+and singer_ssl.data.manifest (segment naming, manifest I/O)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.data.layouts import (
+from singer_ssl.data.layouts import LAYOUTS, list_sources, resolve_spec, scan_sources
+from singer_ssl.data.manifest import (
     MANIFEST_COLUMNS,
-    PRESETS,
     DatasetError,
+    SegmentError,
     Source,
     format_seconds,
-    list_sources,
     read_manifest,
     read_skipped,
-    resolve_spec,
     safe_name,
-    scan_sources,
     segment_name,
     source_prefixes,
     write_manifest,
@@ -36,16 +34,16 @@ def make_tree(root: Path, files: list[str]) -> Path:
     return root
 
 
-# -------------------------------------------------------------------------------------- presets
+# -------------------------------------------------------------------------------------- layouts
 
-def test_builtin_preset(tmp_path: Path):
+def test_builtin_layout(tmp_path: Path):
     root = make_tree(tmp_path / "ds", [
         "alice/song1.wav", "alice/song2.flac", "alice/S3.WAV", "bob/song1.wav", "bob/take/x.ogg",
         # decoys
         "loose.wav", "alice/notes.txt", "alice/cover.jpg", ".cache/alice/y.wav", "alice/._song1.wav",
         "__MACOSX/alice/song1.wav", "bob/.DS_Store",
     ])
-    spec = resolve_spec({"path": str(root), "preset": "builtin"})
+    spec = resolve_spec({"path": str(root), "layout": "builtin"})
     assert list_sources(spec) == [
         ("alice/S3.WAV", "alice"), ("alice/song1.wav", "alice"), ("alice/song2.flac", "alice"),
         ("bob/song1.wav", "bob"), ("bob/take/x.ogg", "bob"),
@@ -53,7 +51,7 @@ def test_builtin_preset(tmp_path: Path):
     assert scan_sources(spec).unlabelled == ["loose.wav"]
 
 
-def test_vocalset_preset(tmp_path: Path):
+def test_vocalset_layout(tmp_path: Path):
     root = make_tree(tmp_path / "VocalSet", [
         "FULL/f1/arpeggios/belt/f1_arpeggios_belt_c_a.wav",
         "FULL/f1/excerpts/vibrato/f1_excerpts_vibrato_caro.wav",
@@ -63,7 +61,7 @@ def test_vocalset_preset(tmp_path: Path):
         "FULL/f1/.DS_Store", "FULL/readme.txt", "other/f2/a/b/c.wav", "DataSet_Description.wav",
         "FULL/stray.wav",  # no singer folder: unlabelled
     ])
-    listing = scan_sources(resolve_spec({"path": str(root), "preset": "vocalset"}))
+    listing = scan_sources(resolve_spec({"path": str(root), "layout": "vocalset"}))
     assert [(s.relpath, s.singer) for s in listing.sources] == [
         ("FULL/f1/arpeggios/belt/f1_arpeggios_belt_c_a.wav", "f1"),
         ("FULL/f1/excerpts/vibrato/f1_excerpts_vibrato_caro.wav", "f1"),
@@ -73,7 +71,7 @@ def test_vocalset_preset(tmp_path: Path):
     assert listing.unlabelled == ["FULL/stray.wav"]
 
 
-def test_m4singer_preset(tmp_path: Path):
+def test_m4singer_layout(tmp_path: Path):
     root = make_tree(tmp_path / "m4singer", [
         "Alto-1#美错/0000.wav", "Alto-1#美错/0001.wav", "Alto-1#安河桥/0000.wav",
         "Tenor-5#song x/0003.wav",
@@ -82,7 +80,7 @@ def test_m4singer_preset(tmp_path: Path):
         "Alto-1#美错/sub/0009.wav",
         "Bass-2/0000.wav",
     ])
-    listing = scan_sources(resolve_spec({"path": str(root), "preset": "m4singer"}))
+    listing = scan_sources(resolve_spec({"path": str(root), "layout": "m4singer"}))
     assert [(s.relpath, s.singer) for s in listing.sources] == [
         ("Alto-1#安河桥/0000.wav", "Alto-1"), ("Alto-1#美错/0000.wav", "Alto-1"),
         ("Alto-1#美错/0001.wav", "Alto-1"), ("Tenor-5#song x/0003.wav", "Tenor-5"),
@@ -94,20 +92,20 @@ def test_m4singer_preset(tmp_path: Path):
     assert prefixes["Tenor-5#song x/0003.wav"] == "Tenor-5-song-x_0003"
 
 
-def test_nus48e_preset_sing_only_and_refined(tmp_path: Path):
+def test_nus48e_layout_sing_only_and_refined(tmp_path: Path):
     root = make_tree(tmp_path / "nus", [
         "ADIZ/sing/01.wav", "ADIZ/sing/13.wav", "ADIZ/read/01.wav", "JLEE/sing/05.wav", "JLEE/read/05.wav",
         # decoys
         "ADIZ/sing/01.txt", "ADIZ/sing/.01.wav", "README.wav",
     ])
-    assert list_sources({"path": str(root), "preset": "nus48e"}) == [
+    assert list_sources({"path": str(root), "layout": "nus48e"}) == [
         ("ADIZ/sing/01.wav", "ADIZ"), ("ADIZ/sing/13.wav", "ADIZ"), ("JLEE/sing/05.wav", "JLEE")]
-    both = list_sources({"path": str(root), "preset": "nus48e", "glob": ["*/*/*.wav"]})
+    both = list_sources({"path": str(root), "layout": "nus48e", "glob": ["*/*/*.wav"]})
     assert [r for r, _ in both] == ["ADIZ/read/01.wav", "ADIZ/sing/01.wav", "ADIZ/sing/13.wav",
                                     "JLEE/read/05.wav", "JLEE/sing/05.wav"]
 
 
-def test_vctk_preset_092_and_080(tmp_path: Path):
+def test_vctk_layout_092_and_080(tmp_path: Path):
     root = make_tree(tmp_path / "vctk", [
         "wav48_silence_trimmed/p225/p225_001_mic1.flac", "wav48_silence_trimmed/p225/p225_001_mic2.flac",
         "wav48_silence_trimmed/p226/p226_002_mic1.flac", "wav48_silence_trimmed/p226/p226_002_mic2.flac",
@@ -115,15 +113,15 @@ def test_vctk_preset_092_and_080(tmp_path: Path):
         "txt/p225/p225_001.txt", "wav48_silence_trimmed/log.txt", "speaker-info.txt",
         "wav48_silence_trimmed/p225/p225_001_mic1.flac.bak",
     ])
-    assert list_sources({"path": str(root), "preset": "vctk"}) == [
+    assert list_sources({"path": str(root), "layout": "vctk"}) == [
         ("wav48_silence_trimmed/p225/p225_001_mic1.flac", "p225"),
         ("wav48_silence_trimmed/p226/p226_002_mic1.flac", "p226")]
     old = make_tree(tmp_path / "vctk080", ["wav48/p225/p225_001.wav", "wav48/p227/p227_003.wav",
                                            "txt/p225/p225_001.txt"])
-    assert list_sources({"path": str(old), "preset": "vctk"}) == [
+    assert list_sources({"path": str(old), "layout": "vctk"}) == [
         ("wav48/p225/p225_001.wav", "p225"), ("wav48/p227/p227_003.wav", "p227")]
-    # explicit exclude adds to the preset's (mic2 stays excluded)
-    assert list_sources({"path": str(root), "preset": "vctk", "exclude": ["p226"]}) == [
+    # explicit exclude adds to the layout's (mic2 stays excluded)
+    assert list_sources({"path": str(root), "layout": "vctk", "exclude": ["p226"]}) == [
         ("wav48_silence_trimmed/p225/p225_001_mic1.flac", "p225")]
 
 
@@ -160,33 +158,54 @@ def test_symlinked_folder_followed_once(tmp_path: Path):
 
 
 @pytest.mark.parametrize("spec,match", [
+    ({"path": "x", "layout": "vocalsett"}, "builtin, m4singer, nus48e, vctk, vocalset"),
     ({"path": "x", "preset": "vocalsett"}, "builtin, m4singer, nus48e, vctk, vocalset"),
     ({"path": "x", "presett": "vocalset"}, "unknown dataset key 'presett'"),
+    ({"path": "x", "layout": ["builtin"]}, r"dataset.layout: unknown dataset layout \['builtin'\]"),
     ({"path": "x", "singer": {"level": -1}}, "integer >= 0"),
     ({"path": "x", "singer": {"level": 0, "regex": "(?P<singer>a)"}}, "expected"),
     ({"path": "x", "singer": {"regex": "([a-z]+)"}}, r"\(\?P<singer>"),
     ({"path": "x", "singer": {"regex": "(?P<singer>[a-z"}}, "not a valid regular expression"),
     ({"path": "x", "glob": 3}, "pattern"),
-    ({"preset": "builtin"}, "path"),
+    ({"layout": "builtin"}, "path"),
 ])
+@pytest.mark.filterwarnings("ignore:dataset.preset is deprecated:FutureWarning")
 def test_bad_specs_raise_config_error(spec, match):
     with pytest.raises(ConfigError, match=match):
         resolve_spec(spec)
 
 
-def test_every_preset_documented():
+@pytest.mark.parametrize("spec,message", [
+    ({"path": "x", "presett": "vocalset"},
+     "datasets.test.vs.presett: unknown dataset key 'presett'; valid choices: exclude, glob, layout, path, singer"),
+    ({"path": "x", "layout": "vocalsett"}, "datasets.test.vs.layout: unknown dataset layout 'vocalsett'"),
+    ({"path": "x", "singer": {"level": -1}}, "datasets.test.vs.singer.level: expected an integer >= 0, got -1"),
+    ({"path": "x", "singer": {"regex": "([a-z]+)"}}, "datasets.test.vs.singer.regex: '([a-z]+)' needs a named group"),
+    ({"path": "x", "singer": "folder"}, "datasets.test.vs.singer: expected {level: k} or {regex:"),
+    ({"path": "x", "glob": 3}, "datasets.test.vs.glob: expected a pattern or a list of patterns, got 3"),
+    ({"path": "x", "exclude": [""]}, "datasets.test.vs.exclude: expected a pattern or a list of patterns"),
+    ({"path": 3}, "datasets.test.vs.path: expected a folder path, got 3"),
+])
+def test_spec_errors_name_the_dotted_parameter(spec, message):
+    with pytest.raises(ConfigError) as err:
+        resolve_spec(spec, "datasets.test.vs")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_preset_is_a_deprecated_alias_of_layout(tmp_path: Path):
+    root = make_tree(tmp_path / "vctk", ["wav48/p225/p225_001.wav", "wav48/p227/p227_003.wav"])
+    with pytest.warns(FutureWarning, match="datasets.test.vctk.preset is deprecated; write layout: vctk"):
+        old = resolve_spec({"path": str(root), "preset": "vctk"}, "datasets.test.vctk")
+    assert old == resolve_spec({"path": str(root), "layout": "vctk"}) and old.layout == "vctk"
+    with pytest.raises(ConfigError, match="preset: deprecated alias of 'layout'; give only 'layout'"):
+        resolve_spec({"path": str(root), "preset": "vctk", "layout": "vctk"})
+
+
+def test_every_layout_documented():
     import singer_ssl.data.layouts as ds
 
-    for name in PRESETS:
+    for name in LAYOUTS:
         assert re.search(rf"^{name}\s", ds.__doc__, re.MULTILINE), name
-
-
-def test_missing_folder_and_label_clash(tmp_path: Path):
-    with pytest.raises(DatasetError, match="'mine'.*does not exist"):
-        scan_sources(resolve_spec({"path": str(tmp_path / "nope")}), "mine")
-    root = make_tree(tmp_path / "clash", ["Ann Lee/a.wav", "Ann,Lee/b.wav"])
-    with pytest.raises(DatasetError, match="same folder name 'Ann-Lee'"):
-        scan_sources(resolve_spec({"path": str(root)}), "clash")
 
 
 # ---------------------------------------------------------------------------------------- naming
@@ -251,3 +270,25 @@ def test_read_manifest_errors(tmp_path: Path):
     (tmp_path / "manifest.csv").write_text("segment,singer\na/x.wav,a\n")
     with pytest.raises(DatasetError, match="missing column"):
         read_manifest(tmp_path)
+
+
+def test_read_manifest_errors_are_one_line_segment_errors(tmp_path: Path):
+    folder = tmp_path / "vocalset"
+    folder.mkdir()
+    with pytest.raises(SegmentError) as err:
+        read_manifest(folder)
+    assert str(err.value) == (f"dataset 'vocalset': no manifest at {folder / 'manifest.csv'}; "
+                              "run the segment stage first")
+    (folder / "manifest.csv").write_text("segment,singer\na/x.wav,a\n")
+    with pytest.raises(SegmentError, match=r"^dataset 'vs': .*manifest.csv: missing column\(s\) source, start_s, "
+                                           r"end_s, dataset; expected segment,singer,source,start_s,end_s,dataset$"):
+        read_manifest(folder / "manifest.csv", "vs")
+    write_manifest(folder, [])
+    with pytest.raises(SegmentError, match=r"^dataset 'vocalset': .*manifest.csv lists no segments \(every source"):
+        read_manifest(folder)
+    (folder / "manifest.csv").write_text(",".join(MANIFEST_COLUMNS) + "\na/x_0.wav,a,a/x.wav,0,four,d\n")
+    with pytest.raises(SegmentError, match=r"row 2 \('a/x_0.wav'\): start_s/end_s must be numbers, got '0', 'four'"):
+        read_manifest(folder)
+    (folder / "manifest.csv").write_text(",".join(MANIFEST_COLUMNS) + "\na/x_0.wav,a,a/x.wav,0,inf,d\n")
+    with pytest.raises(SegmentError, match=r"row 2 \('a/x_0.wav'\): start_s/end_s must be finite"):
+        read_manifest(folder)

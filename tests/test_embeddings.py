@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from singer_ssl.evaluation.store import EmbeddingSet, mfcc_stats, read_embeddings, write_embeddings
-from singer_ssl.evaluation.verification import TrialKeyError, check_labels, singer_means, trial_indices
+from singer_ssl.evaluation.baselines import mfcc_stats
+from singer_ssl.evaluation.report import singer_means
+from singer_ssl.evaluation.store import EmbeddingSet, read_embeddings, write_embeddings
+from singer_ssl.evaluation.verification import TrialKeyError, check_labels, trial_indices
 
 
 def _set(n=6, d=4):

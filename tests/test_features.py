@@ -18,11 +18,14 @@ import soundfile as sf
 import torch
 from nnAudio.features import MelSpectrogram
 
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import FRONT_END_KEYS, LogMel, NnAudioLogMel
+from singer_ssl.core.stage import stage_main
+from singer_ssl.data.manifest import SegmentError
 from singer_ssl.features import (
+    FeaturesConfig,
     FeatureStore,
     RunningMoments,
-    SegmentError,
     extract_features,
     segment_length,
 )
@@ -96,8 +99,8 @@ def test_filterbank_uses_the_given_sample_rate():
     centres = librosa.mel_frequencies(n_mels=128 + 2, fmin=0.0, fmax=sr / 2, htk=False)[1:-1]
     assert abs(centres[band] - 5000) <= np.diff(centres)[band]  # within one band of 5 kHz
     with torch.no_grad():
-        seed000 = torch.log(MelSpectrogram(n_fft=2048, hop_length=512, n_mels=128, verbose=False)(x) + 1e-8)
-    wrong_band = int(seed000[0, :, 10:-10].mean(-1).argmax())
+        torres2023 = torch.log(MelSpectrogram(n_fft=2048, hop_length=512, n_mels=128, verbose=False)(x) + 1e-8)
+    wrong_band = int(torres2023[0, :, 10:-10].mean(-1).argmax())
     centres_22k = librosa.mel_frequencies(n_mels=128 + 2, fmin=0.0, fmax=11025.0, htk=False)[1:-1]
     assert abs(centres_22k[wrong_band] - 2500) <= np.diff(centres_22k)[wrong_band]  # read as 2.5 kHz
     assert abs(centres[wrong_band] - 5000) > 1000
@@ -367,11 +370,68 @@ def test_features_stage_script(segdir: Path, tmp_path: Path, monkeypatch, capsys
     monkeypatch.chdir(project)
     monkeypatch.syspath_prepend(str(ROOT))
     stage = importlib.import_module("stages.features")
-    assert stage.main(["toy"]) == 0
-    assert "toy: 7 segments" in capsys.readouterr().out
+
+    def cli(*argv: str) -> int:
+        return stage_main("features", stage.main, ("dataset", "segments", "out"), argv=argv)
+
+    assert cli("toy", "data/segments/test/toy", "data/features/test/toy.h5") == 0
+    assert "toy: 7 segments -> data/features/test/toy.h5 (40 mels x 126 frames" in capsys.readouterr().out
     assert FeatureStore(project / "data/features/test/toy.h5").shape == (7, N_MELS, 1 + SR // HOP)
-    assert stage.main(["nope"]) == 1
+    assert cli("nope", "data/segments/test/toy", "data/features/test/nope.h5") == 1
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+    assert cli("toy", "data/segments/test/gone", "data/features/test/toy2.h5") == 1
+    assert capsys.readouterr().err.startswith("error: features: dataset 'toy': no manifest at data/segments/test/gone")
+
+
+FEATURE_PARAMS = {"datasets": {"train": {"tr": {"path": "x"}}, "test": {"toy": {"path": "y"}}},
+                  "audio": {"sample_rate": 16000},
+                  "features": {"n_fft": 512, "hop": 128, "n_mels": 40, "fmin": 0.0, "fmax": None,
+                               "log_offset": 1.0e-8, "dtype": "float32", "batch_size": 4, "device": "auto"}}
+
+
+def test_features_config_defaults_and_values():
+    cfg = FeaturesConfig.from_params(FEATURE_PARAMS, "toy")
+    got = (cfg.dataset, cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels, cfg.batch_size)
+    assert got == ("toy", 16000, 512, 128, 40, 4)
+    assert cfg.fmax is None and cfg.workers is None and cfg.device == "auto"
+    bare = FeaturesConfig.from_params({"datasets": FEATURE_PARAMS["datasets"]}, "tr")
+    assert bare == FeaturesConfig("tr")  # Torres et al.'s front end at 44.1 kHz
+    assert (bare.sample_rate, bare.n_fft, bare.hop, bare.n_mels, bare.log_offset) == (44100, 2048, 512, 128, 1e-8)
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"n_ffts": 512}, "features.n_ffts: unknown parameter; valid keys of features: batch_size, device, dtype"),
+    ({"n_fft": 0}, "features.n_fft: expected an integer >= 1, got 0"),
+    ({"hop": "512"}, "features.hop: expected an integer >= 1, got '512'"),
+    ({"n_mels": 40.5}, "features.n_mels: expected an integer >= 1, got 40.5"),
+    ({"batch_size": 0}, "features.batch_size: expected an integer >= 1, got 0"),
+    ({"fmin": -1.0}, "features.fmin: expected a number >= 0.0 and < 8000.0, got -1.0"),
+    ({"fmax": 9000.0}, "features.fmax: expected a number > 0.0 and <= 8000.0, got 9000.0"),
+    ({"fmin": 500.0, "fmax": 400.0}, "features.fmax: expected a number > 500.0 and <= 8000.0, got 400.0"),
+    ({"log_offset": 0}, "features.log_offset: expected a number > 0.0, got 0"),
+    ({"dtype": "float64"}, "features.dtype: expected one of float32, float16, got 'float64'"),
+    ({"device": "gpu0"}, "features.device: expected auto, cpu, cuda or cuda:N, got 'gpu0'"),
+    ({"workers": 0}, "features.workers: expected an integer >= 1, got 0"),
+])
+def test_features_config_errors_are_one_line_and_name_the_parameter(override, message):
+    params = {**FEATURE_PARAMS, "features": {**FEATURE_PARAMS["features"], **override}}
+    with pytest.raises(ConfigError) as err:
+        FeaturesConfig.from_params(params, "toy")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_features_config_checks_audio_and_dataset_only():
+    with pytest.raises(ConfigError, match=r"^audio.sample_rate: expected an integer >= 1, got -8000$"):
+        FeaturesConfig.from_params({**FEATURE_PARAMS, "audio": {"sample_rate": -8000}}, "toy")
+    with pytest.raises(ConfigError, match=r"^audio.rates: unknown parameter"):
+        FeaturesConfig.from_params({**FEATURE_PARAMS, "audio": {"rates": 1}}, "toy")
+    with pytest.raises(ConfigError, match="unknown dataset 'toyy'; valid choices: toy, tr"):
+        FeaturesConfig.from_params(FEATURE_PARAMS, "toyy")
+    garbage = {"segment": {"seconds": -1, "bogus": 1}, "train": "broken", "augment": {"waveform": 3},
+               "trials": {"external": {"nope": "x"}}, "corpus": {"n_singers": 3},
+               "datasets": {"train": {"tr": {"path": "x", "layout": "nope"}}, "test": {"toy": {"path": "y"}}}}
+    assert FeaturesConfig.from_params({**FEATURE_PARAMS, **garbage}, "toy") == FeaturesConfig.from_params(
+        FEATURE_PARAMS, "toy")
 
 
 def test_band_groups_cover_every_nonzero_weight():

@@ -10,7 +10,8 @@ import yaml
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import LogMel, front_end_params
 from singer_ssl.model.folder import build_model, load_model_folder, save_model_folder
-from singer_ssl.training.hyperparams import hyperparams_from_params
+from singer_ssl.training.config import TrainConfig
+from singer_ssl.training.hyperparams import hyperparams
 
 ATTRS = {**front_end_params(8000, n_fft=256, hop=64, n_mels=16), "center": True, "window": "hann", "mel": "slaney",
          "mean": -4.0, "std": 3.0}
@@ -23,16 +24,25 @@ def params_for(encoder: str, encoder_kwargs: dict, loss: str = "ntxent") -> dict
         "encoders": {encoder: encoder_kwargs},
         "head": {"kind": "mlp", "dim": 8, "hidden": 12},
         "augment": {"views": "file", "crop_seconds": 0.5},
-        "train": {"batch_size": 8, "lr": 1e-3},
+        "train": {"batch_size": 4, "lr": 1e-3},
     }
+
+
+def describe(params: dict, attrs: dict, mean: float, std: float, segment_seconds: float | None = None,
+             datasets: list[str] | None = None) -> dict:
+    """hyperparams.yaml as the train stage writes it: TrainConfig -> model -> its embedding size."""
+    params = {**params, "datasets": {"train": {n: {"path": n} for n in (datasets or ["toy"])}}}
+    cfg = TrainConfig.from_params(params)
+    hp = hyperparams(cfg, attrs, mean, std, segment_seconds)
+    return hyperparams(cfg, attrs, mean, std, segment_seconds, build_model(hp).embedding_dim)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_hyperparams_describe_everything_needed():
-    hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}, "ge2e"),
-                                 ATTRS, mean=-4.0, std=3.0, segment_seconds=1.0, datasets=["toy"])
+    hp = describe(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}, "ge2e"),
+                  ATTRS, mean=-4.0, std=3.0, segment_seconds=1.0, datasets=["toy"])
     assert hp["frontend"] == {"sample_rate": 8000, "n_fft": 256, "hop": 64, "n_mels": 16, "fmin": 0.0, "fmax": 4000.0,
                               "log_offset": 1e-8, "center": True, "window": "hann", "mel": "slaney"}
     assert hp["encoder"] == {"name": "lstm", "kwargs": {"hidden": 8, "layers": 1, "embedding_dim": 12, "n_mels": 16},
@@ -45,12 +55,12 @@ def test_hyperparams_describe_everything_needed():
 
 
 def test_contradicting_n_mels_is_an_error():
-    with pytest.raises(ConfigError, match="n_mels=40 contradicts the features' n_mels=16"):
-        hyperparams_from_params(params_for("lstm", {"n_mels": 40}), ATTRS, -4.0, 3.0)
+    with pytest.raises(ConfigError, match="encoders.lstm.n_mels=40 contradicts features.n_mels=16"):
+        describe(params_for("lstm", {"n_mels": 40}), ATTRS, -4.0, 3.0)
 
 
 def test_forward_is_frontend_standardise_encoder():
-    hp = hyperparams_from_params(params_for("audiontt2020", {"embedding_dim": 16}), ATTRS, -4.0, 3.0, 1.0)
+    hp = describe(params_for("audiontt2020", {"embedding_dim": 16}), ATTRS, -4.0, 3.0, 1.0)
     model = build_model(hp).eval()
     wave = 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -69,7 +79,7 @@ def test_forward_is_frontend_standardise_encoder():
 ])
 def test_model_folder_roundtrip_and_torchscript(tmp_path, encoder, kwargs, sample_rate, seconds):
     attrs = {**ATTRS, **front_end_params(sample_rate, n_fft=256, hop=64, n_mels=16)}
-    hp = hyperparams_from_params(params_for(encoder, kwargs), attrs, -4.0, 3.0, seconds)
+    hp = describe(params_for(encoder, kwargs), attrs, -4.0, 3.0, seconds)
     torch.manual_seed(0)
     model = build_model(hp)
     with torch.no_grad():  # non-trivial BN statistics
@@ -103,8 +113,7 @@ def test_model_folder_roundtrip_and_torchscript(tmp_path, encoder, kwargs, sampl
 def test_save_is_atomic(tmp_path, monkeypatch):
     from singer_ssl.model import folder as full
 
-    hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0,
-                                 1.0)
+    hp = describe(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0, 1.0)
     model = build_model(hp)
     folder = save_model_folder(model, hp, tmp_path / "model")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -120,7 +129,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 
 def test_normalisation_buffers_travel_with_the_state_dict():
-    hp = hyperparams_from_params(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0)
+    hp = describe(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0)
     state = build_model(hp).state_dict()
     assert float(state["mean"]) == -4.0 and float(state["std"]) == 3.0
     hp["normalization"] = {"mean": 0.0, "std": 1.0}

@@ -15,8 +15,8 @@ from torch import nn
 from singer_ssl import losses
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses import distributed
-from singer_ssl.losses.byol import ema_update, tau_schedule
 from singer_ssl.losses.ge2e import ge2e_similarity
+from singer_ssl.losses.momentum import ema_update, tau_schedule
 from singer_ssl.losses.semisupcon import select_labelled, semisup_batch_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,6 +186,7 @@ def test_names_and_flags():
     labelled = {n for n in losses.NAMES if losses.get(n).needs_labels}
     assert labelled == {"ge2e", "supcon", "semisupcon"}
     assert {n for n in losses.NAMES if losses.get(n).needs_teacher} == {"byol"}
+    assert {n for n in losses.NAMES if losses.get(n).momentum_tau is not None} == {"byol"}
 
 
 def test_get_errors_name_the_culprit():
@@ -206,18 +207,39 @@ def test_get_drops_batch_and_routes_dim():
     assert losses.get("byol", dim=9).predictor[0].in_features == 9
 
 
-def test_sampler_config():
-    assert losses.sampler_config("ntxent", {"temperature": 0.2}) == {}
-    assert losses.sampler_config("ge2e", {"batch": {"singers": 3}}) == {"singers": 3, "utterances": 4}
-    assert losses.sampler_config("semisupcon", {}) == {"p_s": 1.0, "b_s": 0.5}
+def test_spec_resolves_the_declared_sampler_options():
+    assert losses.spec("ntxent", {"temperature": 0.2}).batch == {}
+    assert losses.spec("ge2e", {"batch": {"singers": 3}}).batch == {"singers": 3, "utterances": 4}
+    assert losses.spec("semisupcon", {}).batch == {"p_s": 1.0, "b_s": 0.5}
+    assert [losses.spec(n).sampler for n in ("ntxent", "ge2e", "semisupcon")] == ["random", "singers", "semisupervised"]
     with pytest.raises(ConfigError, match="'speakers'.*singers, utterances"):
-        losses.sampler_config("ge2e", {"batch": {"speakers": 3}})
+        losses.spec("ge2e", {"batch": {"speakers": 3}})
     with pytest.raises(ConfigError, match="takes no sampler options"):
-        losses.sampler_config("vicreg", {"batch": {"singers": 3}})
+        losses.spec("vicreg", {"batch": {"singers": 3}})
     with pytest.raises(ConfigError, match="b_s"):
-        losses.sampler_config("semisupcon", {"batch": {"b_s": 1.5}})
-    with pytest.raises(ConfigError, match="utterances"):
-        losses.sampler_config("ge2e", {"batch": {"utterances": 1}})
+        losses.spec("semisupcon", {"batch": {"b_s": 1.5}})
+    with pytest.raises(ConfigError, match="losses.ge2e.batch: .*utterances"):
+        losses.spec("ge2e", {"batch": {"utterances": 1}})
+
+
+def test_objectives_raise_value_error_and_the_registry_names_the_section():
+    """Objectives are torch-only (plain ValueError); the registry turns it into a one-line ConfigError
+    naming losses.<name> and the key."""
+    from singer_ssl.losses.byol import BYOLLoss
+    from singer_ssl.losses.ntxent import NTXentLoss
+
+    for build in (lambda: NTXentLoss(temperature=-1), lambda: BYOLLoss(tau_base=2)):
+        with pytest.raises(ValueError) as err:
+            build()
+        assert not isinstance(err.value, ConfigError)
+    with pytest.raises(ConfigError, match=r"^losses\.ntxent: temperature must be > 0, got -1$"):
+        losses.get("ntxent", temperature=-1)
+    with pytest.raises(ConfigError, match=r"^losses\.byol: tau_base must be in \[0, 1\], got 2\.0$"):
+        losses.spec("byol", {"tau_base": 2}).build(dim=8)
+    spec = losses.spec("byol", {"tau_base": 2})  # values are checked when built, once
+    assert spec.kwargs == {"tau_base": 2} and spec.selection_metric == "val_eer"
+    with pytest.raises(ConfigError, match=r"^losses\.ge2e: w_init must be > 0"):
+        losses.get("ge2e", w_init=0)
 
 
 def test_params_yaml_builds_every_objective():
@@ -226,7 +248,7 @@ def test_params_yaml_builds_every_objective():
     assert set(section) == set(losses.NAMES)
     for name, kwargs in section.items():
         obj = losses.get(name, dim=params["head"]["dim"], **(kwargs or {}))
-        losses.sampler_config(name, kwargs)
+        losses.spec(name, kwargs)
         # the yaml states the published defaults: same values as the constructor defaults
         default = losses.get(name, dim=params["head"]["dim"])
         for key, value in (kwargs or {}).items():
@@ -516,9 +538,9 @@ def test_semisup_batch_counts():
     assert semisup_batch_counts(32, 0.0) == (0, 32)  # pure SSL
     assert semisup_batch_counts(32, 1.0) == (32, 0)  # fully supervised
     assert semisup_batch_counts(32, 0.5, p_s=0.0) == (0, 32)  # no labelled pool
-    with pytest.raises(ConfigError, match="b_s"):
+    with pytest.raises(ValueError, match="b_s"):
         semisup_batch_counts(32, 1.2)
-    with pytest.raises(ConfigError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch_size"):
         semisup_batch_counts(0, 0.5)
 
 

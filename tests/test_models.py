@@ -77,6 +77,17 @@ def test_invalid_values_raise_config_error(name, bad):
         encoders.get(name, **bad)
 
 
+def test_encoders_raise_value_error_and_the_registry_names_the_section():
+    """Encoders are torch-only (plain ValueError); the registry names encoders.<name> in a ConfigError."""
+    from singer_ssl.encoders.vgglike import VGGLike
+
+    with pytest.raises(ValueError, match="pooling") as err:
+        VGGLike(pooling="max")
+    assert not isinstance(err.value, ConfigError)
+    with pytest.raises(ConfigError, match=r"^encoders\.vgglike: unknown pooling 'max'; valid choices: gap, gapgmp"):
+        encoders.get("vgglike", pooling="max")
+
+
 def test_get_for_features_fills_n_mels_only_where_needed():
     assert encoders.get_for_features("audiontt2020", 128).fc[0].in_features == 64 * 128 // 8
     assert encoders.get_for_features("lstm", 80, {"hidden": 8, "layers": 1}).lstm.input_size == 80

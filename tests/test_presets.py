@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.presets import available, merge, overrides
+from singer_ssl.presets import DEPRECATED_NAMES, available, merge, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,14 +29,39 @@ def test_merge_is_deep():
 def test_shipped_presets_validate():
     """Each shipped preset, merged into params.yaml, passes full validation."""
     from singer_ssl.core.params import check_datasets
-    from singer_ssl.training.config import resolve_settings
+    from singer_ssl.training.config import TrainConfig
 
     names = available(ROOT / "presets")
-    assert {"seed000", "seed001", "seed002", "seed003", "seed004"} <= set(names)
+    assert {"torres2023", "ge2e-singer", "semisupcon", "byol-a", "fonseca2021", "byol-laptop"} <= set(names)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for n in names:
         tree = yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())
         merged = merge(params, tree)
         check_datasets(merged)
-        resolve_settings(merged)  # the train stage's own checks (optimizer, schedule, encoder kwargs...)
+        TrainConfig.from_params(merged)  # the train stage's own checks (optimizer, schedule, encoder kwargs...)
         overrides(n, ROOT / "params.yaml", ROOT / "presets")  # expressible as -S flags
+
+
+def test_deprecated_name_resolves_to_its_paper_name(capsys):
+    """``seed000`` .. ``seed004`` give the same flags as their paper names, with a one-line note."""
+    params, pdir = ROOT / "params.yaml", ROOT / "presets"
+    names = available(pdir)
+    assert set(DEPRECATED_NAMES.values()) <= set(names)
+    assert not set(DEPRECATED_NAMES) & set(names)  # only the current names are listed
+    for old, new in DEPRECATED_NAMES.items():
+        assert overrides(old, params, pdir) == overrides(new, params, pdir)
+    capsys.readouterr()
+    overrides("seed000", params, pdir)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'seed000' is deprecated" in err and "'torres2023'" in err
+    overrides("torres2023", params, pdir)
+    assert capsys.readouterr().err == ""
+
+
+def test_unknown_preset_lists_the_valid_choices():
+    with pytest.raises(ConfigError) as info:
+        overrides("torres", ROOT / "params.yaml", ROOT / "presets")
+    msg = str(info.value)
+    assert "unknown preset 'torres'" in msg and "\n" not in msg
+    assert msg.endswith("valid choices: " + ", ".join(available(ROOT / "presets")))
+    assert "seed000" not in msg

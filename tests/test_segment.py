@@ -1,4 +1,4 @@
-"""Tests of the segment stage (stages/segment.py) on small synthetic datasets with bad files."""
+"""Tests of the segment stage (singer_ssl.segment, stages/segment.py) on small synthetic datasets with bad files."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import soundfile as sf
 import yaml
 
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.data.layouts import DatasetError, read_manifest, read_skipped
-from stages.segment import SegmentConfig, segment_config, segment_dataset
+from singer_ssl.data.manifest import DatasetError, read_manifest, read_skipped
+from singer_ssl.segment import SegmentConfig, run, segment_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000  # output rate of the tests (small files, fast)
@@ -128,7 +128,7 @@ def test_segment_files_are_mono_pcm16_at_target_rate(run_drop):
         assert r["end_s"] - r["start_s"] == pytest.approx(1.0)
 
 
-def test_names_follow_seed000_pattern(run_drop):
+def test_names_follow_torres2023_pattern(run_drop):
     out, _, _ = run_drop
     segs = {r["segment"] for r in read_manifest(out)}
     assert {"alice/song1_0_0_1_1s.wav", "alice/song1_2_2_3_1s.wav", "alice/sub_song2_1_1_2_1s.wav",
@@ -286,15 +286,81 @@ def test_existing_output_replaced(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+PARAMS = {"datasets": {"train": {"tr": {"path": "data/raw/tr", "layout": "builtin"}},
+                        "test": {"mini": {"path": "data/raw/mini", "layout": "builtin"}}},
+          "audio": {"sample_rate": 44100}, "segment": {}}
+
+
 @pytest.mark.parametrize("seg,match", [
     ({"seconds": 0}, "segment.seconds"), ({"remainder": "keep"}, "drop, pad"),
     ({"silence_db": 10}, "silence_db"), ({"workers": -1}, "workers"),
 ])
 def test_segment_config_validation(seg, match):
     with pytest.raises(ConfigError, match=match):
-        segment_config({"audio": {"sample_rate": 44100}, "segment": seg})
-    cfg = segment_config({"audio": {"sample_rate": 22050}, "segment": {"workers": 0, "silence_db": -50}})
+        SegmentConfig.from_params({**PARAMS, "segment": seg}, "mini")
+    cfg = SegmentConfig.from_params({**PARAMS, "audio": {"sample_rate": 22050},
+                                     "segment": {"workers": 0, "silence_db": -50}}, "mini")
     assert cfg.workers >= 1 and cfg.silence_db == -50.0 and cfg.sample_rate == 22050
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"segment": {"secondz": 4.0}},
+     "segment.secondz: unknown parameter; valid keys of segment: remainder, seconds, silence_db, workers"),
+    ({"segment": {"seconds": "four"}}, "segment.seconds: expected a number > 0.0, got 'four'"),
+    ({"segment": {"seconds": 1e-6}}, "segment.seconds: 1e-06 s is shorter than one sample at 44100 Hz"),
+    ({"segment": {"workers": 1.5}}, "segment.workers: expected an integer >= 0, got 1.5"),
+    ({"segment": {"remainder": "keep"}}, "segment.remainder: expected one of drop, pad, got 'keep'"),
+    ({"segment": {"silence_db": True}}, "segment.silence_db: expected a number <= 0.0, got True"),
+    ({"segment": [4.0]}, "segment: expected a mapping with keys"),
+    ({"audio": {"sample_rate": 0}}, "audio.sample_rate: expected an integer >= 1, got 0"),
+    ({"audio": {"sample_rate": "44.1k"}}, "audio.sample_rate: expected an integer >= 1, got '44.1k'"),
+    ({"audio": {"rate": 44100}}, "audio.rate: unknown parameter; valid keys of audio: sample_rate"),
+    ({"datasets": {"test": {"mini": {"path": "x", "layout": "vocalsett"}}}},
+     "datasets.test.mini.layout: unknown dataset layout 'vocalsett'; valid choices: builtin, m4singer"),
+    ({"datasets": {"test": {"mini": {"path": "x", "singer": {"level": -1}}}}},
+     "datasets.test.mini.singer.level: expected an integer >= 0, got -1"),
+])
+def test_segment_config_errors_are_one_line_and_name_the_parameter(override, message):
+    with pytest.raises(ConfigError) as err:
+        SegmentConfig.from_params({**PARAMS, **override}, "mini")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_segment_config_reads_only_its_sections():
+    garbage = {"train": {"batch_size": -3, "nonsense": 1}, "augment": "not a mapping", "features": {"n_fft": 0},
+               "trials": {"external": {"nope": 1}}, "loss": 42, "encoder": None, "corpus": [1]}
+    cfg = SegmentConfig.from_params({**PARAMS, **garbage}, "mini")
+    assert cfg.sample_rate == 44100 and cfg.layout.layout == "builtin" and cfg.dataset == "mini"
+    # another dataset's broken layout does not matter either
+    other = {"datasets": {**PARAMS["datasets"], "train": {"tr": {"path": "x", "layout": "nope", "singer": 3}}}}
+    assert SegmentConfig.from_params({**PARAMS, **other}, "mini").layout.path == Path("data/raw/mini")
+    with pytest.raises(ConfigError, match="unknown dataset 'gone'; valid choices: mini, tr"):
+        SegmentConfig.from_params(PARAMS, "gone")
+
+
+def test_preset_key_is_a_deprecated_alias_of_layout():
+    old = {**PARAMS, "datasets": {"test": {"mini": {"path": "data/raw/mini", "preset": "vocalset"}}}}
+    with pytest.warns(FutureWarning, match="datasets.test.mini.preset is deprecated; write layout: vocalset"):
+        deprecated = SegmentConfig.from_params(old, "mini")
+    new = {**PARAMS, "datasets": {"test": {"mini": {"path": "data/raw/mini", "layout": "vocalset"}}}}
+    assert deprecated == SegmentConfig.from_params(new, "mini")
+    both = {**PARAMS, "datasets": {"test": {"mini": {"path": "x", "preset": "builtin", "layout": "builtin"}}}}
+    with pytest.raises(ConfigError, match="datasets.test.mini.preset: deprecated alias of 'layout'"):
+        SegmentConfig.from_params(both, "mini")
+
+
+def test_run_takes_the_folder_from_its_argument(tmp_path: Path):
+    root = tmp_path / "elsewhere"
+    write(root, "FULL/a/x.wav", tone(1.0, SR), SR)
+    write(root, "FULL/b/y.wav", tone(1.0, SR), SR)
+    write(root, "a/ignored.wav", tone(1.0, SR), SR)  # outside the vocalset layout's glob
+    params = {**PARAMS, "audio": {"sample_rate": SR}, "segment": {"seconds": 1.0},
+              "datasets": {"test": {"v": {"path": "not/used/by/run", "layout": "vocalset"}}}}
+    line = run(SegmentConfig.from_params(params, "v"), root, tmp_path / "out")
+    assert line == f"v: 2 segments from 2 files of 2 singers -> {tmp_path / 'out'}"
+    assert sorted(r["segment"] for r in read_manifest(tmp_path / "out")) == ["a/x_0_0_1_1s.wav", "b/y_0_0_1_1s.wav"]
+    with pytest.raises(ConfigError, match="SegmentConfig.from_params"):
+        run(SegmentConfig(SR, 1.0), root, tmp_path / "out2")
 
 
 def test_stage_command_line(tmp_path: Path):
@@ -302,19 +368,22 @@ def test_stage_command_line(tmp_path: Path):
     write(root, "a/x.wav", tone(2.0, 22050), 22050)
     write(root, "b/y.wav", tone(1.0, 22050), 22050)
     (root / "b" / "bad.wav").write_bytes(b"")
-    params = {"datasets": {"test": {"mini": {"path": "data/raw/mini", "preset": "builtin"}}},
+    params = {"datasets": {"test": {"mini": {"path": "data/raw/mini", "layout": "builtin"}}},
               "audio": {"sample_rate": SR}, "segment": {"seconds": 1.0, "remainder": "drop",
                                                         "silence_db": None, "workers": 2}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     cmd = [sys.executable, str(REPO / "stages" / "segment.py")]
-    res = subprocess.run(cmd + ["mini"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    res = subprocess.run(cmd + ["mini", "data/raw/mini", "data/segments/test/mini"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ("mini: 3 segments from 2 files of 2 singers; skipped 1 files (empty: 1) "
                                   "-> data/segments/test/mini")
     assert len(read_manifest(tmp_path / "data/segments/test/mini")) == 3
-    bad = subprocess.run(cmd + ["nosuch"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    bad = subprocess.run(cmd + ["nosuch", "data/raw/mini", "data/segments/test/nosuch"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "unknown dataset 'nosuch'; valid choices: mini" in bad.stderr
+    assert bad.stderr.startswith("error: segment: ") and bad.stderr.count("\n") == 1
 
 
 def test_file_failing_midway_leaves_no_segments(tmp_path: Path):

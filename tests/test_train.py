@@ -21,14 +21,15 @@ import yaml
 from singer_ssl import losses
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.training import checkpoint as ckpt
-from singer_ssl.training.config import resolve_settings
+from singer_ssl.training import run as training_run
+from singer_ssl.training.config import TrainConfig, resolve_select
 from singer_ssl.training.data import ViewDataset, load_segment_table, split_by_singer
 from singer_ssl.training.loop import NonFiniteLoss, Trainer, TrainUnit
 from singer_ssl.training.monitors import alignment, batch_monitors, uniformity
-from singer_ssl.training.run import plan_data, train
+from singer_ssl.training.run import plan_data
 from singer_ssl.training.runtime import Dist
 from singer_ssl.training.sampler import BatchStream, RandomBatches, SemiSupervisedBatches, SingerBatches
-from tests.synthetic import make_training_set
+from tests.synthetic import make_training_set, pipeline_paths
 
 REPO = Path(__file__).parents[1]
 
@@ -41,6 +42,17 @@ def toy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("toy")
     make_training_set(root)  # 6 singers x 2 songs x 3 one-second segments at 8 kHz, 16 mels
     return root
+
+
+def train(params: dict, root: Path, progress: bool = False) -> dict:
+    """The train stage on ``params`` with the pipeline's paths under ``root``."""
+    return training_run.train(TrainConfig.from_params(params), pipeline_paths(root), progress=progress)
+
+
+def table_of(root: Path, names: list[str]):
+    """The segment table of datasets ``names`` under ``root`` (pipeline layout)."""
+    paths = pipeline_paths(root)
+    return load_segment_table(paths.features, paths.segments, names)
 
 
 def run_root(tmp_path: Path, toy: Path, name: str = "run") -> Path:
@@ -171,13 +183,13 @@ def test_resume_after_interruption_matches_uninterrupted_run(mode, toy, tmp_path
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(toy, tmp_path, monkeypatch):
-    real_get = losses.get
+    real_build = losses.ObjectiveSpec.build
 
-    class NaNAtThirdStep(torch.nn.Module):
+    class NaNAtThirdStep(losses.Objective):
         def __init__(self, inner):
             super().__init__()
             self.inner, self.calls = inner, 0
-            self.needs_labels, self.needs_teacher = inner.needs_labels, inner.needs_teacher
+            self.needs_labels, self.momentum_tau = inner.needs_labels, inner.momentum_tau
 
         def forward(self, z1, z2, **kw):
             out = self.inner(z1, z2, **kw)
@@ -187,7 +199,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(toy, tmp_path, mon
                     return out * float("nan")
             return out
 
-    monkeypatch.setattr(losses, "get", lambda name, **kw: NaNAtThirdStep(real_get(name, **kw)))
+    monkeypatch.setattr(losses.ObjectiveSpec, "build", lambda self, dim=None: NaNAtThirdStep(real_build(self, dim)))
     root = run_root(tmp_path, toy)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 3.*last good checkpoint .*step 2"):
         train(tiny_params("ntxent", max_steps=5, checkpoint_every=2), root, progress=False)
@@ -279,13 +291,15 @@ def test_training_starts_from_the_random_init_baseline(loss, toy, tmp_path, monk
 
 
 def test_resolve_select():
-    from singer_ssl.training.config import resolve_select
-
-    assert resolve_select("auto", False) == ("val_loss", "loss")
-    assert resolve_select("auto", True) == ("val_eer", "eer")
-    assert resolve_select("val_loss", True) == ("val_loss", "loss")
-    assert resolve_select("val_eer", False) == ("val_eer", "eer")
-    assert resolve_select("last", True) == ("last", "eer") and resolve_select("last", False) == ("last", "loss")
+    """``auto`` follows the objective's declared selection metric (val_eer for a moving target)."""
+    assert resolve_select("auto", "val_loss") == ("val_loss", "loss")
+    assert resolve_select("auto", "val_eer") == ("val_eer", "eer")
+    assert resolve_select("val_loss", "val_eer") == ("val_loss", "loss")
+    assert resolve_select("val_eer", "val_loss") == ("val_eer", "eer")
+    assert resolve_select("last", "val_eer") == ("last", "eer")
+    assert resolve_select("last", "val_loss") == ("last", "loss")
+    assert losses.objective_class("byol").selection_metric == "val_eer"
+    assert {n for n in losses.NAMES if losses.objective_class(n).selection_metric == "val_eer"} == {"byol"}
 
 
 def test_model_folder_loads_and_torchscript_matches(toy, tmp_path):
@@ -347,6 +361,78 @@ def test_byol_steps_match_a_hand_written_reference():
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
+class TinyMomentumObjective(losses.Objective):
+    """A momentum method declared only by its attributes (as MoCo or DINO would be): a teacher with
+    τ₀ = 0.5, a momentum pair of its own (a DINO-like head), the moving-target selection metric."""
+
+    momentum_tau = 0.5
+    selection_metric = "val_eer"
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.online_head = torch.nn.Linear(dim, dim)
+        self.momentum_head = copy.deepcopy(self.online_head).requires_grad_(False)
+        self.seen_targets = 0
+
+    def momentum_pairs(self):
+        return [(self.online_head, self.momentum_head)]
+
+    def forward(self, z1, z2, labels=None, targets=None):
+        assert targets is not None and targets[0].shape == z1.shape  # the loop passes the teacher's views
+        self.seen_targets += 1
+        t1, t2 = (self.momentum_head(t) for t in targets)
+        return ((self.online_head(z1) - t2) ** 2).mean() + ((self.online_head(z2) - t1) ** 2).mean()
+
+
+def test_declared_momentum_objective_drives_the_teacher_without_loop_changes():
+    """The loop reads only the declarations: it keeps a teacher, passes targets and EMA-updates every
+    (online, momentum) pair with the cosine τ schedule from momentum_tau; no teacher otherwise."""
+    model, _, batch = _ddp_setup("ntxent", 8)
+    objective = TinyMomentumObjective(8)
+    unit = TrainUnit(model, objective)
+    trainer = Trainer(unit, torch.optim.SGD(unit.parameters(), lr=0.1), torch.device("cpu"), total_steps=4)
+    assert trainer.teacher is not None and trainer.teacher is not model
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+    for step in range(2):
+        teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
+        head_before = {k: v.clone() for k, v in objective.momentum_head.state_dict().items()}
+        result = trainer.train_step(batch, step)
+        tau = losses.tau_schedule(step, 4, 0.5)
+        assert result.tau == pytest.approx(tau)
+        for name, p in model.named_parameters():
+            want = tau * teacher_before[name] + (1 - tau) * p.detach()
+            torch.testing.assert_close(trainer.teacher.state_dict()[name], want, msg=name)
+        for name, p in objective.online_head.named_parameters():
+            torch.testing.assert_close(objective.momentum_head.state_dict()[name],
+                                       tau * head_before[name] + (1 - tau) * p.detach(), msg=name)
+    assert objective.seen_targets == 2
+    assert resolve_select("auto", TinyMomentumObjective.selection_metric) == ("val_eer", "eer")
+    plain = Trainer(TrainUnit(copy.deepcopy(model), losses.get("ntxent")), torch.optim.SGD(model.parameters(), lr=0.1),
+                    torch.device("cpu"))
+    assert plain.teacher is None and plain.train_step(batch, 0).tau is None
+
+
+@pytest.mark.parametrize("loss, kind", [("ntxent", RandomBatches), ("ge2e", SingerBatches),
+                                        ("semisupcon", SemiSupervisedBatches)])
+def test_declared_sampler_drives_the_batches(loss, kind, toy, tmp_path):
+    data = plan_data(TrainConfig.from_params(tiny_params(loss)), pipeline_paths(run_root(tmp_path, toy)), Dist())
+    assert type(data.train_plan) is kind and type(data.val_plan) is kind
+    assert losses.objective_class(loss).sampler == {RandomBatches: "random", SingerBatches: "singers",
+                                                    SemiSupervisedBatches: "semisupervised"}[kind]
+
+
+def test_objective_built_once_per_run(toy, tmp_path, monkeypatch):
+    built = []
+    real_build = losses.ObjectiveSpec.build
+    monkeypatch.setattr(losses.ObjectiveSpec, "build",
+                        lambda self, dim=None: built.append(dim) or real_build(self, dim))
+    params = tiny_params("byol", max_steps=1)
+    cfg = TrainConfig.from_params(params)
+    assert built == []  # validating the configuration builds nothing
+    training_run.train(cfg, pipeline_paths(run_root(tmp_path, toy)), progress=False)
+    assert built == [params["head"]["dim"]]
+
+
 # ---------------------------------------------------------------------------------------------- DDP
 
 
@@ -379,8 +465,7 @@ def _ddp_setup(loss: str, batch: int):
 def _grads_after_step(loss: str, batch: dict, model, objective, rank: int, world: int):
     unit = TrainUnit(model, objective)
     opt = torch.optim.Adam(unit.parameters(), lr=1e-3)
-    trainer = Trainer(unit, opt, torch.device("cpu"), needs_labels=objective.needs_labels, rank=rank,
-                      world_size=world)
+    trainer = Trainer(unit, opt, torch.device("cpu"), rank=rank, world_size=world)
     b = len(batch["x1"]) // world
     local = {k: v[rank * b:(rank + 1) * b] for k, v in batch.items()}
     result = trainer.train_step(local, 0)
@@ -465,14 +550,27 @@ def test_ddp_train_end_to_end(toy, tmp_path):
     ({"augment.spectrogram": {"mixupp": {"p": 1}}}, r"mixupp.*valid choices"),
     ({"encoder": "samplecnn", "augment.spectrogram": {"mixup": {"p": 0.5}}}, r"takes waveforms.*mixup"),
     ({"loss": "ge2e", "train.batch_size": 12}, r"singers x utterances = 2 x 4 = 8.*batch_size is 12"),
-    ({"train.batch_size": 1}, r"train.batch_size must be an integer >= 2"),
-    ({"train.optimiser": "sgd"}, r"unknown key\(s\) optimiser"),
-    ({"train.select": "best"}, r"unknown train.select 'best'; valid choices: auto, last, val_eer, val_loss"),
-    ({"head.kind": "mlp3"}, r"unknown head.kind 'mlp3'; valid choices: mlp, silu_linear"),
+    ({"train.batch_size": 1}, r"train.batch_size: expected an integer >= 2, got 1"),
+    ({"train.optimiser": "sgd"}, r"train.optimiser: unknown parameter; valid keys of train: .*optimizer"),
+    ({"train.select": "best"}, r"train.select: expected one of auto, val_loss, val_eer, last, got 'best'"),
+    ({"head.kind": "mlp3"}, r"head.kind: expected one of silu_linear, mlp, got 'mlp3'"),
     ({"encoders.lstm": {"hidden_size": 8}}, r"encoders.lstm: unknown parameter\(s\) hidden_size"),
     ({"losses.ntxent": {"tau": 0.1}}, r"losses.ntxent: unknown parameter\(s\) 'tau'"),
     ({"train.epochs": None, "train.max_steps": None}, r"both null"),
     ({"train.device": "cuda:7"} if not torch.cuda.is_available() else {"train.device": "tpu"}, r"train.device"),
+    ({"train.lr": 0}, r"train.lr: expected a number > 0.0, got 0"),
+    ({"train.amp": "yes"}, r"train.amp: expected true or false, got 'yes'"),
+    ({"train.val_fraction": 1.0}, r"train.val_fraction: expected a number >= 0.0 and < 1.0, got 1.0"),
+    ({"train.patience": 0}, r"train.patience: expected an integer >= 1, got 0"),
+    ({"train": ["batch_size", 8]}, r"train: expected a mapping"),
+    ({"seed": -1}, r"seed: expected an integer >= 0, got -1"),
+    ({"head.dim": 0}, r"head.dim: expected an integer >= 1, got 0"),
+    ({"head.size": 3}, r"head.size: unknown parameter"),
+    ({"augment.crop_seconds": -1}, r"augment.crop_seconds"),
+    ({"losses.ge2e": {"batch": {"speakers": 2}}, "loss": "ge2e"}, r"losses.ge2e.batch: unknown key\(s\) 'speakers'"),
+    ({"losses.ntxent": 0.2}, r"losses.ntxent: expected a mapping"),
+    ({"encoders.lstm": [16]}, r"encoders.lstm: expected a mapping"),
+    ({"datasets": {"test": {"t": {"path": "x"}}}}, r"no training dataset.*datasets.train"),
 ])
 def test_config_errors_before_any_work(change, message):
     params = tiny_params()
@@ -482,8 +580,59 @@ def test_config_errors_before_any_work(change, message):
         for p in path:
             node = node[p]
         node[last] = value
-    with pytest.raises(ConfigError, match=message):
-        resolve_settings(params)
+    with pytest.raises(ConfigError, match=message) as err:
+        TrainConfig.from_params(params)
+    assert "\n" not in str(err.value)  # one line
+
+
+def test_stage_script_reports_a_bad_parameter_on_one_line(tmp_path):
+    """stages/train.py: paths from the command line, a bad parameter -> `error: train: ...`, exit status 1."""
+    import subprocess
+    import sys
+
+    params = tiny_params(batch_size=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = [str(tmp_path / d) for d in ("features", "segments", "model", "checkpoints", "plots")]
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), *out, "--params",
+                           str(tmp_path / "params.yaml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: train: train.batch_size: expected an integer >= 2, got 1"
+    assert not any((tmp_path / d).exists() for d in ("model", "checkpoints", "plots"))
+
+
+def test_stage_script_trains_with_the_paths_it_is_given(toy, tmp_path):
+    """The dvc.yaml command form: every path on the command line, one summary line on stdout."""
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(max_steps=2)))
+    data = pipeline_paths(toy)
+    out = [str(tmp_path / d) for d in ("model", "checkpoints", "plots")]
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), str(data.features), str(data.segments),
+                           *out, "--params", str(tmp_path / "params.yaml")], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1 and proc.stdout.startswith("train: ntxent/lstm, 2 steps")
+    assert (tmp_path / "model" / "model.ts").is_file() and (tmp_path / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "plots" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+
+
+def test_config_reads_only_its_own_sections():
+    """Garbage in another stage's section (or another objective's/encoder's) never fails the train stage."""
+    params = tiny_params()
+    reference = TrainConfig.from_params(params)
+    params.update(evaluate="garbage", embed={"batch_size": -3, "typo": 1}, features=5, segment=None, trials=[1],
+                  corpus={"n_train_singers": "many"})
+    params["losses"]["vicreg"] = {"not_a_parameter": 1}
+    params["encoders"]["crnn"] = "nonsense"
+    assert TrainConfig.from_params(params) == reference
+
+
+def test_config_keeps_numbers_as_written():
+    """hyperparams.yaml records train.* as written: ints stay ints, YAML 1.1 strings become floats."""
+    tr = TrainConfig.from_params(tiny_params(warmup_epochs=0, lr="1e-3")).train
+    assert tr.warmup_epochs == 0 and isinstance(tr.warmup_epochs, int)
+    assert tr.lr == 1e-3 and isinstance(tr.lr, float)
 
 
 def test_data_dependent_errors(toy, tmp_path):
@@ -491,20 +640,20 @@ def test_data_dependent_errors(toy, tmp_path):
     params = tiny_params()
     params["augment"]["crop_seconds"] = 1.5
     with pytest.raises(ConfigError, match=r"crop_seconds \(1.5 s\) is longer than the training segments \(1 s\)"):
-        plan_data(resolve_settings(params), root, Dist())
+        plan_data(TrainConfig.from_params(params), pipeline_paths(root), Dist())
     with pytest.raises(ConfigError, match=r"batch size 64 is larger than the 24 segments"):
-        plan_data(resolve_settings(tiny_params(batch_size=64)), root, Dist())
+        plan_data(TrainConfig.from_params(tiny_params(batch_size=64)), pipeline_paths(root), Dist())
     unlabelled = tmp_path / "unlabelled"
     make_training_set(unlabelled, labelled=False)
     with pytest.raises(ConfigError, match=r"loss 'supcon' needs singer labels.*0 known singer"):
-        plan_data(resolve_settings(tiny_params("supcon")), unlabelled, Dist())
+        plan_data(TrainConfig.from_params(tiny_params("supcon")), pipeline_paths(unlabelled), Dist())
     gone = tmp_path / "gone"
     paths = make_training_set(gone, n_singers=3)
     (paths["segments"] / "singer01" / "song1_002.wav").unlink()
     with pytest.raises(ConfigError, match=r"1 training segment file\(s\) .* missing, e.g. .*song1_002.wav"):
-        plan_data(resolve_settings(tiny_params()), gone, Dist())
+        plan_data(TrainConfig.from_params(tiny_params()), pipeline_paths(gone), Dist())
     # an SSL loss is fine without labels: validation holds out source recordings instead
-    data = plan_data(resolve_settings(tiny_params("ntxent")), unlabelled, Dist())
+    data = plan_data(TrainConfig.from_params(tiny_params("ntxent")), pipeline_paths(unlabelled), Dist())
     assert data.val_unit == "source recording" and data.n_val > 0
 
 
@@ -516,7 +665,7 @@ def test_segment_table_pools_statistics_over_datasets(tmp_path):
 
     make_training_set(tmp_path, "a", n_singers=2, seed=1)
     make_training_set(tmp_path, "b", n_singers=3, segments_per_source=2, seed=2)
-    table = load_segment_table(tmp_path, ["a", "b"])
+    table = table_of(tmp_path, ["a", "b"])
     values = np.concatenate([np.stack([FeatureStore(tmp_path / f"data/features/train/{n}.h5")[i]
                                        for i in range(len(FeatureStore(tmp_path / f"data/features/train/{n}.h5")))])
                              .ravel() for n in ("a", "b")]).astype(np.float64)
@@ -528,7 +677,7 @@ def test_segment_table_pools_statistics_over_datasets(tmp_path):
 
 
 def test_split_holds_out_whole_singers(toy):
-    table = load_segment_table(toy, ["toy"])
+    table = table_of(toy, ["toy"])
     tr, va, unit = split_by_singer(table, 0.34, seed=123)
     assert unit == "singer"
     assert set(table.singer[tr]).isdisjoint(table.singer[va])
@@ -539,7 +688,7 @@ def test_split_holds_out_whole_singers(toy):
 
 @pytest.mark.parametrize("views", ["file", "clip"])
 def test_views(toy, views):
-    table = load_segment_table(toy, ["toy"])
+    table = table_of(toy, ["toy"])
     logmel = ViewDataset(table, "logmel", views, crop_samples=4000)
     wave = ViewDataset(table, "wave", views, crop_samples=4000)
     rng = np.random.default_rng(0)
@@ -623,22 +772,25 @@ def test_monitors_against_direct_formulas():
 
 
 def test_fingerprint_ignores_runtime_knobs_only():
+    def fp(params: dict, data: str = "data") -> str:
+        return ckpt.fingerprint(TrainConfig.from_params(params), data)
+
     params = tiny_params()
-    base = ckpt.fingerprint(params, "data")
+    base = fp(params)
     for key, value in (("num_workers", 4), ("device", "cpu"), ("log_every", 3), ("checkpoint_every", 7)):
         p = copy.deepcopy(params)
         p["train"][key] = value
-        assert ckpt.fingerprint(p, "data") == base
+        assert fp(p) == base
     for change in (lambda p: p["train"].update(lr=0.5), lambda p: p.update(seed=1),
                    lambda p: p["losses"]["ntxent"].update(temperature=0.5),
                    lambda p: p["augment"].update(views="clip")):
         p = copy.deepcopy(params)
         change(p)
-        assert ckpt.fingerprint(p, "data") != base
-    assert ckpt.fingerprint(params, "other data") != base
+        assert fp(p) != base
+    assert fp(params, "other data") != base
     p = copy.deepcopy(params)
     p["losses"]["vicreg"]["inv_weight"] = 1.0  # another loss's parameters do not matter
-    assert ckpt.fingerprint(p, "data") == base
+    assert fp(p) == base
 
 
 def test_truncate_live_logs(tmp_path):

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.stage import stage_main
 from singer_ssl.trials import (
+    TrialsConfig,
     TrialsError,
     generate_trials,
     load_external_trials,
@@ -148,7 +151,7 @@ def test_lopsided_recordings_enumerate_only_valid_pairs():
     assert len(pos_x) == 1005 - 4 and all("x/rec1_0.wav" in pair for pair in pos_x)
 
 
-def test_negatives_follow_seed000_singer_weighting():
+def test_negatives_follow_torres2023_singer_weighting():
     """Negatives pick a uniform singer pair (Torres et al. 2023), not segments uniformly: a singer with 20x the
     segments of the others is not over-represented."""
     spec = {"big": [400], "s1": [20], "s2": [20], "s3": [20], "s4": [20]}
@@ -198,13 +201,13 @@ def test_write_read_round_trip_with_awkward_keys(tmp_path: Path):
     assert list(zip(labels.tolist(), k1, k2)) == trials
 
 
-def test_external_seed000_and_kaldi_formats(tmp_path: Path):
-    seed000 = tmp_path / "speaker_pairs.txt"
-    seed000.write_text("1,f1/a.wav,f1/b.wav\n0,f1/a.wav,m2/c.wav\n\n", encoding="utf-8")
+def test_external_torres2023_and_kaldi_formats(tmp_path: Path):
+    torres2023 = tmp_path / "speaker_pairs.txt"
+    torres2023.write_text("1,f1/a.wav,f1/b.wav\n0,f1/a.wav,m2/c.wav\n\n", encoding="utf-8")
     kaldi = tmp_path / "trials.kaldi"
     kaldi.write_text("f1/a.wav  f1/b.wav target\n./f1/a.wav m2/c.wav nontarget\n", encoding="utf-8")
     expected = [(1, "f1/a.wav", "f1/b.wav"), (0, "f1/a.wav", "m2/c.wav")]
-    assert load_external_trials(seed000, KEYS) == expected
+    assert load_external_trials(torres2023, KEYS) == expected
     assert load_external_trials(kaldi, KEYS) == expected
     assert parse_trials(kaldi.read_text())[3] == "kaldi"
     vox = "1 f1/a.wav f1/b.wav\n0 f1/a.wav m2/c.wav\n"
@@ -256,13 +259,21 @@ def _project(tmp_path: Path, external: str = "{}") -> Path:
     return project
 
 
+def _cli(*argv: str) -> int:
+    stage = importlib.import_module("stages.trials")
+    return stage_main("trials", stage.main, ("dataset", "manifest", "out"), argv=argv)
+
+
+STAGE_ARGS = ("toy", "data/segments/test/toy/manifest.csv", "data/trials/toy.txt")
+
+
 def test_trials_stage_generates(tmp_path: Path, monkeypatch, capsys):
     project = _project(tmp_path)
     monkeypatch.chdir(project)
     monkeypatch.syspath_prepend(str(ROOT))
-    stage = importlib.import_module("stages.trials")
-    assert stage.main(["toy"]) == 0
-    assert "toy: 40 trials (20 target, 20 non-target" in capsys.readouterr().out
+    assert _cli(*STAGE_ARGS) == 0
+    out = capsys.readouterr().out
+    assert "toy: 40 trials (20 target, 20 non-target" in out and out.endswith("-> data/trials/toy.txt\n")
     labels, k1, k2 = read_trials(project / "data/trials/toy.txt")
     rows = list(csv.DictReader(open(project / "data/segments/test/toy/manifest.csv", encoding="utf-8")))
     with warnings.catch_warnings():
@@ -279,10 +290,71 @@ def test_trials_stage_external(tmp_path: Path, monkeypatch, capsys):
     project = _project(tmp_path, external="{toy: " + str(ext) + "}")
     monkeypatch.chdir(project)
     monkeypatch.syspath_prepend(str(ROOT))
-    stage = importlib.import_module("stages.trials")
-    assert stage.main(["toy"]) == 0
+    assert _cli(*STAGE_ARGS) == 0
     written = (project / "data/trials/toy.txt").read_text()
     assert written == "1,a/rec0_0.wav,a/rec1_0.wav\n0,a/rec0_0.wav,b/rec0_0.wav\n"
     ext.write_text("a/rec0_0.wav z/q.wav target\na/rec0_0.wav b/rec0_0.wav nontarget\n", encoding="utf-8")
-    assert stage.main(["toy"]) == 1
+    assert _cli(*STAGE_ARGS) == 1
     assert "1 key(s) are not segments of toy, e.g. z/q.wav" in capsys.readouterr().err
+
+
+def test_trials_stage_misspelt_external_dataset_fails_naming_it(tmp_path: Path, monkeypatch, capsys):
+    project = _project(tmp_path, external="{tyo: lists/toy.txt}")
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    assert _cli(*STAGE_ARGS) == 1
+    assert capsys.readouterr().err == ("error: trials: trials.external.tyo: not a test dataset; "
+                                       "test datasets: toy\n")
+    assert not (project / "data/trials").exists()
+
+
+def test_trials_stage_missing_manifest(tmp_path: Path, monkeypatch, capsys):
+    project = _project(tmp_path)
+    monkeypatch.chdir(project)
+    assert _cli("toy", "data/segments/test/gone/manifest.csv", "data/trials/toy.txt") == 1
+    assert capsys.readouterr().err.startswith("error: trials: dataset 'toy': no manifest at ")
+
+
+TRIAL_PARAMS = {"seed": 5,
+                "datasets": {"train": {"tr": {"path": "a"}}, "test": {"t1": {"path": "b"}, "t2": {"path": "c"}}},
+                "trials": {"n_pairs": 100, "seed": None, "cross_recording": True, "external": {}}}
+
+
+def test_trials_config_values_and_seed_fallback():
+    cfg = TrialsConfig.from_params(TRIAL_PARAMS, "t1")
+    assert cfg == TrialsConfig("t1", 100, 5, True, None)
+    own = {**TRIAL_PARAMS, "trials": {**TRIAL_PARAMS["trials"], "seed": 9, "external": {"t2": "l.txt", "t1": None}}}
+    assert TrialsConfig.from_params(own, "t1") == TrialsConfig("t1", 100, 9, True, None)
+    assert TrialsConfig.from_params(own, "t2") == TrialsConfig("t2", 100, 9, True, "l.txt")
+    assert TrialsConfig.from_params({"datasets": TRIAL_PARAMS["datasets"]}, "t2") == TrialsConfig("t2")
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"n_pair": 10},
+     "trials.n_pair: unknown parameter; valid keys of trials: cross_recording, external, n_pairs, seed"),
+    ({"n_pairs": 1}, "trials.n_pairs: expected an integer >= 2, got 1"),
+    ({"n_pairs": "many"}, "trials.n_pairs: expected an integer >= 2, got 'many'"),
+    ({"seed": -1}, "trials.seed: expected an integer >= 0, got -1"),
+    ({"cross_recording": "yes"}, "trials.cross_recording: expected true or false, got 'yes'"),
+    ({"external": ["t1"]}, "trials.external: expected a mapping"),
+    ({"external": {"t3": "x.txt"}}, "trials.external.t3: not a test dataset; test datasets: t1, t2"),
+    ({"external": {"tr": "x.txt"}}, "trials.external.tr: not a test dataset; test datasets: t1, t2"),
+    ({"external": {"t2": 7}}, "trials.external.t2: expected the path of a trial list, got 7"),
+])
+def test_trials_config_errors_are_one_line_and_name_the_parameter(override, message):
+    params = {**TRIAL_PARAMS, "trials": {**TRIAL_PARAMS["trials"], **override}}
+    with pytest.raises(ConfigError) as err:
+        TrialsConfig.from_params(params, "t1")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_trials_config_checks_only_its_sections():
+    with pytest.raises(ConfigError, match=r"^seed: expected an integer >= 0, got 'x'$"):
+        TrialsConfig.from_params({**TRIAL_PARAMS, "seed": "x"}, "t1")
+    assert TrialsConfig.from_params({**TRIAL_PARAMS, "seed": "x", "trials": {"seed": 3}}, "t1").seed == 3
+    with pytest.raises(ConfigError, match="dataset 'tr' is a train dataset; trials runs on test datasets"):
+        TrialsConfig.from_params(TRIAL_PARAMS, "tr")
+    garbage = {"segment": {"seconds": "x"}, "features": [], "train": {"lr": -1}, "augment": {"views": "nope"},
+               "audio": {"sample_rate": 0}, "evaluate": 3,
+               "datasets": {**TRIAL_PARAMS["datasets"], "train": {"tr": {"path": "a", "layout": "nope"}}}}
+    assert TrialsConfig.from_params({**TRIAL_PARAMS, **garbage}, "t1") == TrialsConfig.from_params(TRIAL_PARAMS, "t1")

@@ -12,7 +12,7 @@ Each entry is applied with probability ``p`` (default 1; 0 disables it); omitted
 defaults listed on each augmentation class (``defaults``). The order of application is fixed (the order of
 :data:`WAVEFORM_NAMES` / :data:`SPECTROGRAM_NAMES`), not the order in the file. Unknown keys, names or
 parameters, ``p`` outside [0, 1] and inverted ``min_*``/``max_*`` ranges raise
-:class:`singer_ssl.core.params.ConfigError` naming the culprit and the valid choices.
+:class:`singer_ssl.core.errors.ConfigError` naming the culprit and the valid choices.
 
 API: :func:`validate`, :func:`build_waveform` -> :class:`WaveformAugment` (callable ``(x (S,), rng) ->
 (S,)``, picklable), :func:`build_spectrogram` -> :class:`SpectrogramAugment` (``nn.Module``, forward

@@ -6,7 +6,10 @@ knows no registry, so it sits in :mod:`singer_ssl.core` below everything else.
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +86,105 @@ def check_datasets(params: dict[str, Any]) -> None:
             seen[name] = role
             if not isinstance(spec, dict) or "path" not in spec:
                 raise ConfigError(f"datasets.{role}.{name}: needs at least 'path'")
+
+
+# --------------------------------------------------------------------------------------------------
+# Typed checkers shared by every ``<Stage>Config.from_params``. ``where`` is the parameter's dotted
+# path (``embed.batch_size``); every failure is a one-line ConfigError that starts with it.
+# --------------------------------------------------------------------------------------------------
+
+
+def mapping_param(value: Any, where: str, keys: Sequence[str]) -> dict[str, Any]:
+    """``value`` as a dict whose keys are all in ``keys`` (``None`` -> ``{}``).
+
+    ConfigError ``"<where>.<key>: unknown parameter; valid keys of <where>: ..."`` for a typo.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(keys)}, got {value!r}")
+    for key in value:
+        if key not in keys:
+            raise ConfigError(f"{where}.{key}: unknown parameter; valid keys of {where}: {', '.join(sorted(keys))}")
+    return dict(value)
+
+
+def section(params: dict[str, Any], name: str, keys: Sequence[str]) -> dict[str, Any]:
+    """The top-level section ``params[name]`` checked by :func:`mapping_param` (absent -> ``{}``)."""
+    return mapping_param(params.get(name), name, keys)
+
+
+def int_param(value: Any, where: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]`` (a bool is not an int; ``1000.0`` is accepted)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    bounds = _bounds_text(minimum, maximum, "integer")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected an {bounds}, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{where}: expected an {bounds}, got {value!r}")
+    return value
+
+
+def number_param(value: Any, where: str, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in the interval ``low``..``high`` (open ends when ``*_open``).
+
+    A numeric string is accepted: PyYAML (YAML 1.1) reads ``1e-3`` (no dot) as the string ``'1e-3'``.
+    """
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+    want = "a number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (f" {hi}" if hi else "")
+    if number is None or not math.isfinite(number):
+        raise ConfigError(f"{where}: expected {want}, got {value!r}")
+    if low is not None and (number < low or (low_open and number == low)):
+        raise ConfigError(f"{where}: expected {want}, got {value!r}")
+    if high is not None and (number > high or (high_open and number == high)):
+        raise ConfigError(f"{where}: expected {want}, got {value!r}")
+    return number
+
+
+def bool_param(value: Any, where: str) -> bool:
+    """``value`` as a bool (YAML ``true``/``false`` only; ``0``/``'yes'`` strings are rejected)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def choice_param(value: Any, where: str, choices: Sequence[str]) -> str:
+    """``value`` as one of ``choices`` (a string)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _bounds_text(minimum: int | None, maximum: int | None, kind: str) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f"{kind} >= {minimum}"
+    if maximum is not None:
+        return f"{kind} <= {maximum}"
+    return kind
+
+
+_DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
+def device_param(value: Any, where: str) -> str:
+    """A torch device name: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Only the spelling is checked here; whether CUDA is available is checked when the device is used
+    (:func:`singer_ssl.core.device.resolve_device`).
+    """
+    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
+        raise ConfigError(f"{where}: expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value

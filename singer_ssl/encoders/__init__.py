@@ -42,7 +42,6 @@ from singer_ssl.encoders.lstm import LSTMEncoder
 from singer_ssl.encoders.resnet import ResNet18
 from singer_ssl.encoders.samplecnn import SampleCNN
 from singer_ssl.encoders.vgglike import VGGLike
-from singer_ssl.model.heads import make_head
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "efficientnet_b0": EfficientNetB0,
@@ -55,11 +54,12 @@ ENCODERS: dict[str, type[nn.Module]] = {
 }
 NAMES: tuple[str, ...] = tuple(ENCODERS)
 
-__all__ = ["NAMES", "ENCODERS", "PARAMETER_ROOTS", "get", "get_for_features", "accepted_params", "load_published",
-           "make_head"]
+__all__ = ["NAMES", "ENCODERS", "PARAMETER_ROOTS", "encoder_class", "accepted_params", "check_kwargs", "get",
+           "kwargs_for_features", "get_for_features", "load_published"]
 
 
-def _check_name(name: str) -> type[nn.Module]:
+def encoder_class(name: str) -> type[nn.Module]:
+    """The class registered under ``name``; :class:`ConfigError` listing the valid names otherwise."""
     if name not in ENCODERS:
         raise choice_error("encoder", name, NAMES)
     return ENCODERS[name]
@@ -67,33 +67,38 @@ def _check_name(name: str) -> type[nn.Module]:
 
 def accepted_params(name: str) -> tuple[str, ...]:
     """Constructor keyword arguments of encoder ``name``."""
-    cls = _check_name(name)
+    cls = encoder_class(name)
     return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
 
-def get(name: str, **params: Any) -> nn.Module:
-    """Build encoder ``name`` with constructor kwargs ``params`` (``params.yaml`` ``encoders.<name>``).
-
-    Unknown name or unknown/invalid kwargs raise :class:`ConfigError` naming the culprit.
-    """
-    cls = _check_name(name)
+def check_kwargs(name: str, params: Mapping[str, Any]) -> None:
+    """:class:`ConfigError` naming ``encoders.<name>`` and the unknown keys, with the accepted ones."""
     accepted = accepted_params(name)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ConfigError(
             f"encoders.{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
         )
+
+
+def get(name: str, **params: Any) -> nn.Module:
+    """Build encoder ``name`` with constructor kwargs ``params`` (``params.yaml`` ``encoders.<name>``).
+
+    The encoders raise plain ``ValueError``/``TypeError``; here an unknown name, an unknown key or an
+    invalid value becomes a :class:`ConfigError` naming ``encoders.<name>`` and the culprit.
+    """
+    cls = encoder_class(name)
+    check_kwargs(name, params)
     try:
         return cls(**params)
     except (TypeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"encoders.{name}: invalid parameters {params!r}: {err}") from err
+        message = str(err).removeprefix(f"{name}: ")
+        raise ConfigError(f"encoders.{name}: {message} (parameters {dict(params)!r})") from err
 
 
-def get_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build encoder ``name`` from ``params`` (``encoders.<name>``), filling ``n_mels`` from the front end
-    for the encoders whose layers depend on F (audiontt2020, crnn, lstm).
+def kwargs_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Constructor kwargs of encoder ``name``: ``params`` (``encoders.<name>``) with the front end's
+    ``n_mels`` filled in for the encoders whose layers depend on F (audiontt2020, crnn, lstm).
 
     An explicit ``n_mels`` in ``params`` that differs from the front end's raises :class:`ConfigError`.
     """
@@ -102,7 +107,12 @@ def get_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None = 
         if "n_mels" in kwargs and int(kwargs["n_mels"]) != int(n_mels):
             raise ConfigError(f"encoders.{name}.n_mels={kwargs['n_mels']} contradicts features.n_mels={n_mels}")
         kwargs["n_mels"] = int(n_mels)
-    return get(name, **kwargs)
+    return kwargs
+
+
+def get_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build encoder ``name`` with :func:`kwargs_for_features` (``n_mels`` from the front end where needed)."""
+    return get(name, **kwargs_for_features(name, n_mels, params))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -218,7 +228,7 @@ def load_published(name: str, path: str | os.PathLike, trusted: bool = False, **
     ``torch.load(weights_only=True)``; ``trusted=True`` allows a full unpickling fallback for legacy
     files that need it (only for files you trust: unpickling runs code). Returns the model in eval mode.
     """
-    _check_name(name)
+    encoder_class(name)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"published checkpoint not found: {path}")

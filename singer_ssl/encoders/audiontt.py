@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError
 from singer_ssl.encoders.common import LOGMEL, check_logmel
 
 PUBLISHED_DIMS = (512, 1024, 2048)
@@ -41,9 +40,9 @@ class AudioNTT2020(nn.Module):
     def __init__(self, n_mels: int = 64, embedding_dim: int = 512, dropout: float = 0.3) -> None:
         super().__init__()
         if int(n_mels) < 8:
-            raise ConfigError(f"audiontt2020: n_mels must be >= 8 (three 2x2 max-pools), got {n_mels!r}")
+            raise ValueError(f"audiontt2020: n_mels must be >= 8 (three 2x2 max-pools), got {n_mels!r}")
         if int(embedding_dim) < 1:
-            raise ConfigError(f"audiontt2020: embedding_dim must be >= 1, got {embedding_dim!r}")
+            raise ValueError(f"audiontt2020: embedding_dim must be >= 1, got {embedding_dim!r}")
         self.n_mels = int(n_mels)
         self.embedding_dim = int(embedding_dim)
         layers: list[nn.Module] = []

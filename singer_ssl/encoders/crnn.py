@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError
 from singer_ssl.encoders.common import LOGMEL, check_logmel, to_time_freq
 from singer_ssl.encoders.vgglike import ConvBnRelu2d
 
@@ -45,9 +44,9 @@ class CRNN(nn.Module):
     def __init__(self, n_mels: int = 96, hidden: int = 64, num_classes: int = 0) -> None:
         super().__init__()
         if pooled_mels(int(n_mels)) < 1:
-            raise ConfigError(f"crnn: n_mels must be >= 40 (freq pools 5, 4, 2), got {n_mels!r}")
+            raise ValueError(f"crnn: n_mels must be >= 40 (freq pools 5, 4, 2), got {n_mels!r}")
         if int(hidden) < 1 or int(num_classes) < 0:
-            raise ConfigError("crnn: hidden must be >= 1 and num_classes >= 0")
+            raise ValueError("crnn: hidden must be >= 1 and num_classes >= 0")
         self.n_mels = int(n_mels)
         self.hidden = int(hidden)
         self.embedding_dim = self.hidden

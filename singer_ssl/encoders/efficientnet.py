@@ -33,7 +33,6 @@ import math
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError, choice_error
 from singer_ssl.encoders.common import LOGMEL, check_logmel
 
 INPUT_NORMS = ("item_std", "item_max", "none")
@@ -148,13 +147,14 @@ class EfficientNetB0(nn.Module):
     ) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:
-            raise choice_error("efficientnet_b0 input_norm", input_norm, INPUT_NORMS)
+            raise ValueError(f"efficientnet_b0: unknown input_norm {input_norm!r}; "
+                             f"valid choices: {', '.join(sorted(INPUT_NORMS))}")
         if in_channels not in (1, 3):
-            raise ConfigError(f"efficientnet_b0: in_channels must be 1 or 3, got {in_channels!r}")
+            raise ValueError(f"efficientnet_b0: in_channels must be 1 or 3, got {in_channels!r}")
         if int(embedding_dim) < 1:
-            raise ConfigError(f"efficientnet_b0: embedding_dim must be >= 1, got {embedding_dim!r}")
+            raise ValueError(f"efficientnet_b0: embedding_dim must be >= 1, got {embedding_dim!r}")
         if not (0.0 <= dropout < 1.0 and 0.0 <= stochastic_depth < 1.0):
-            raise ConfigError("efficientnet_b0: dropout and stochastic_depth must lie in [0, 1)")
+            raise ValueError("efficientnet_b0: dropout and stochastic_depth must lie in [0, 1)")
         self.embedding_dim = int(embedding_dim)
         self.in_channels = int(in_channels)
         self.input_norm = input_norm

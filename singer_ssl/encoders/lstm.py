@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError
 from singer_ssl.encoders.common import LOGMEL, check_logmel
 
 
@@ -35,7 +34,7 @@ class LSTMEncoder(nn.Module):
     def __init__(self, n_mels: int = 80, hidden: int = 768, layers: int = 3, embedding_dim: int = 256) -> None:
         super().__init__()
         if min(int(n_mels), int(hidden), int(layers), int(embedding_dim)) < 1:
-            raise ConfigError("lstm: n_mels, hidden, layers and embedding_dim must all be >= 1")
+            raise ValueError("lstm: n_mels, hidden, layers and embedding_dim must all be >= 1")
         self.n_mels = int(n_mels)
         self.embedding_dim = int(embedding_dim)
         self.lstm = nn.LSTM(input_size=self.n_mels, hidden_size=int(hidden), num_layers=int(layers), batch_first=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError
 from singer_ssl.encoders.common import LOGMEL, check_logmel, to_time_freq
 
 
@@ -56,7 +55,7 @@ class ResNet18(nn.Module):
     def __init__(self, num_classes: int = 0) -> None:
         super().__init__()
         if int(num_classes) < 0:
-            raise ConfigError(f"resnet18: num_classes must be >= 0, got {num_classes!r}")
+            raise ValueError(f"resnet18: num_classes must be >= 0, got {num_classes!r}")
         self.embedding_dim = 512
         self.num_classes = int(num_classes)
         self.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError, choice_error
 from singer_ssl.encoders.common import LOGMEL, check_logmel, to_time_freq
 
 POOLINGS = ("gapgmp", "gap")
@@ -53,9 +52,9 @@ class VGGLike(nn.Module):
     def __init__(self, embedding_dim: int = 512, num_classes: int = 0, pooling: str = "gapgmp") -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise choice_error("vgglike pooling", pooling, POOLINGS)
+            raise ValueError(f"vgglike: unknown pooling {pooling!r}; valid choices: {', '.join(sorted(POOLINGS))}")
         if int(embedding_dim) < 1 or int(num_classes) < 0:
-            raise ConfigError("vgglike: embedding_dim must be >= 1 and num_classes >= 0")
+            raise ValueError("vgglike: embedding_dim must be >= 1 and num_classes >= 0")
         self.embedding_dim = int(embedding_dim)
         self.num_classes = int(num_classes)
         self.use_max = pooling == "gapgmp"

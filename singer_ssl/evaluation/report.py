@@ -1,6 +1,6 @@
 """Plot files of the evaluate stage (CSV for DVC's templates, PNG images for people).
 
-Files written into ``plots/<dataset>/``:
+Files written into the plots folder of a dataset (``plots/<dataset>/`` in the pipeline):
     roc.csv (fpr, tpr), det.csv (fpr, fnr)   curve data, thinned to <= 1000 points
     scores.csv (score, target, nontarget)      histogram densities of trial scores; scores.png
     tsne.csv (x, y, singer) + tsne.png          t-SNE of the segment embeddings (the GE2E singer encoder)
@@ -40,15 +40,29 @@ def tsne_2d(vectors: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perp, init="pca", metric="cosine", random_state=seed).fit_transform(x)
 
 
-def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], tsne_cfg: dict, seed: int) -> None:
-    """Write every plot file for one dataset (see module docstring)."""
+def singer_means(vectors: np.ndarray, singers: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Per-singer mean embedding (the GE2E singer encoder's lookup table): sorted singer names, (S, D)."""
+    names = sorted(set(singers.tolist()))
+    inv = {s: i for i, s in enumerate(names)}
+    codes = np.fromiter((inv[s] for s in singers), int, len(singers))
+    sums = np.zeros((len(names), vectors.shape[1]))
+    np.add.at(sums, codes, vectors)
+    return names, sums / np.bincount(codes, minlength=len(names))[:, None]
+
+
+def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], perplexity: float = 30.0, max_points: int = 2000,
+                seed: int = 0) -> None:
+    """Write every plot file for one dataset (see module docstring).
+
+    ``data``: ``labels`` (M,) and ``scores`` (M,) of the trials, ``embedding`` (N, D) and ``singers`` (N,)
+    of the segments, ``probe`` (the result of :func:`singer_ssl.evaluation.probe.probe_singer_id`). The
+    t-SNE runs on at most ``max_points`` segments drawn with ``np.random.default_rng(seed)``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
-
-    from singer_ssl.evaluation.verification import singer_means
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +88,8 @@ def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], tsne_cfg: dict
 
     emb, singers = data["embedding"], data["singers"]
     rng = np.random.default_rng(seed)
-    max_points = int(tsne_cfg.get("max_points", 2000))
-    sel = np.sort(rng.choice(len(emb), size=min(max_points, len(emb)), replace=False))
-    xy = tsne_2d(emb[sel], float(tsne_cfg.get("perplexity", 30)), seed)
+    sel = np.sort(rng.choice(len(emb), size=min(int(max_points), len(emb)), replace=False))
+    xy = tsne_2d(emb[sel], float(perplexity), seed)
     write_csv(out / "tsne.csv", ["x", "y", "singer"], zip(xy[:, 0].round(4), xy[:, 1].round(4), singers[sel]))
     fig, ax = plt.subplots(figsize=(6, 6))
     names = sorted(set(singers[sel].tolist()))

@@ -6,7 +6,8 @@ Layout (all datasets have N rows in the same order):
     baseline/random_init/embedding, baseline/random_init/projection  (same encoder, random weights)
     baseline/mfcc/embedding   (handcrafted: mean+std over time of 20 MFCCs)
     degraded_16k/embedding, degraded_16k/projection   (only with embed.degrade_16k)
-Scoring reads these; no metric re-embeds audio.
+The baselines are computed by :mod:`singer_ssl.evaluation.baselines`. Scoring reads these
+matrices; no metric re-embeds audio.
 """
 
 from __future__ import annotations
@@ -80,14 +81,3 @@ def read_embeddings(path: str | os.PathLike) -> EmbeddingSet:
         f.visititems(visit)
     return EmbeddingSet(keys, singers, sources, vectors)
 
-
-def mfcc_stats(logmel: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
-    """Handcrafted baseline embedding: mean and std over time of the first ``n_mfcc`` MFCCs.
-
-    MFCC = orthonormal DCT-II of the natural-log mel spectrogram along frequency (librosa's
-    convention). Shapes: logmel (n_mels, T) -> (2 * n_mfcc,).
-    """
-    from scipy.fft import dct
-
-    c = dct(np.asarray(logmel, dtype=np.float64), type=2, norm="ortho", axis=0)[:n_mfcc]
-    return np.concatenate([c.mean(axis=1), c.std(axis=1)]).astype(np.float32)

@@ -1,15 +1,21 @@
-"""Evaluate stored embeddings of one test dataset: verification metrics, probe, plot data.
+"""Singer verification on stored embeddings: map a trial list to embedding rows, score it, report it.
 
-For each representation (the encoder's embedding, its projection, each baseline) on the same
-trials and the same probe splits:
-- EER (%) SUPERB/seed-000 convention with its threshold and a percentile-bootstrap 95 % interval,
-- minDCF (p_target 0.01, C_miss = C_fa = 1, normalised by C_def; see singer_ssl.evaluation.metrics),
-- MNR (%) (Torres et al.'s mean normalised rank, exact-label negatives, seeded),
-- linear-probe singer identification (accuracy, balanced accuracy; split by source recording).
+The one scoring path shared by the evaluate stage (:mod:`singer_ssl.evaluation.run`) and
+``singer-ssl score`` (:mod:`singer_ssl.cli`):
+
+- :func:`load_trials` reads a trial list (Torres et al. 2023 csv or Kaldi format), checks that it has
+  both classes and maps its keys to embedding rows (:class:`TrialKeyError` naming unknown keys);
+- :func:`score_trials` gives the cosine scores, the EER (%) (SUPERB / Torres et al. 2023 convention)
+  with its threshold, and minDCF (p_target 0.01, C_miss = C_fa = 1 by default, normalised by C_def;
+  see :mod:`singer_ssl.evaluation.metrics`);
+- :func:`verification` adds a percentile-bootstrap 95 % interval of the EER and the MNR (%)
+  (Torres et al.'s mean normalised rank, exact-label negatives, seeded): one metrics block.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +26,25 @@ from singer_ssl.evaluation.store import EmbeddingSet
 
 class TrialKeyError(ValueError):
     """The trial list names keys absent from the embeddings."""
+
+
+@dataclass(frozen=True)
+class Trials:
+    """A trial list resolved against an embedding set: ``labels`` (M,) int (1 = same singer), rows (M,)."""
+
+    labels: np.ndarray
+    idx1: np.ndarray
+    idx2: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrialScores:
+    """Cosine ``scores`` (M,) of a trial list, its ``eer`` (%) with ``threshold``, and ``min_dcf``."""
+
+    scores: np.ndarray
+    eer: float
+    threshold: float
+    min_dcf: float
 
 
 def trial_indices(es: EmbeddingSet, key1: list[str], key2: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -40,38 +65,43 @@ def check_labels(labels: np.ndarray) -> None:
         raise ValueError(f"trial list has only {kind} trials ({len(labels)} trials); EER needs both classes")
 
 
+def load_trials(es: EmbeddingSet, trials_path: str | os.PathLike) -> Trials:
+    """Read ``trials_path`` and resolve it against ``es`` (both classes present, every key known)."""
+    from singer_ssl.trials import read_trials
+
+    labels, key1, key2 = read_trials(trials_path)
+    labels = np.asarray(labels, dtype=int)
+    check_labels(labels)
+    idx1, idx2 = trial_indices(es, key1, key2)
+    return Trials(labels, idx1, idx2)
+
+
+def score_trials(vectors: np.ndarray, trials: Trials, p_target: float = 0.01, c_miss: float = 1.0,
+                 c_fa: float = 1.0) -> TrialScores:
+    """Cosine-score ``trials`` on ``vectors`` (N, D): EER (%), its threshold and normalised minDCF."""
+    scores = metrics.cosine_scores(vectors, trials.idx1, trials.idx2)
+    eer, thr = metrics.eer(trials.labels, scores)
+    dcf, _ = metrics.min_dcf(trials.labels, scores, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
+    return TrialScores(scores, float(eer), float(thr), float(dcf))
+
+
 def verification(
-    vectors: np.ndarray, singers: np.ndarray, labels: np.ndarray, idx1: np.ndarray, idx2: np.ndarray,
-    cfg: dict[str, Any],
+    vectors: np.ndarray, singers: np.ndarray, trials: Trials, *, p_target: float = 0.01, c_miss: float = 1.0,
+    c_fa: float = 1.0, bootstrap: int = 1000, mnr_queries: int = 1000, mnr_negatives: int = 512, seed: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray, tuple[int, int]]:
-    """EER, CI, threshold, minDCF and MNR for one representation; also the scores and MNR counts."""
-    seed = int(cfg.get("seed", 0))
-    scores = metrics.cosine_scores(vectors, idx1, idx2)
-    eer, thr = metrics.eer(labels, scores)
-    lo, hi = metrics.bootstrap_eer_ci(labels, scores, n_boot=int(cfg.get("bootstrap", 1000)), seed=seed)
-    dcf, _ = metrics.min_dcf(labels, scores, p_target=float(cfg.get("p_target", 0.01)),
-                             c_miss=float(cfg.get("c_miss", 1.0)), c_fa=float(cfg.get("c_fa", 1.0)))
+    """One representation's metrics block, its scores and the MNR counts ``(queries, negatives)`` used.
+
+    Block: ``eer`` (%), ``eer_ci95`` (percentile bootstrap over ``bootstrap`` resamples of the trials,
+    seeded), ``eer_threshold``, ``min_dcf``, ``mnr`` (%, over the first ``mnr_queries`` target trials,
+    ``mnr_negatives`` other-singer segments each, seeded).
+    """
+    scored = score_trials(vectors, trials, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
+    labels = trials.labels
+    lo, hi = metrics.bootstrap_eer_ci(labels, scored.scores, n_boot=bootstrap, seed=seed)
     pos = labels == 1
     mnr, nq, nneg = metrics.mean_normalized_rank(
-        vectors, singers, (idx1[pos], idx2[pos]), n_queries=int(cfg.get("mnr_queries", 1000)),
-        n_negatives=int(cfg.get("mnr_negatives", 512)), seed=seed)
-    block = {"eer": float(eer), "eer_ci95": [float(lo), float(hi)], "eer_threshold": float(thr),
-             "min_dcf": float(dcf), "mnr": float(mnr)}
-    return block, scores, (int(nq), int(nneg))
-
-
-def probe(vectors: np.ndarray, singers: np.ndarray, sources: np.ndarray, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Linear-probe singer identification on frozen vectors (split by source recording)."""
-    from singer_ssl.evaluation.probe import probe_singer_id
-
-    return probe_singer_id(vectors, singers, sources, seed=int(cfg.get("seed", 0)), **cfg.get("probe", {}))
-
-
-def singer_means(vectors: np.ndarray, singers: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Per-singer mean embedding (the GE2E singer encoder's lookup table): sorted singer names, (S, D)."""
-    names = sorted(set(singers.tolist()))
-    inv = {s: i for i, s in enumerate(names)}
-    codes = np.fromiter((inv[s] for s in singers), int, len(singers))
-    sums = np.zeros((len(names), vectors.shape[1]))
-    np.add.at(sums, codes, vectors)
-    return names, sums / np.bincount(codes, minlength=len(names))[:, None]
+        vectors, singers, (trials.idx1[pos], trials.idx2[pos]), n_queries=mnr_queries,
+        n_negatives=mnr_negatives, seed=seed)
+    block = {"eer": scored.eer, "eer_ci95": [float(lo), float(hi)], "eer_threshold": scored.threshold,
+             "min_dcf": scored.min_dcf, "mnr": float(mnr)}
+    return block, scored.scores, (int(nq), int(nneg))

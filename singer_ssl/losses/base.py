@@ -1,16 +1,30 @@
 """What every objective shares: the base class, input checks, labels, full-precision evaluation.
 
 An objective is an ``nn.Module`` whose ``forward(z1, z2, labels=None, **kw)`` takes the two views'
-projections ``z1, z2`` of shape (B, D) and returns a scalar tensor. Class attributes tell the trainer
-what else it has to provide:
+projections ``z1, z2`` of shape (B, D) and returns a scalar tensor. It DECLARES what the training loop
+has to provide; the loop reads these declarations and knows no objective by name:
 
 - ``needs_labels``: pass integer singer ids ``labels`` (B,) (a global singer -> id map, identical on
   every rank; ``-1`` = unlabelled where the objective allows it).
-- ``needs_teacher``: keep an EMA teacher and pass ``targets=(t1, t2)`` (BYOL).
-- ``batch_defaults``: options of the batch sampler the objective needs (``losses.<name>.batch``);
-  empty when any batch of items works.
+- ``sampler`` + ``batch_defaults``: the batch composition: the sampler kind (``random`` = any batch of
+  items; ``singers`` = S singers x U utterances, GE2E; ``semisupervised`` = labelled/unlabelled mix,
+  SemiSupCon) and the default options of that sampler (``losses.<name>.batch`` overrides them;
+  checked by :meth:`Objective.validate_batch`).
+- ``momentum_tau`` (instance attribute): τ₀ of a momentum teacher, ``None`` = no teacher. When set,
+  the loop keeps an EMA copy of the model (encoder + head), passes its projections of the two views as
+  ``targets=(t1, t2)``, and after every optimiser step moves each (online, momentum) pair — the model
+  and its copy, plus the objective's own :meth:`Objective.momentum_pairs` — by
+  θ_m ← τ θ_m + (1 - τ) θ_o with τ on the cosine schedule from τ₀ to 1 (:mod:`singer_ssl.losses.momentum`;
+  the pattern of solo-learn's ``BaseMomentumMethod.momentum_pairs``). BYOL sets it; MoCo or DINO
+  would too, without a change to the loop.
+- ``selection_metric``: the validation metric that picks the kept weights under ``train.select: auto``:
+  ``val_loss``, or ``val_eer`` for a moving target (the loss against a teacher that changes every step is
+  not comparable across epochs).
 - ``param_lr_scale`` (instance attribute): the optimiser runs the objective's own parameters at
   ``train.lr`` times this (1 by default).
+
+Objectives raise plain ``ValueError`` on invalid hyperparameters (torch only, as lightly's losses); the
+registry (:func:`singer_ssl.losses.get`) names the ``losses.<name>`` section in the message.
 
 Objectives are evaluated in float32 with autocast disabled, whatever the caller's AMP setting:
 log-sum-exps over hundreds of bf16 logits lose too much precision.
@@ -26,21 +40,39 @@ import numpy as np
 import torch
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError
+#: batch samplers an objective may ask for (``Objective.sampler``), built by :mod:`singer_ssl.training.sampler`
+SAMPLERS = ("random", "singers", "semisupervised")
+#: validation metrics that may select the kept weights (``Objective.selection_metric``)
+SELECTION_METRICS = ("val_loss", "val_eer")
 
 
 class Objective(nn.Module):
-    """Base class of the SSL objectives (see the module docstring)."""
+    """Base class of the SSL objectives: the declarations the loop reads (see the module docstring)."""
 
     needs_labels: ClassVar[bool] = False
-    needs_teacher: ClassVar[bool] = False
+    #: batch composition: sampler kind (one of SAMPLERS) and its default options
+    sampler: ClassVar[str] = "random"
     batch_defaults: ClassVar[dict[str, Any]] = {}
+    #: weights kept under ``train.select: auto`` (val_eer for a moving target)
+    selection_metric: ClassVar[str] = "val_loss"
+    #: τ₀ of the momentum teacher (an EMA copy of the model); None = no teacher
+    momentum_tau: float | None = None
     #: learning-rate multiplier of the objective's own parameters (BYOL predictor, COLA W, GE2E w, b)
     param_lr_scale: float = 1.0
 
+    @property
+    def needs_teacher(self) -> bool:
+        """True when the objective regresses targets of a momentum teacher (``momentum_tau`` set)."""
+        return self.momentum_tau is not None
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, momentum) module pairs the objective owns, EMA-updated by the loop after each step
+        together with (model, teacher). None by default (BYOL's teacher is the model's copy only)."""
+        return []
+
     @staticmethod
     def validate_batch(batch: dict[str, Any]) -> None:
-        """Check the sampler options (already merged with ``batch_defaults``); raise ConfigError."""
+        """Check the sampler options (already merged with ``batch_defaults``); raise ValueError."""
 
 
 def full_precision(forward: Callable) -> Callable:
@@ -101,29 +133,29 @@ def as_labels(labels: Any, batch_size: int, device: torch.device, who: str) -> t
 
 
 def positive(value: float, name: str, who: str) -> float:
-    """Return ``float(value)`` if it is a positive number, else raise ConfigError."""
+    """Return ``float(value)`` if it is a positive number, else raise ValueError."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{who}: {name} must be a positive number, got {value!r}") from None
+        raise ValueError(f"{who}: {name} must be a positive number, got {value!r}") from None
     if not v > 0:
-        raise ConfigError(f"{who}: {name} must be > 0, got {value!r}")
+        raise ValueError(f"{who}: {name} must be > 0, got {value!r}")
     return v
 
 
 def non_negative(value: float, name: str, who: str) -> float:
-    """Return ``float(value)`` if it is >= 0, else raise ConfigError."""
+    """Return ``float(value)`` if it is >= 0, else raise ValueError."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{who}: {name} must be a number >= 0, got {value!r}") from None
+        raise ValueError(f"{who}: {name} must be a number >= 0, got {value!r}") from None
     if not v >= 0:
-        raise ConfigError(f"{who}: {name} must be >= 0, got {value!r}")
+        raise ValueError(f"{who}: {name} must be >= 0, got {value!r}")
     return v
 
 
 def positive_int(value: Any, name: str, who: str) -> int:
-    """Return ``value`` if it is an int >= 1, else raise ConfigError."""
+    """Return ``value`` if it is an int >= 1, else raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{who}: {name} must be an integer >= 1, got {value!r}")
+        raise ValueError(f"{who}: {name} must be an integer >= 1, got {value!r}")
     return value

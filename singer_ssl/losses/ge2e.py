@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses.base import Objective, as_labels, full_precision, non_negative, positive_int
 from singer_ssl.losses.distributed import gather, local_share, scale_grad
 
@@ -83,6 +82,7 @@ class GE2ELoss(Objective):
     """
 
     needs_labels = True
+    sampler = "singers"
     batch_defaults = {"singers": 8, "utterances": 4}
 
     def __init__(self, w_init: float = 10.0, b_init: float = -5.0, wb_grad_scale: float = 0.01):
@@ -91,11 +91,11 @@ class GE2ELoss(Objective):
         try:
             w_init, b_init = float(w_init), float(b_init)
         except (TypeError, ValueError):
-            raise ConfigError(
+            raise ValueError(
                 f"{who}: w_init and b_init must be numbers, got {w_init!r}, {b_init!r}"
             ) from None
         if not w_init > 0:
-            raise ConfigError(f"{who}: w_init must be > 0 (w scales cosine similarities), got {w_init!r}")
+            raise ValueError(f"{who}: w_init must be > 0 (w scales cosine similarities), got {w_init!r}")
         self.wb_grad_scale = non_negative(wb_grad_scale, "wb_grad_scale", who)
         self.w = nn.Parameter(torch.tensor(w_init))
         self.b = nn.Parameter(torch.tensor(b_init))
@@ -108,7 +108,7 @@ class GE2ELoss(Objective):
         positive_int(batch["singers"], "batch.singers", "ge2e")
         positive_int(batch["utterances"], "batch.utterances", "ge2e")
         if batch["singers"] < 2 or batch["utterances"] < 2:
-            raise ConfigError(
+            raise ValueError(
                 f"ge2e: batch.singers and batch.utterances must be >= 2, got {batch['singers']}, "
                 f"{batch['utterances']}"
             )

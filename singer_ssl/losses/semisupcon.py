@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from singer_ssl.core.errors import ConfigError
 from singer_ssl.losses.supcon import SupConLoss
 
 
 def _fraction(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"semisupcon: {name} must be a number in [0, 1], got {value!r}")
+        raise ValueError(f"semisupcon: {name} must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -43,10 +42,10 @@ def semisup_batch_counts(batch_size: int, b_s: float, p_s: float = 1.0) -> tuple
 
     ``n_labelled = floor(batch_size · b_s)`` (SemiSupCon: ``int(batch_size * in_batch_supervised_percentage)``),
     ``n_unlabelled = batch_size - n_labelled``; with ``p_s = 0`` (no labelled pool) all items are
-    unlabelled. Raises ConfigError on a batch size < 1 or fractions outside [0, 1].
+    unlabelled. Raises ValueError on a batch size < 1 or fractions outside [0, 1].
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"semisupcon: batch_size must be an integer >= 1, got {batch_size!r}")
+        raise ValueError(f"semisupcon: batch_size must be an integer >= 1, got {batch_size!r}")
     b_s = _fraction(b_s, "b_s")
     p_s = _fraction(p_s, "p_s")
     n_labelled = 0 if p_s == 0.0 else int(math.floor(batch_size * b_s + 1e-9))
@@ -73,6 +72,7 @@ class SemiSupConLoss(SupConLoss):
         temperature: τ (SemiSupCon configs: 0.1).
     """
 
+    sampler = "semisupervised"
     batch_defaults = {"p_s": 1.0, "b_s": 0.5}
 
     @staticmethod

@@ -22,30 +22,34 @@ import numpy as np
 import torch
 
 from singer_ssl.core.io import atomic_path
+from singer_ssl.training.config import RUNTIME_KEYS, TrainConfig
 
 FORMAT = 2  # 2: optimiser parameter groups (model, objective)
 CHECKPOINT_NAME = "last.pt"
-# train.* keys that do not change the result (where/how fast it runs, how often it logs/saves)
-NON_FINGERPRINT_TRAIN_KEYS = ("num_workers", "device", "log_every", "checkpoint_every", "progress")
 
 
-def fingerprint(params: dict[str, Any], data_signature: str) -> str:
-    """Hash of everything that defines the run: seed, loss, encoder and their parameters, head,
-    augmentations, training parameters (except those in :data:`NON_FINGERPRINT_TRAIN_KEYS`) and
-    the training data (``data_signature``)."""
-    loss, encoder = params.get("loss"), params.get("encoder")
-    relevant = {
-        "seed": params.get("seed"),
-        "loss": loss,
-        "loss_params": (params.get("losses") or {}).get(loss),
-        "encoder": encoder,
-        "encoder_params": (params.get("encoders") or {}).get(encoder),
-        "head": params.get("head"),
-        "augment": params.get("augment"),
-        "train": {k: v for k, v in (params.get("train") or {}).items() if k not in NON_FINGERPRINT_TRAIN_KEYS},
-        "data": data_signature,
-        "format": FORMAT,
+def defining_params(cfg: TrainConfig) -> dict[str, Any]:
+    """What defines the run's result, from the config: seed, loss and encoder with their parameters,
+    head, augmentations and the training parameters except the runtime knobs
+    (:data:`~singer_ssl.training.config.RUNTIME_KEYS`: where/how fast it runs, how often it logs/saves).
+    Another objective's or encoder's section is not part of it."""
+    return {
+        "seed": cfg.seed,
+        "loss": cfg.loss,
+        "loss_params": cfg.loss_section(),
+        "encoder": cfg.encoder,
+        "encoder_params": cfg.encoder_kwargs,
+        "head": {"kind": cfg.head.kind, "dim": cfg.head.dim, "hidden": cfg.head.hidden},
+        "augment": cfg.augment_section(),
+        "train": {k: v for k, v in cfg.train_section().items() if k not in RUNTIME_KEYS},
     }
+
+
+def fingerprint(cfg: TrainConfig, data_signature: str) -> str:
+    """Hash of :func:`defining_params` and the training data (``data_signature``): a checkpoint resumes
+    only a run with the same fingerprint. For a ``params.yaml`` that spells out every key (the shipped
+    one) the hash equals the one computed from the raw sections before the typed config existed."""
+    relevant = {**defining_params(cfg), "data": data_signature, "format": FORMAT}
     blob = json.dumps(relevant, sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,94 +1,272 @@
-"""Training settings: validate ``params.yaml`` for the train stage before any heavy work.
+"""The train stage's configuration: :class:`TrainConfig`, the only reader of its ``params.yaml`` sections.
 
-:func:`resolve_settings` checks everything that needs no data (names, types, ranges, combinations)
-and returns :class:`Settings`; the checks that need the data's metadata live in
-:func:`singer_ssl.training.run.plan_data`.
+``TrainConfig.from_params(params)`` reads ``seed``, ``loss``, ``losses.<loss>``, ``encoder``,
+``encoders.<encoder>``, ``head``, ``augment``, ``train`` and ``datasets.train`` (nothing else: another
+stage's section never makes training fail) and checks everything that needs no data — names, keys,
+types, ranges, combinations — before any heavy work; a problem is one line naming the parameter
+(``train.batch_size: expected an integer >= 2, got 1``). The checks that need the data's metadata
+(crop length vs segments, labels, batch vs pool sizes) are in :func:`singer_ssl.training.run.plan_data`.
+The objective's and encoder's hyperparameter *values* are checked by their constructors when the run
+builds them, once (:meth:`singer_ssl.losses.ObjectiveSpec.build`, right after the model, before any step).
+
+Everything downstream (the run, ``hyperparams.yaml``, the checkpoint fingerprint) reads this object,
+never the raw ``params`` dict.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from singer_ssl import augment, encoders, losses
 from singer_ssl.core.device import resolve_device
-from singer_ssl.core.params import ConfigError, choice_error, dataset_items
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.params import (
+    bool_param,
+    choice_param,
+    dataset_items,
+    int_param,
+    mapping_param,
+    number_param,
+)
+from singer_ssl.model.heads import KINDS as HEAD_KINDS
 from singer_ssl.training.optim import OPTIMIZERS, SCHEDULES
+from singer_ssl.training.sampler import check_batch_options
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "batch_size": 32,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 1e-5,
-    "momentum": 0.9,
-    "schedule": "constant",
-    "warmup_epochs": 0,
-    "milestones": [],
-    "gamma": 0.1,
-    "epochs": 100,
-    "max_steps": None,
-    "steps_per_epoch": None,
-    "val_fraction": 0.2,
-    "val_batches": 10,
-    "patience": 5,
-    "checkpoint_every": 50,
-    "num_workers": 2,
-    "device": "auto",
-    "amp": True,
-    "log_every": 10,
-    "grad_clip": None,
-    "deterministic": True,
-    "select": "auto",
-}
-#: which weights the train stage keeps (see :func:`resolve_settings`)
+#: which weights the train stage keeps (see :func:`resolve_select`)
 SELECTS = ("auto", "val_loss", "val_eer", "last")
+#: train.* keys that do not change the result (where/how fast it runs, how often it logs/saves)
+RUNTIME_KEYS = ("num_workers", "device", "log_every", "checkpoint_every")
 
-@dataclass
-class Settings:
-    """Resolved, validated training settings (from ``params.yaml``)."""
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """``train.*``, typed (field order = ``params.yaml`` order; defaults for omitted keys).
+
+    Numbers keep the type they were written with (``warmup_epochs: 0`` stays an int), so that
+    ``hyperparams.yaml`` records them as written; numeric strings (YAML 1.1's ``1e-4``) become floats.
+    """
+
+    batch_size: int = 32
+    optimizer: str = "adam"          # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9            # sgd only
+    schedule: str = "constant"       # constant | cosine | multistep
+    warmup_epochs: float = 0
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    epochs: int | None = 100
+    max_steps: int | None = None
+    steps_per_epoch: int | None = None
+    val_fraction: float = 0.2
+    val_batches: int | None = 10
+    patience: int | None = 5
+    select: str = "auto"             # auto | val_loss | val_eer | last
+    checkpoint_every: int = 50
+    num_workers: int = 2
+    device: str = "auto"
+    amp: bool = True
+    log_every: int = 10
+    grad_clip: float | None = None
+    deterministic: bool = True
+
+    @classmethod
+    def from_section(cls, section: Any) -> TrainSettings:
+        """Check ``train`` (unknown keys, types, ranges) -> :class:`TrainSettings`."""
+        raw = mapping_param(section, "train", [f.name for f in fields(cls)])
+        d = {**asdict(cls()), **raw}
+
+        def number(key: str, low: float | None = 0.0, *, low_open: bool = False, high: float | None = None,
+                   high_open: bool = False, allow_none: bool = False) -> Any:
+            value = d[key]
+            if value is None and allow_none:
+                return None
+            checked = number_param(value, f"train.{key}", low, high, low_open=low_open, high_open=high_open)
+            return value if isinstance(value, (int, float)) and not isinstance(value, bool) else checked
+
+        def integer(key: str, minimum: int, allow_none: bool = False) -> int | None:
+            value = d[key]
+            return None if value is None and allow_none else int_param(value, f"train.{key}", minimum)
+
+        milestones = d["milestones"]
+        if not isinstance(milestones, (list, tuple)):
+            raise ConfigError(f"train.milestones: expected a list of epochs >= 0, got {milestones!r}")
+        checked = cls(
+            batch_size=int_param(d["batch_size"], "train.batch_size", 2),
+            optimizer=choice_param(d["optimizer"], "train.optimizer", OPTIMIZERS),
+            lr=number("lr", low_open=True),
+            weight_decay=number("weight_decay"),
+            momentum=number("momentum"),
+            schedule=choice_param(d["schedule"], "train.schedule", SCHEDULES),
+            warmup_epochs=number("warmup_epochs"),
+            milestones=tuple(m if isinstance(m, (int, float)) and not isinstance(m, bool)
+                             else number_param(m, "train.milestones", 0.0) for m in milestones),
+            gamma=number("gamma"),
+            epochs=integer("epochs", 1, allow_none=True),
+            max_steps=integer("max_steps", 1, allow_none=True),
+            steps_per_epoch=integer("steps_per_epoch", 1, allow_none=True),
+            val_fraction=number("val_fraction", high=1.0, high_open=True),
+            val_batches=integer("val_batches", 1, allow_none=True),
+            patience=integer("patience", 1, allow_none=True),
+            select=choice_param(d["select"], "train.select", SELECTS),
+            checkpoint_every=integer("checkpoint_every", 1),
+            num_workers=integer("num_workers", 0),
+            device=d["device"],
+            amp=bool_param(d["amp"], "train.amp"),
+            log_every=integer("log_every", 1),
+            grad_clip=number("grad_clip", allow_none=True),
+            deterministic=bool_param(d["deterministic"], "train.deterministic"),
+        )
+        if any(m < 0 for m in checked.milestones):
+            raise ConfigError(f"train.milestones: expected a list of epochs >= 0, got {milestones!r}")
+        if checked.epochs is None and checked.max_steps is None:
+            raise ConfigError("train.epochs and train.max_steps are both null: set at least one")
+        try:
+            resolve_device(checked.device)
+        except (ValueError, RuntimeError) as err:
+            raise ConfigError(f"train.device: {err}") from None
+        return checked
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """``head``: the projection head on the embedding (see :mod:`singer_ssl.model.heads`)."""
+
+    kind: str = "silu_linear"
+    dim: int = 128
+    hidden: int = 512
+
+    @classmethod
+    def from_section(cls, section: Any) -> HeadConfig:
+        d = {**asdict(cls()), **mapping_param(section, "head", [f.name for f in fields(cls)])}
+        return cls(kind=choice_param(d["kind"], "head.kind", HEAD_KINDS), dim=int_param(d["dim"], "head.dim", 1),
+                   hidden=int_param(d["hidden"], "head.hidden", 1))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """``augment``: how the two views are drawn and augmented (see :mod:`singer_ssl.augment`)."""
+
+    views: str = "file"                                          # file | clip
+    crop_seconds: float = 3.0                                    # length of each view
+    waveform: dict[str, Any] = field(default_factory=dict)       # {name: {p, ...}}, in the workers
+    spectrogram: dict[str, Any] = field(default_factory=dict)    # {name: {p, ...}}, on the device
+
+    @classmethod
+    def from_section(cls, section: Any) -> AugmentConfig:
+        augment.validate(section)  # keys, names, parameters, probabilities (ConfigError naming augment.*)
+        d = dict(section or {})
+        return cls(views=d.get("views", "file"), crop_seconds=d.get("crop_seconds", 3.0),
+                   waveform=copy.deepcopy(dict(d.get("waveform") or {})),
+                   spectrogram=copy.deepcopy(dict(d.get("spectrogram") or {})))
+
+    @property
+    def waveform_enabled(self) -> list[str]:
+        return enabled(self.waveform)
+
+    @property
+    def spectrogram_enabled(self) -> list[str]:
+        return enabled(self.spectrogram)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The validated train-stage configuration (build it with :meth:`from_params`).
+
+    Attributes:
+        seed: ``seed`` (model init, data split, batches, views).
+        datasets: names under ``datasets.train``, in file order.
+        objective: ``loss`` + ``losses.<loss>`` resolved (:class:`singer_ssl.losses.ObjectiveSpec`): its
+            class declares the sampler, labels, momentum teacher and selection metric the run needs.
+        encoder, encoder_kwargs: ``encoder`` and ``encoders.<encoder>`` (``n_mels`` is filled in from
+            the features at run time for the encoders that need it).
+        encoder_kind: ``logmel`` or ``waveform`` (the encoder's declared input).
+        encoder_min_length: the shortest input the encoder accepts (frames or samples).
+        head, augment, train: the typed sections.
+        select, monitor: the resolved ``train.select`` and the validation metric it watches.
+    """
 
     seed: int
-    loss: str
-    loss_params: dict[str, Any]
-    sampler: dict[str, Any]
+    datasets: tuple[str, ...]
+    objective: losses.ObjectiveSpec
     encoder: str
+    encoder_kwargs: dict[str, Any]
     encoder_kind: str
-    head_dim: int
-    views: str
-    crop_seconds: float
-    waveform_cfg: dict[str, Any]
-    spectrogram_cfg: dict[str, Any]
-    wave_mode: bool
-    datasets: list[str]
-    train: dict[str, Any] = field(default_factory=dict)
-    select: str = "val_loss"   # resolved train.select: val_loss | val_eer | last
-    monitor: str = "loss"      # validation metric for keeping the best model and early stopping: loss | eer
+    encoder_min_length: int
+    head: HeadConfig
+    augment: AugmentConfig
+    train: TrainSettings
+    select: str
+    monitor: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
+        """Validate the train stage's sections of ``params`` (see the module docstring) -> TrainConfig."""
+        seed = int_param(params.get("seed", 0), "seed", 0)
+        loss = params.get("loss")
+        losses_section = params.get("losses") or {}
+        if not isinstance(losses_section, dict):
+            raise ConfigError(f"losses: expected a mapping {{name: parameters}}, got {losses_section!r}")
+        objective = losses.spec(loss, losses_section.get(loss))  # the one check of the name and keys
+        encoder = params.get("encoder")
+        encoder_cls = encoders.encoder_class(encoder)
+        encoders_section = params.get("encoders") or {}
+        if not isinstance(encoders_section, dict):
+            raise ConfigError(f"encoders: expected a mapping {{name: parameters}}, got {encoders_section!r}")
+        encoder_kwargs = encoders_section.get(encoder) or {}
+        if not isinstance(encoder_kwargs, dict):
+            raise ConfigError(f"encoders.{encoder}: expected a mapping of parameters, got {encoder_kwargs!r}")
+        encoders.check_kwargs(encoder, encoder_kwargs)
+        head = HeadConfig.from_section(params.get("head"))
+        aug = AugmentConfig.from_section(params.get("augment"))
+        tr = TrainSettings.from_section(params.get("train"))
+        check_batch_options(objective.sampler, objective.batch, tr.batch_size, objective.name)
+        kind = str(encoder_cls.input_kind)
+        if kind == "waveform" and aug.spectrogram_enabled:
+            raise ConfigError(f"encoder {encoder!r} takes waveforms, so spectrogram augmentations cannot apply; "
+                              f"remove augment.spectrogram entries {aug.spectrogram_enabled} (or set their p to 0)")
+        names = tuple(n for n, _, _ in dataset_items(params, "train"))
+        if not names:
+            raise ConfigError("no training dataset: add one under datasets.train in params.yaml")
+        select, monitor = resolve_select(tr.select, objective.selection_metric)
+        return cls(seed=seed, datasets=names, objective=objective, encoder=encoder,
+                   encoder_kwargs=copy.deepcopy(encoder_kwargs), encoder_kind=kind,
+                   encoder_min_length=int(getattr(encoder_cls, "min_length", 1)), head=head, augment=aug, train=tr,
+                   select=select, monitor=monitor)
+
+    @property
+    def loss(self) -> str:
+        """The objective's registry name (``loss``)."""
+        return self.objective.name
 
     @property
     def batch_size(self) -> int:
-        return int(self.train["batch_size"])
+        return self.train.batch_size
 
+    @property
+    def wave_mode(self) -> bool:
+        """Views are waveform crops (augmented in the workers) rather than stored log-mel crops: the
+        encoder takes waveforms, or a waveform augmentation is enabled."""
+        return self.encoder_kind == "waveform" or bool(self.augment.waveform_enabled)
 
-def _int(value: Any, name: str, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
-    return value
+    def loss_section(self) -> dict[str, Any]:
+        """``losses.<loss>`` as it defines the run: constructor kwargs plus ``batch`` when one was given."""
+        out = dict(self.objective.kwargs)
+        if self.objective.batch_given is not None:
+            out["batch"] = dict(self.objective.batch_given)
+        return out
 
+    def train_section(self) -> dict[str, Any]:
+        """``train`` as a plain mapping (every key, params.yaml order)."""
+        out = asdict(self.train)
+        out["milestones"] = list(self.train.milestones)
+        return out
 
-def _number(value: Any, name: str, minimum: float = 0.0, allow_none: bool = False) -> float | None:
-    """Validated float. Accepts numeric strings such as ``"1e-4"``: YAML 1.1 (PyYAML) reads ``lr: 1e-4``,
-    written without a dot, as a string."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
-        raise ConfigError(f"{name} must be a number >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
-    return float(value)
+    def augment_section(self) -> dict[str, Any]:
+        """``augment`` as a plain mapping (views, crop_seconds, waveform, spectrogram)."""
+        return asdict(self.augment)
 
 
 def enabled(cfg: dict[str, Any] | None) -> list[str]:
@@ -101,111 +279,9 @@ def enabled(cfg: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def resolve_settings(params: dict[str, Any]) -> Settings:
-    """Validate the training parameters (everything that needs no data) -> :class:`Settings`.
-
-    Raises ConfigError naming the parameter and, for names, the valid choices.
-    """
-    from singer_ssl import augment, encoders, losses
-
-    loss = params.get("loss")
-    if loss not in losses.NAMES:
-        raise choice_error("loss", loss, losses.NAMES)
-    encoder = params.get("encoder")
-    if encoder not in encoders.NAMES:
-        raise choice_error("encoder", encoder, encoders.NAMES)
-    aug = dict(params.get("augment") or {})
-    augment.validate(aug)
-    loss_params = dict((params.get("losses") or {}).get(loss) or {})
-    sampler = losses.sampler_config(loss, loss_params)
-    head = dict(params.get("head") or {})
-    head_dim = _int(head.get("dim", 128), "head.dim", 1)
-    losses.get(loss, dim=head_dim, **loss_params)  # validates the objective's parameters (cheap)
-    from singer_ssl.model.heads import KINDS
-
-    if head.get("kind", "silu_linear") not in KINDS:
-        raise choice_error("head.kind", head.get("kind"), KINDS)
-    _int(head.get("hidden", 512), "head.hidden", 1)
-    accepted = encoders.accepted_params(encoder)
-    unknown = sorted(set((params.get("encoders") or {}).get(encoder) or {}) - set(accepted))
-    if unknown:
-        raise ConfigError(f"encoders.{encoder}: unknown parameter(s) {', '.join(unknown)}; "
-                          f"accepted: {', '.join(accepted) or 'none'}")
-
-    raw_train = dict(params.get("train") or {})
-    unknown = sorted(set(raw_train) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"train: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(TRAIN_DEFAULTS)}")
-    tr = {**TRAIN_DEFAULTS, **raw_train}
-    if tr["select"] not in SELECTS:
-        raise choice_error("train.select", tr["select"], SELECTS)
-    if tr["optimizer"] not in OPTIMIZERS:
-        raise choice_error("train.optimizer", tr["optimizer"], OPTIMIZERS)
-    _int(tr["batch_size"], "train.batch_size", 2)
-    tr["lr"] = _number(tr["lr"], "train.lr", 0.0)
-    if not tr["lr"] > 0:
-        raise ConfigError(f"train.lr must be > 0, got {tr['lr']!r}")
-    tr["weight_decay"] = _number(tr["weight_decay"], "train.weight_decay")
-    tr["momentum"] = _number(tr["momentum"], "train.momentum")
-    if tr["schedule"] not in SCHEDULES:
-        raise choice_error("train.schedule", tr["schedule"], SCHEDULES)
-    tr["warmup_epochs"] = _number(tr["warmup_epochs"], "train.warmup_epochs")
-    milestones = tr["milestones"]
-    if not isinstance(milestones, (list, tuple)) or any(
-            isinstance(m, bool) or not isinstance(m, (int, float)) or m < 0 for m in milestones):
-        raise ConfigError(f"train.milestones must be a list of epochs >= 0, got {milestones!r}")
-    tr["gamma"] = _number(tr["gamma"], "train.gamma")
-    _int(tr["epochs"], "train.epochs", 1, allow_none=True)
-    _int(tr["max_steps"], "train.max_steps", 1, allow_none=True)
-    if tr["epochs"] is None and tr["max_steps"] is None:
-        raise ConfigError("train.epochs and train.max_steps are both null: set at least one")
-    _int(tr["steps_per_epoch"], "train.steps_per_epoch", 1, allow_none=True)
-    tr["val_fraction"] = _number(tr["val_fraction"], "train.val_fraction")
-    if tr["val_fraction"] >= 1:
-        raise ConfigError(f"train.val_fraction must lie in [0, 1), got {tr['val_fraction']!r}")
-    _int(tr["val_batches"], "train.val_batches", 1, allow_none=True)
-    _int(tr["patience"], "train.patience", 1, allow_none=True)
-    _int(tr["checkpoint_every"], "train.checkpoint_every", 1)
-    _int(tr["num_workers"], "train.num_workers", 0)
-    _int(tr["log_every"], "train.log_every", 1)
-    tr["grad_clip"] = _number(tr["grad_clip"], "train.grad_clip", 0.0, allow_none=True)
-    try:
-        resolve_device(tr["device"])
-    except (ValueError, RuntimeError) as err:
-        raise ConfigError(f"train.device: {err}") from None
-
-    if "utterances" in sampler:
-        b = sampler["singers"] * sampler["utterances"]
-        if tr["batch_size"] != b:
-            raise ConfigError(
-                f"{loss} batches hold losses.{loss}.batch.singers x utterances = {sampler['singers']} x "
-                f"{sampler['utterances']} = {b} items, but train.batch_size is {tr['batch_size']}; "
-                f"set train.batch_size={b} or change losses.{loss}.batch")
-
-    kind = str(encoders.ENCODERS[encoder].input_kind)
-    spec_enabled = enabled(aug.get("spectrogram"))
-    if kind == "waveform" and spec_enabled:
-        raise ConfigError(f"encoder {encoder!r} takes waveforms, so spectrogram augmentations cannot apply; "
-                          f"remove augment.spectrogram entries {spec_enabled} (or set their p to 0)")
-    views = aug.get("views", "file")
-    crop = float(aug.get("crop_seconds", 3.0))
-    names = [n for n, _, _ in dataset_items(params, "train")]
-    if not names:
-        raise ConfigError("no training dataset: add one under datasets.train in params.yaml")
-    seed = params.get("seed", 0)
-    _int(seed, "seed", 0)
-    select, monitor = resolve_select(tr["select"], losses.objective_class(loss).needs_teacher)
-    return Settings(
-        select=select, monitor=monitor,
-        seed=int(seed), loss=loss, loss_params=loss_params, sampler=sampler, encoder=encoder, encoder_kind=kind,
-        head_dim=int(head_dim), views=views, crop_seconds=crop,
-        waveform_cfg=dict(aug.get("waveform") or {}), spectrogram_cfg=dict(aug.get("spectrogram") or {}),
-        wave_mode=kind == "waveform" or bool(enabled(aug.get("waveform"))), datasets=names, train=tr,
-    )
-
-
-def resolve_select(select: str, moving_target: bool) -> tuple[str, str]:
-    """``train.select`` -> (selection, validation metric it monitors).
+def resolve_select(select: str, auto_metric: str) -> tuple[str, str]:
+    """``train.select`` -> (selection, validation metric it monitors); ``auto_metric`` is the objective's
+    declared ``selection_metric``.
 
     The validation metric decides which weights are kept and when to stop early:
 
@@ -214,12 +290,13 @@ def resolve_select(select: str, moving_target: bool) -> tuple[str, str]:
     - ``val_eer``: the in-batch EER (%) on the same views (two views of one recording = target, the other
       items = non-targets), comparable across objectives and across time;
     - ``last``: keep the final weights; early stopping still watches the ``auto`` metric;
-    - ``auto``: ``val_eer`` for objectives with a moving target (BYOL: the loss is measured against an EMA
-      teacher that changes every step, so its values at different epochs are not comparable and its
-      minimum sits at the start, before the student drifts from the teacher), ``val_loss`` otherwise.
+    - ``auto``: the objective's ``selection_metric``: ``val_eer`` for objectives with a moving target
+      (BYOL: the loss is measured against an EMA teacher that changes every step, so its values at
+      different epochs are not comparable and its minimum sits at the start, before the student drifts
+      from the teacher), ``val_loss`` otherwise.
     """
     if select == "auto":
-        select = "val_eer" if moving_target else "val_loss"
+        select = auto_metric
     if select == "last":
-        return select, "eer" if moving_target else "loss"
+        return select, "eer" if auto_metric == "val_eer" else "loss"
     return select, "eer" if select == "val_eer" else "loss"

@@ -1,8 +1,9 @@
 """Training data: the segment table of all training datasets and the two-view dataset.
 
-Layout (contract): features ``<root>/data/features/train/<name>.h5`` (read through
-:class:`singer_ssl.features.FeatureStore`), segments ``<root>/data/segments/train/<name>/`` (wav
-files named by the manifest's ``segment`` column = the HDF5 ``key``).
+Layout (contract): features ``<features_dir>/<name>.h5`` (read through
+:class:`singer_ssl.features.FeatureStore`), segments ``<segments_dir>/<name>/`` (wav files named by the
+manifest's ``segment`` column = the HDF5 ``key``); the pipeline passes ``data/features/train`` and
+``data/segments/train`` (``dvc.yaml``).
 
 Views (``augment.views``):
 
@@ -27,6 +28,7 @@ the number of processes (DDP): a resumed or re-sharded run sees exactly the same
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,20 +39,22 @@ import soundfile as sf
 import torch
 
 from singer_ssl.core.errors import ConfigError
+from singer_ssl.data.manifest import read_manifest
+from singer_ssl.features import FeatureStore, segment_length
 
 FRONTEND_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
 VIEWS = ("file", "clip")
 UNLABELLED = -1
 
 
-def features_path(root: str | os.PathLike, name: str) -> Path:
-    """``<root>/data/features/train/<name>.h5``."""
-    return Path(root) / "data" / "features" / "train" / f"{name}.h5"
+def features_path(features_dir: str | os.PathLike, name: str) -> Path:
+    """``<features_dir>/<name>.h5``: the features of training dataset ``name``."""
+    return Path(features_dir) / f"{name}.h5"
 
 
-def segments_dir(root: str | os.PathLike, name: str) -> Path:
-    """``<root>/data/segments/train/<name>``."""
-    return Path(root) / "data" / "segments" / "train" / name
+def segments_path(segments_dir: str | os.PathLike, name: str) -> Path:
+    """``<segments_dir>/<name>``: the segment folder of training dataset ``name``."""
+    return Path(segments_dir) / name
 
 
 @dataclass
@@ -112,21 +116,21 @@ class SegmentTable:
         return self.audio_dirs[int(self.dataset[index])] / self.keys[index]
 
 
-def load_segment_table(root: str | os.PathLike, names: Sequence[str]) -> SegmentTable:
-    """Read the metadata (keys, singers, sources, attrs, stats) of every training dataset.
+def load_segment_table(features_dir: str | os.PathLike, segments_dir: str | os.PathLike,
+                       names: Sequence[str]) -> SegmentTable:
+    """Read the metadata (keys, singers, sources, attrs, stats) of every training dataset ``names``:
+    features ``<features_dir>/<name>.h5``, segments ``<segments_dir>/<name>/``.
 
     Cheap: reads the HDF5 string datasets, shapes and attrs and the manifests; no log-mels, no audio.
     Raises ConfigError naming the missing file / mismatching parameter.
     """
-    from singer_ssl.features import FeatureStore
-
     if not names:
         raise ConfigError("no training dataset: add one under datasets.train in params.yaml")
     stores, dirs, rows, dsets, keys, singers, sources = [], [], [], [], [], [], []
     attrs0: dict[str, Any] | None = None
     sums, sq_sums, counts, frames, seconds = 0.0, 0.0, 0, [], []
     for d, name in enumerate(names):
-        path = features_path(root, name)
+        path = features_path(features_dir, name)
         if not path.exists():
             raise ConfigError(f"features of training dataset {name!r} not found at {path}; "
                               f"run `dvc repro features-train@{name}` first")
@@ -162,8 +166,8 @@ def load_segment_table(root: str | os.PathLike, names: Sequence[str]) -> Segment
         rows.append(np.arange(n, dtype=np.int64))
         dsets.append(np.full(n, d, dtype=np.int64))
         stores.append(store)
-        dirs.append(segments_dir(root, name))
-        seconds.append(_segment_seconds(segments_dir(root, name), name, int(attrs["sample_rate"])))
+        dirs.append(segments_path(segments_dir, name))
+        seconds.append(_segment_seconds(segments_path(segments_dir, name), name, int(attrs["sample_rate"])))
         store.close()  # metadata stays cached; workers (re)open the file lazily in their own process
     assert attrs0 is not None
     singer_names = sorted({s for s in singers if s})
@@ -205,10 +209,8 @@ def _plain(v: Any) -> Any:
 
 def _segment_seconds(folder: Path, name: str, sample_rate: int) -> float:
     """Common segment duration (s) of a dataset, from its manifest (see ``features.segment_length``)."""
-    from singer_ssl.features import read_segment_manifest, segment_length
-
     try:
-        rows = read_segment_manifest(folder, name)
+        rows = read_manifest(folder, name)
         return segment_length(rows, sample_rate, str(folder / "manifest.csv")) / sample_rate
     except ValueError as e:
         raise ConfigError(str(e)) from e
@@ -334,8 +336,6 @@ def collate_views(batch: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, 
 def worker_init(worker_id: int) -> None:
     """DataLoader worker setup: one torch thread per worker (the main process owns the cores for
     the model), numpy/random seeded from torch's per-worker seed (samples use their own keyed RNG)."""
-    import random
-
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

@@ -5,9 +5,17 @@ Step (per process, on its slice of the global batch)::
     x1, x2 (b, ...) -> x = cat(x1, x2) on the device                         (2b, S) or (2b, F, T)
     wave -> LogMel (float32, no grad; log-mel encoders only)                 (2b, F, T)
     standardise with the dataset mean/std -> spectrogram augmentations       (2b, 1, F, T)
-    [BYOL] teacher projections t1, t2 (no grad)
+    [momentum teacher] teacher projections t1, t2 (no grad)
     TrainUnit (DDP-wrapped when distributed): encoder + head + objective     loss, z1, z2
-    (loss * world_size).backward(); [clip]; optimiser step (Adam or SGD, scheduled lr); [BYOL] EMA update of the teacher
+    (loss * world_size).backward(); [clip]; optimiser step (Adam or SGD, scheduled lr);
+    [momentum teacher] EMA update of every (online, momentum) pair
+
+**What the objective declares** (:mod:`singer_ssl.losses.base`) drives the step; no objective is named
+here: ``needs_labels`` -> labels are passed; ``momentum_tau`` set -> the trainer keeps a momentum copy
+of the model (the teacher), passes ``targets=(t1, t2)`` and, after each optimiser step, updates the pairs
+``[(model, teacher), *objective.momentum_pairs()]`` with τ on the cosine schedule from ``momentum_tau``
+to 1 over the planned steps (solo-learn's ``BaseMomentumMethod``: the method lists its momentum pairs,
+the base runs the update).
 
 **Why ``loss * world_size``.** The objectives all-gather the projections and evaluate the loss on
 the global batch, so every process gets the same value, and the gather's backward hands each process
@@ -32,8 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from singer_ssl.losses import distributed
+from singer_ssl.losses import Objective, distributed, ema_update, momentum_copy, tau_schedule
 from singer_ssl.model.singer_model import SingerModel
 from singer_ssl.training.monitors import alignment, batch_monitors, eer_percent, pair_scores, uniformity
 
@@ -52,7 +61,7 @@ class TrainUnit(nn.Module):
     ``forward(x (2b, ...), labels (b,) | None, targets (t1, t2) | None) -> (loss, z1, z2)``.
     """
 
-    def __init__(self, model: SingerModel, objective: nn.Module) -> None:
+    def __init__(self, model: SingerModel, objective: Objective) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
@@ -92,35 +101,37 @@ class Trainer:
         optimizer: over ``unit.parameters()``.
         device: training device.
         spec_augment: spectrogram augmentation module (log-mel encoders; ``None`` = none).
-        teacher: BYOL EMA teacher (a ``SingerModel``), or ``None``.
+        teacher: the momentum teacher when the objective declares ``momentum_tau``; ``None`` = a fresh
+            momentum copy of ``unit.model`` (pass one to restore or inspect it). Ignored otherwise.
         total_steps: planned number of optimiser steps (τ schedule).
         amp: bf16 autocast (CUDA only).
         grad_clip: max total gradient norm (``None`` = no clipping).
-        needs_labels: pass labels to the objective.
         monitor_shift: roll of the in-batch negatives (1; ``utterances`` for GE2E batches).
         seed, rank, world_size: for the per-step generators and DDP.
+
+    Labels and the teacher follow the objective's declarations (``needs_labels``, ``momentum_tau``).
     """
 
     def __init__(self, unit: TrainUnit, optimizer: torch.optim.Optimizer, device: torch.device, *,
                  spec_augment: nn.Module | None = None, teacher: SingerModel | None = None,
                  total_steps: int = 1, amp: bool = False, grad_clip: float | None = None,
-                 needs_labels: bool = False, monitor_shift: int = 1, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 monitor_shift: int = 1, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.unit = unit
         self.optimizer = optimizer
         self.device = device
         self.spec_augment = spec_augment
-        self.teacher = teacher
+        objective = unit.objective
+        self.momentum_tau: float | None = objective.momentum_tau
+        self.teacher: nn.Module | None = None
+        if self.momentum_tau is not None:
+            self.teacher = teacher if teacher is not None else momentum_copy(unit.model)
         self.total_steps = int(total_steps)
         self.amp = bool(amp) and device.type == "cuda"
         self.grad_clip = grad_clip
-        self.needs_labels = needs_labels
+        self.needs_labels = bool(objective.needs_labels)
         self.monitor_shift = int(monitor_shift)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
-        self.tau_base = float(getattr(unit.objective, "tau_base", 0.99))
         if world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [device.index] if device.type == "cuda" else None
             self.net: nn.Module = DistributedDataParallel(unit, device_ids=ids, static_graph=True)
         else:
@@ -184,11 +195,17 @@ class Trainer:
         self.optimizer.step()
         tau = None
         if self.teacher is not None:
-            from singer_ssl.losses import ema_update, tau_schedule
-
-            tau = tau_schedule(step, self.total_steps, self.tau_base)
-            ema_update(self.teacher, self.model, tau)
+            tau = tau_schedule(step, self.total_steps, float(self.momentum_tau))
+            for online, momentum in self.momentum_pairs():
+                ema_update(momentum, online, tau)
         return StepResult(value, z1.detach(), z2.detach(), tau)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, momentum) pairs moved by the EMA after each step: the model and its teacher, then the
+        objective's own (``Objective.momentum_pairs``)."""
+        if self.teacher is None:
+            return []
+        return [(self.model, self.teacher), *self.unit.objective.momentum_pairs()]
 
     def monitors(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, float]:
         """In-batch EER (%), alignment, uniformity on the global batch (collective under DDP)."""

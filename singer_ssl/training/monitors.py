@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from singer_ssl.evaluation.metrics import eer
+
 
 def eer_percent(labels: np.ndarray, scores: np.ndarray) -> float:
     """EER (%) by :func:`singer_ssl.evaluation.metrics.eer` (SUPERB convention); ``nan`` when it is undefined
     (one class only, non-finite scores)."""
-    from singer_ssl.evaluation.metrics import eer
-
     try:
         return float(eer(labels, scores)[0])
     except ValueError:

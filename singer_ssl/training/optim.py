@@ -71,15 +71,15 @@ def param_groups(model: nn.Module, objective: nn.Module, lr: float) -> list[dict
     return groups
 
 
-def build_optimizer(model: nn.Module, objective: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
-    """The optimiser named by ``train['optimizer']`` over :func:`param_groups` (``train`` = validated settings)."""
-    lr, wd = float(train["lr"]), float(train["weight_decay"])
+def build_optimizer(model: nn.Module, objective: nn.Module, name: str, lr: float, weight_decay: float,
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    """Optimiser ``name`` (``train.optimizer``: adam | sgd) over :func:`param_groups`; ``momentum`` is SGD's."""
+    lr, wd = float(lr), float(weight_decay)
     groups = param_groups(model, objective, lr)
-    name = train["optimizer"]
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float(train.get("momentum", 0.9)), weight_decay=wd)
+        return torch.optim.SGD(groups, lr=lr, momentum=float(momentum), weight_decay=wd)
     raise ValueError(f"build_optimizer: unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from singer_ssl.core.device import resolve_device
+from singer_ssl.training.checkpoint import rng_state
 
 
 @dataclass
@@ -28,14 +30,13 @@ class Dist:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes."""
         return self.rank == 0
 
 
 def init_distributed(device_spec: str) -> Dist:
     """Join the process group described by torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (nccl on
     CUDA, gloo on CPU); a single process when ``WORLD_SIZE`` is unset or 1."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -53,21 +54,16 @@ def broadcast_flag(flag: bool, dist_info: Dist) -> bool:
     """Rank 0's decision, on every rank."""
     if dist_info.world_size == 1:
         return flag
-    import torch.distributed as dist
-
     box = [flag]
     dist.broadcast_object_list(box, src=0)
     return bool(box[0])
 
 
 def all_rng_states(dist_info: Dist) -> list[dict[str, Any]]:
-    from singer_ssl.training.checkpoint import rng_state
-
+    """Every process's RNG states (rank order; collective under DDP)."""
     state = rng_state()
     if dist_info.world_size == 1:
         return [state]
-    import torch.distributed as dist
-
     out: list[Any] = [None] * dist_info.world_size
     dist.all_gather_object(out, state)
     return out

@@ -7,14 +7,16 @@ each sample's RNG key ``(seed, stream, epoch, batch, position)`` and keeps only 
 contiguous slice ``[rank * b, (rank + 1) * b)`` of every global batch (``b = B / world_size``), so the
 objective's all-gather (rank order) rebuilds exactly the global batch of a 1-process run.
 
-Samplers:
+Samplers (the kind an objective declares as ``Objective.sampler``, options from ``losses.<name>.batch``;
+:func:`make_batches` builds the one asked for, :func:`check_batch_options` checks it against
+``train.batch_size`` before any work):
 
-- :class:`RandomBatches`: uniform without replacement over the pool, a fresh permutation whenever
+- :class:`RandomBatches` (``random``): uniform without replacement over the pool, a fresh permutation whenever
   the previous one is used up; labels = singer ids (used by SupCon, ignored by SSL objectives).
-- :class:`SingerBatches` (GE2E): ``singers`` distinct singers x ``utterances`` distinct segments
+- :class:`SingerBatches` (``singers``, GE2E): ``singers`` distinct singers x ``utterances`` distinct segments
   each, singer-major (``[s0u0, s0u1, ..., s1u0, ...]``), singers drawn among those with at least
   ``utterances`` segments.
-- :class:`SemiSupervisedBatches` (SemiSupCon, Guinot et al. 2024): a fixed labelled pool keeps the
+- :class:`SemiSupervisedBatches` (``semisupervised``, SemiSupCon, Guinot et al. 2024): a fixed labelled pool keeps the
   singer labels of a seeded fraction ``p_s`` of the segments; ``round(b_s * B)`` items of every
   batch come from that pool with their labels, the rest from all segments with label ``-1``; the
   batch order is then shuffled so that every rank gets a mix.
@@ -23,11 +25,13 @@ Samplers:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.errors import ConfigError, choice_error
+from singer_ssl.losses import SAMPLERS, select_labelled, semisup_batch_counts
 from singer_ssl.training.data import UNLABELLED
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
@@ -122,8 +126,6 @@ class SemiSupervisedBatches(BatchPlan):
 
     def __init__(self, pool: np.ndarray, labels: np.ndarray, batch_size: int, p_s: float, b_s: float,
                  seed: int) -> None:
-        from singer_ssl.losses import select_labelled, semisup_batch_counts
-
         super().__init__(seed)
         pool = np.asarray(pool, dtype=np.int64)
         if len(pool) < batch_size:
@@ -149,6 +151,53 @@ class SemiSupervisedBatches(BatchPlan):
             rows = np.concatenate([np.stack([li, self.labels[li]], axis=1),
                                    np.stack([ui, np.full(len(ui), UNLABELLED)], axis=1)])
             yield rows[rng.permutation(len(rows))]
+
+
+def check_batch_options(kind: str, options: Mapping[str, Any], batch_size: int, loss: str) -> None:
+    """Check sampler ``kind``'s options against ``train.batch_size`` (no data needed); ConfigError.
+
+    ``singers`` batches hold exactly ``singers x utterances`` items, so ``train.batch_size`` must equal it.
+    """
+    if kind not in SAMPLERS:
+        raise choice_error(f"sampler of loss {loss!r}", kind, SAMPLERS)
+    if kind == "singers":
+        b = options["singers"] * options["utterances"]
+        if batch_size != b:
+            raise ConfigError(
+                f"{loss} batches hold losses.{loss}.batch.singers x utterances = {options['singers']} x "
+                f"{options['utterances']} = {b} items, but train.batch_size is {batch_size}; "
+                f"set train.batch_size={b} or change losses.{loss}.batch")
+
+
+def has_labelled_rows(kind: str, options: Mapping[str, Any], batch_size: int) -> bool:
+    """Whether the batches of sampler ``kind`` carry singer labels (a semi-supervised mix may have none)."""
+    if kind == "semisupervised":
+        return semisup_batch_counts(batch_size, options["b_s"], options["p_s"])[0] > 0
+    return True
+
+
+def make_batches(kind: str, options: Mapping[str, Any], pool: np.ndarray, labels: np.ndarray, batch_size: int,
+                 seed: int, what: str = "training", loss: str = "") -> BatchPlan:
+    """The :class:`BatchPlan` of sampler ``kind`` (``random`` | ``singers`` | ``semisupervised``) over ``pool``.
+
+    For ``validation`` singer batches, fewer held-out singers than a training batch are accepted: all the
+    eligible ones are used (at least 2).
+    """
+    if kind == "singers":
+        singers, utterances = int(options["singers"]), int(options["utterances"])
+        if what == "validation":  # fewer held-out singers than a training batch: use them all
+            eligible = sum(1 for s in np.unique(labels[pool]) if s >= 0 and np.sum(labels[pool] == s) >= utterances)
+            singers = min(singers, eligible)
+            if singers < 2:
+                raise ConfigError(
+                    f"{loss} validation needs >= 2 held-out singers with >= {utterances} segments, found "
+                    f"{eligible}; raise train.val_fraction or set it to 0")
+        return SingerBatches(pool, labels, singers, utterances, seed, what)
+    if kind == "semisupervised":
+        return SemiSupervisedBatches(pool, labels, batch_size, options["p_s"], options["b_s"], seed)
+    if kind == "random":
+        return RandomBatches(pool, labels, batch_size, seed)
+    raise choice_error("sampler", kind, SAMPLERS)
 
 
 class BatchStream:

@@ -1,0 +1,218 @@
+"""The evaluate stage: metrics and plots of one test dataset from its stored embeddings.
+
+:class:`EvaluateConfig` validates ``evaluate.*`` (with its ``probe`` and ``tsne`` sub-mappings);
+:func:`run` reads the embedding file and the trial list and writes the metrics JSON and the plot
+files. For each representation (the encoder's embedding, its projection, each baseline, the
+16 kHz-degraded embeddings when present), on the same trials and the same probe splits:
+
+- verification (:mod:`singer_ssl.evaluation.verification`): EER (%) with its threshold and a
+  percentile-bootstrap 95 % interval, minDCF, MNR (%);
+- linear-probe singer identification (:mod:`singer_ssl.evaluation.probe`): accuracy and balanced
+  accuracy, split by source recording (BYOL-A / EVAR protocol).
+
+Metrics JSON::
+
+    embedding, projection: {eer, eer_ci95, eer_threshold, min_dcf, mnr}
+    probe: {acc, bacc}                                   (of the embedding)
+    baselines: {random_init, mfcc}: {eer, eer_ci95, eer_threshold, min_dcf, mnr, probe: {acc, bacc}}
+    degraded_16k: {embedding, projection}: {...}         (only when the embed stage wrote them)
+    counts: {segments, singers, trials, target_trials, mnr_queries, mnr_negatives,
+             probe_train, probe_val, probe_test}
+
+Everything is computed and validated before the first file is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.params import device_param, int_param, mapping_param, number_param, section, test_dataset
+
+#: the keys of the ``evaluate`` section and of its sub-mappings
+EVALUATE_KEYS = ("p_target", "c_miss", "c_fa", "bootstrap", "mnr_queries", "mnr_negatives", "seed", "probe", "tsne")
+PROBE_KEYS = ("lr", "weight_decay", "max_epochs", "patience", "batch_size", "val_fraction", "test_fraction", "device")
+TSNE_KEYS = ("perplexity", "max_points")
+#: the matrices the embed stage always writes (``degraded_16k/*`` only with ``embed.degrade_16k``)
+REQUIRED_VECTORS = ("embedding", "projection", "baseline/random_init/embedding", "baseline/mfcc/embedding")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """``evaluate.probe``: the linear probe's settings (keyword arguments of ``probe_singer_id``)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-8
+    max_epochs: int = 200
+    patience: int = 20
+    batch_size: int = 200
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    device: str = "cpu"
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str = "evaluate.probe") -> ProbeConfig:
+        """Validate the ``probe`` sub-mapping; ConfigError naming ``evaluate.probe.<key>`` otherwise."""
+        sec = mapping_param(value, where, PROBE_KEYS)
+        d = cls()
+        cfg = cls(
+            lr=number_param(sec.get("lr", d.lr), f"{where}.lr", 0.0, low_open=True),
+            weight_decay=number_param(sec.get("weight_decay", d.weight_decay), f"{where}.weight_decay", 0.0),
+            max_epochs=int_param(sec.get("max_epochs", d.max_epochs), f"{where}.max_epochs", minimum=1),
+            patience=int_param(sec.get("patience", d.patience), f"{where}.patience", minimum=1),
+            batch_size=int_param(sec.get("batch_size", d.batch_size), f"{where}.batch_size", minimum=1),
+            val_fraction=number_param(sec.get("val_fraction", d.val_fraction), f"{where}.val_fraction", 0.0, 1.0,
+                                      low_open=True, high_open=True),
+            test_fraction=number_param(sec.get("test_fraction", d.test_fraction), f"{where}.test_fraction", 0.0,
+                                       1.0, low_open=True, high_open=True),
+            device=device_param(sec.get("device", d.device), f"{where}.device"),
+        )
+        if cfg.val_fraction + cfg.test_fraction >= 1.0:
+            raise ConfigError(f"{where}.test_fraction: val_fraction + test_fraction must be < 1, got "
+                              f"{cfg.val_fraction} + {cfg.test_fraction}")
+        return cfg
+
+
+@dataclass(frozen=True)
+class TsneConfig:
+    """``evaluate.tsne``: t-SNE perplexity and the most segments drawn for the plot."""
+
+    perplexity: float = 30.0
+    max_points: int = 2000
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str = "evaluate.tsne") -> TsneConfig:
+        """Validate the ``tsne`` sub-mapping; ConfigError naming ``evaluate.tsne.<key>`` otherwise."""
+        sec = mapping_param(value, where, TSNE_KEYS)
+        # t-SNE needs more points than its perplexity, which report.tsne_2d never lowers below 2
+        return cls(perplexity=number_param(sec.get("perplexity", 30.0), f"{where}.perplexity", 0.0, low_open=True),
+                   max_points=int_param(sec.get("max_points", 2000), f"{where}.max_points", minimum=3))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluate stage's parameters (``evaluate.*``); defaults are the published values.
+
+    ``p_target``, ``c_miss``, ``c_fa``: the detection-cost model of minDCF (NIST SRE); ``bootstrap``:
+    resamples of the EER interval; ``mnr_queries``, ``mnr_negatives``: Torres et al. 2023's MNR sizes;
+    ``seed``: seeds the bootstrap, the MNR negatives, the probe and the t-SNE sample.
+    """
+
+    dataset: str
+    p_target: float = 0.01
+    c_miss: float = 1.0
+    c_fa: float = 1.0
+    bootstrap: int = 1000
+    mnr_queries: int = 1000
+    mnr_negatives: int = 512
+    seed: int = 0
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    tsne: TsneConfig = field(default_factory=TsneConfig)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], dataset: str) -> EvaluateConfig:
+        """Validate ``evaluate.*`` and that ``dataset`` is a test dataset; ConfigError otherwise.
+
+        Reads no other section, so a bad ``augment:`` or ``train:`` never stops this stage.
+        """
+        test_dataset(params, dataset, "evaluate")
+        sec = section(params, "evaluate", EVALUATE_KEYS)
+        d = cls(dataset)
+        return cls(
+            dataset=dataset,
+            p_target=number_param(sec.get("p_target", d.p_target), "evaluate.p_target", 0.0, 1.0,
+                                  low_open=True, high_open=True),
+            c_miss=number_param(sec.get("c_miss", d.c_miss), "evaluate.c_miss", 0.0, low_open=True),
+            c_fa=number_param(sec.get("c_fa", d.c_fa), "evaluate.c_fa", 0.0, low_open=True),
+            bootstrap=int_param(sec.get("bootstrap", d.bootstrap), "evaluate.bootstrap", minimum=1),
+            mnr_queries=int_param(sec.get("mnr_queries", d.mnr_queries), "evaluate.mnr_queries", minimum=1),
+            mnr_negatives=int_param(sec.get("mnr_negatives", d.mnr_negatives), "evaluate.mnr_negatives", minimum=1),
+            seed=int_param(sec.get("seed", d.seed), "evaluate.seed", minimum=0),
+            probe=ProbeConfig.from_mapping(sec.get("probe")),
+            tsne=TsneConfig.from_mapping(sec.get("tsne")),
+        )
+
+    def scoring(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`singer_ssl.evaluation.verification.verification`."""
+        return {"p_target": self.p_target, "c_miss": self.c_miss, "c_fa": self.c_fa, "bootstrap": self.bootstrap,
+                "mnr_queries": self.mnr_queries, "mnr_negatives": self.mnr_negatives, "seed": self.seed}
+
+
+def _probe(cfg: EvaluateConfig, vectors: np.ndarray, singers: np.ndarray, sources: np.ndarray) -> dict[str, Any]:
+    """Linear-probe singer identification on frozen vectors (split by source recording)."""
+    from singer_ssl.evaluation.probe import probe_singer_id
+
+    return probe_singer_id(vectors, singers, sources, seed=cfg.seed, **dataclasses.asdict(cfg.probe))
+
+
+def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
+                     trials_path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics dict (schema in the module docstring) and the plot data of one dataset."""
+    from singer_ssl.evaluation.store import read_embeddings
+    from singer_ssl.evaluation.verification import load_trials, verification
+
+    es = read_embeddings(embeddings_path)
+    missing = [name for name in REQUIRED_VECTORS if name not in es.vectors]
+    if missing:
+        raise ValueError(f"{embeddings_path}: no {', '.join(missing)} (not an embed-stage file; "
+                         f"it has {', '.join(es.vectors) or 'no matrices'})")
+    es.check()
+    trials = load_trials(es, trials_path)
+    labels = trials.labels
+    singers = np.asarray(es.singers)
+    sources = np.asarray(es.sources)
+    v = es.vectors
+    scoring = cfg.scoring()
+
+    out: dict[str, Any] = {}
+    main_block, main_scores, (nq, nneg) = verification(v["embedding"], singers, trials, **scoring)
+    out["embedding"] = main_block
+    out["projection"], _, _ = verification(v["projection"], singers, trials, **scoring)
+    main_probe = _probe(cfg, v["embedding"], singers, sources)
+    out["probe"] = {"acc": main_probe["acc"], "bacc": main_probe["bacc"]}
+    out["baselines"] = {}
+    for base in ("random_init", "mfcc"):
+        vec = v[f"baseline/{base}/embedding"]
+        block, _, _ = verification(vec, singers, trials, **scoring)
+        p = _probe(cfg, vec, singers, sources)
+        block["probe"] = {"acc": p["acc"], "bacc": p["bacc"]}
+        out["baselines"][base] = block
+    if "degraded_16k/embedding" in v:
+        out["degraded_16k"] = {
+            rep: verification(v[f"degraded_16k/{rep}"], singers, trials, **scoring)[0]
+            for rep in ("embedding", "projection")
+        }
+    out["counts"] = {
+        "segments": len(es.keys), "singers": len(set(es.singers)), "trials": len(labels),
+        "target_trials": int(labels.sum()), "mnr_queries": nq, "mnr_negatives": nneg,
+        "probe_train": main_probe["n_train"], "probe_val": main_probe["n_val"], "probe_test": main_probe["n_test"],
+    }
+    plot_data = {"labels": labels, "scores": main_scores, "embedding": v["embedding"], "singers": singers,
+                 "probe": main_probe}
+    return out, plot_data
+
+
+def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: str | os.PathLike,
+        metrics_path: str | os.PathLike, plots_dir: str | os.PathLike) -> str:
+    """Evaluate one dataset: write ``plots_dir``/* then ``metrics_path``; return the summary line."""
+    from singer_ssl.core.io import write_json
+    from singer_ssl.evaluation.report import write_plots
+
+    t0 = time.perf_counter()
+    result, plot_data = evaluate_dataset(cfg, embeddings_path, trials_path)
+    write_plots(Path(plots_dir), plot_data, perplexity=cfg.tsne.perplexity, max_points=cfg.tsne.max_points,
+                seed=cfg.seed)
+    write_json(Path(metrics_path), result)
+    e, r, m = result["embedding"], result["baselines"]["random_init"], result["baselines"]["mfcc"]
+    return (
+        f"{cfg.dataset}: EER {e['eer']:.2f}% [{e['eer_ci95'][0]:.2f}, {e['eer_ci95'][1]:.2f}] "
+        f"minDCF {e['min_dcf']:.3f} MNR {e['mnr']:.2f}% probe acc {result['probe']['acc']:.3f} | "
+        f"random-init EER {r['eer']:.2f}% | mfcc EER {m['eer']:.2f}% ({time.perf_counter() - t0:.1f} s)"
+    )

@@ -1,0 +1,237 @@
+"""EmbedConfig / EvaluateConfig validation, the embed/evaluate shims, and the one trial-scoring path."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from singer_ssl.cli import main as cli
+from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.params import load_params
+from singer_ssl.embed import EmbedConfig, check_frontend
+from singer_ssl.evaluation import verification
+from singer_ssl.evaluation.run import EvaluateConfig, ProbeConfig, TsneConfig
+from singer_ssl.evaluation.run import run as evaluate_run
+from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "builtin-test"
+
+
+@pytest.fixture()
+def params() -> dict:
+    return load_params(ROOT / "params.yaml")
+
+
+def _set(params: dict, dotted: str, value) -> dict:
+    out = copy.deepcopy(params)
+    *path, last = dotted.split(".")
+    node = out
+    for key in path:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return out
+
+
+def test_configs_from_the_repository_params(params):
+    e = EmbedConfig.from_params(params, DATASET)
+    assert (e.dataset, e.seed, e.batch_size, e.device, e.degrade_16k) == (DATASET, 123, 64, "auto", False)
+    v = EvaluateConfig.from_params(params, DATASET)
+    assert (v.p_target, v.c_miss, v.c_fa, v.bootstrap, v.mnr_queries, v.mnr_negatives, v.seed) == (
+        0.01, 1.0, 1.0, 1000, 1000, 512, 123)
+    assert v.probe == ProbeConfig(lr=1e-3, weight_decay=1e-8, max_epochs=200, patience=20, batch_size=200,
+                                  val_fraction=0.15, test_fraction=0.25, device="cpu")
+    assert v.tsne == TsneConfig(perplexity=30.0, max_points=2000)
+
+
+def test_defaults_when_the_sections_are_absent(params):
+    bare = {"datasets": params["datasets"]}
+    assert EmbedConfig.from_params(bare, DATASET) == EmbedConfig(DATASET, seed=0, batch_size=64, device="auto",
+                                                                 degrade_16k=False)
+    assert EvaluateConfig.from_params(bare, DATASET) == EvaluateConfig(DATASET)
+
+
+@pytest.mark.parametrize("dotted, value, message", [
+    ("embed.batch_size", 0, "embed.batch_size: expected an integer >= 1, got 0"),
+    ("embed.batch_size", "64", "embed.batch_size: expected an integer >= 1, got '64'"),
+    ("embed.batch_size", True, "embed.batch_size: expected an integer >= 1, got True"),
+    ("embed.degrade_16k", "yes", "embed.degrade_16k: expected true or false, got 'yes'"),
+    ("embed.device", "gpu", "embed.device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+    ("embed.batchsize", 8, "embed.batchsize: unknown parameter; valid keys of embed: batch_size, degrade_16k, device"),
+    ("seed", "abc", "seed: expected an integer >= 0, got 'abc'"),
+])
+def test_embed_config_rejects(params, dotted, value, message):
+    with pytest.raises(ConfigError) as err:
+        EmbedConfig.from_params(_set(params, dotted, value), DATASET)
+    assert str(err.value) == message
+
+
+def test_embed_section_must_be_a_mapping(params):
+    with pytest.raises(ConfigError, match=r"^embed: expected a mapping"):
+        EmbedConfig.from_params({**params, "embed": [1, 2]}, DATASET)
+
+
+@pytest.mark.parametrize("dotted, value, message", [
+    ("evaluate.p_target", 1.5, "evaluate.p_target: expected a number > 0.0 and < 1.0, got 1.5"),
+    ("evaluate.c_miss", 0, "evaluate.c_miss: expected a number > 0.0, got 0"),
+    ("evaluate.bootstrap", 0, "evaluate.bootstrap: expected an integer >= 1, got 0"),
+    ("evaluate.mnr_negatives", 2.5, "evaluate.mnr_negatives: expected an integer >= 1, got 2.5"),
+    ("evaluate.seed", -1, "evaluate.seed: expected an integer >= 0, got -1"),
+    ("evaluate.p_targt", 0.01, "evaluate.p_targt: unknown parameter; valid keys of evaluate: bootstrap, c_fa, "
+                               "c_miss, mnr_negatives, mnr_queries, p_target, probe, seed, tsne"),
+    ("evaluate.probe.patience", 0, "evaluate.probe.patience: expected an integer >= 1, got 0"),
+    ("evaluate.probe.patiense", 3, "evaluate.probe.patiense: unknown parameter; valid keys of evaluate.probe: "
+                                   "batch_size, device, lr, max_epochs, patience, test_fraction, val_fraction, "
+                                   "weight_decay"),
+    ("evaluate.probe.lr", "fast", "evaluate.probe.lr: expected a number > 0.0, got 'fast'"),
+    ("evaluate.probe.test_fraction", 0.9, "evaluate.probe.test_fraction: val_fraction + test_fraction must be "
+                                          "< 1, got 0.15 + 0.9"),
+    ("evaluate.probe.device", "tpu", "evaluate.probe.device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    ("evaluate.probe", 5, "evaluate.probe: expected a mapping with keys lr, weight_decay, max_epochs, patience, "
+                          "batch_size, val_fraction, test_fraction, device, got 5"),
+    ("evaluate.tsne.max_points", 0, "evaluate.tsne.max_points: expected an integer >= 3, got 0"),
+    ("evaluate.tsne.perplex", 5, "evaluate.tsne.perplex: unknown parameter; valid keys of evaluate.tsne: "
+                                 "max_points, perplexity"),
+])
+def test_evaluate_config_rejects(params, dotted, value, message):
+    with pytest.raises(ConfigError) as err:
+        EvaluateConfig.from_params(_set(params, dotted, value), DATASET)
+    assert str(err.value) == message and "\n" not in str(err.value)
+
+
+def test_yaml11_exponent_strings_are_numbers(params):
+    """PyYAML reads `1e-3` (no dot) as a string; it is accepted as the number it spells."""
+    cfg = EvaluateConfig.from_params(_set(params, "evaluate.probe.lr", "1e-3"), DATASET)
+    assert cfg.probe.lr == 1e-3
+
+
+def test_only_test_datasets(params):
+    with pytest.raises(ConfigError, match="'builtin-train' is a train dataset; embed runs on test datasets"):
+        EmbedConfig.from_params(params, "builtin-train")
+    with pytest.raises(ConfigError, match="valid choices: builtin-test, builtin-train"):
+        EvaluateConfig.from_params(params, "nope")
+
+
+def test_other_stages_sections_are_not_read(params):
+    garbage = copy.deepcopy(params)
+    for name in ("augment", "train", "loss", "encoder", "encoders", "losses", "head", "features", "segment",
+                 "trials", "corpus", "audio"):
+        garbage[name] = {"surely": ["not", "valid"]} if name != "train" else "garbage"
+    garbage["augment"] = {"waveform": {"no_such_augmentation": {"p": 2}}}
+    assert EmbedConfig.from_params(garbage, DATASET) == EmbedConfig.from_params(params, DATASET)
+    assert EvaluateConfig.from_params(garbage, DATASET) == EvaluateConfig.from_params(params, DATASET)
+    # and a bad evaluate section does not stop embed, nor a bad embed section evaluate
+    assert EmbedConfig.from_params(_set(params, "evaluate.bootstrap", 0), DATASET).batch_size == 64
+    assert EvaluateConfig.from_params(_set(params, "embed.batch_size", 0), DATASET).bootstrap == 1000
+
+
+@pytest.mark.parametrize("stage, dotted, value, expected", [
+    ("embed", "embed.batch_size", 0, "error: embed: embed.batch_size: expected an integer >= 1, got 0"),
+    ("evaluate", "evaluate.probe.patience", 0,
+     "error: evaluate: evaluate.probe.patience: expected an integer >= 1, got 0"),
+])
+def test_shims_report_a_bad_parameter_on_one_line(tmp_path, params, stage, dotted, value, expected):
+    """`python stages/<stage>.py <dataset> <4 paths> --params bad.yaml`: exit 1, one line, nothing written."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_set(params, dotted, value)))
+    outs = [str(tmp_path / f"out{i}") for i in range(4)]
+    p = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), DATASET, *outs, "--params", str(bad)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert (p.returncode, p.stderr.splitlines(), p.stdout) == (1, [expected], "")
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_check_frontend_compares_every_front_end_key():
+    from singer_ssl.core.frontend import FRONT_END_KEYS
+
+    model = {"sample_rate": 16000, "n_fft": 512, "hop": 160, "n_mels": 32, "fmin": 0.0, "fmax": None,
+             "log_offset": 1e-8}
+    stored = {**model, "fmax": 8000.0, "center": True}  # the features stage stores fmax resolved
+    check_frontend(stored, model, "f.h5", "model")
+    for key in FRONT_END_KEYS:
+        changed = {**stored, key: float(stored[key]) * 2 + 1}
+        with pytest.raises(ValueError, match=rf"f.h5 was extracted with {key}="):
+            check_frontend(changed, model, "f.h5", "model")
+
+
+# --------------------------------------------------------------------------------------------------
+# One scoring path: `singer-ssl score` and the evaluate stage
+
+
+def _embedding_file(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    keys, singers, sources = [], [], []
+    for s in range(4):
+        for r in range(3):
+            for k in range(4):
+                keys.append(f"singer{s}/rec{r}_{k}.wav")
+                singers.append(f"singer{s}")
+                sources.append(f"singer{s}/rec{r}.wav")
+    centres = rng.normal(size=(4, 8))
+    codes = np.array([int(s[-1]) for s in singers])
+    vec = lambda scale: (scale * centres[codes] + rng.normal(size=(len(keys), 8))).astype(np.float32)  # noqa: E731
+    write_embeddings(path, EmbeddingSet(keys, singers, sources, {
+        "embedding": vec(1.0), "projection": vec(0.8), "baseline/random_init/embedding": vec(0.2),
+        "baseline/random_init/projection": vec(0.2), "baseline/mfcc/embedding": vec(0.5)}))
+
+
+def _trials(path: Path) -> None:
+    rng = np.random.default_rng(1)
+    keys = [f"singer{s}/rec{r}_{k}.wav" for s in range(4) for r in range(3) for k in range(4)]
+    lines = []
+    for _ in range(300):
+        a, b = rng.choice(len(keys), size=2, replace=False)
+        lines.append(f"{int(keys[a].split('/')[0] == keys[b].split('/')[0])},{keys[a]},{keys[b]}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_cli_score_and_evaluate_share_one_scoring_function(tmp_path, params, monkeypatch, capsys):
+    emb, trials = tmp_path / "e.h5", tmp_path / "trials.txt"
+    _embedding_file(emb)
+    _trials(trials)
+    calls: list[tuple[int, float]] = []
+    shared = verification.score_trials
+
+    def spy(vectors, trials_, **kw):
+        out = shared(vectors, trials_, **kw)
+        calls.append((vectors.shape[0], out.eer))
+        return out
+
+    monkeypatch.setattr(verification, "score_trials", spy)
+    cfg = EvaluateConfig.from_params(_set(_set(_set(params, "evaluate.bootstrap", 20), "evaluate.probe.max_epochs", 3),
+                                          "evaluate.tsne.max_points", 20), DATASET)
+    line = evaluate_run(cfg, emb, trials, tmp_path / "m.json", tmp_path / "plots")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert line.startswith(f"{DATASET}: EER {metrics['embedding']['eer']:.2f}%")
+    assert len(calls) == 4  # embedding, projection, two baselines
+    assert calls[0][1] == metrics["embedding"]["eer"]
+    calls.clear()
+    capsys.readouterr()
+    assert cli(["score", str(trials), "--embeddings", str(emb)]) == 0
+    assert len(calls) == 1 and calls[0][1] == metrics["embedding"]["eer"]
+    printed = re.search(r"EER ([0-9.]+)%  threshold ([-0-9.]+)  minDCF\(p=0.01\) ([0-9.]+)", capsys.readouterr().out)
+    assert float(printed[1]) == round(metrics["embedding"]["eer"], 2)
+    assert float(printed[2]) == round(metrics["embedding"]["eer_threshold"], 4)
+    assert float(printed[3]) == round(metrics["embedding"]["min_dcf"], 4)
+
+
+def test_evaluate_names_missing_matrices(tmp_path, params):
+    """A `singer-ssl embed` file (embedding only) is not an embed-stage file: one ValueError, nothing written."""
+    emb = tmp_path / "cli.h5"
+    write_embeddings(emb, EmbeddingSet(["a/x.wav", "b/y.wav"], ["a", "b"], ["a/x.wav", "b/y.wav"],
+                                       {"embedding": np.ones((2, 3), np.float32)}))
+    (tmp_path / "t.txt").write_text("1,a/x.wav,a/x.wav\n0,a/x.wav,b/y.wav\n")
+    with pytest.raises(ValueError, match=r"cli.h5: no projection, baseline/random_init/embedding, "
+                                         r"baseline/mfcc/embedding \(not an embed-stage file; it has embedding\)"):
+        evaluate_run(EvaluateConfig.from_params(params, DATASET), emb, tmp_path / "t.txt", tmp_path / "m.json",
+                     tmp_path / "plots")
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "plots").exists()
