@@ -12,7 +12,10 @@ Conventions (chosen where implementations disagree: SUPERB s3prl for EER, NIST S
   ``ComputeMinDcf``, wespeaker ``compute_c_norm``). SpeechBrain's ``minDCF`` returns the *unnormalised*
   C_det (its recipe logs ``100 * C_det``, equal to the normalised value only for P_target = 0.01, C = 1).
 - MNR follows Torres et al. 2023 (``eval.py::compute_rank``) with its pitfalls fixed: exact singer-label match (not a
-  path substring test), seeded sampling, and graceful use of fewer queries/negatives when data are short.
+  path substring test), seeded sampling, ties counted half (expected rank under a random tie-break, so a collapsed
+  model scores chance, not 0), and graceful use of fewer queries/negatives when data are short.
+- Confidence intervals: a percentile bootstrap over trials (:func:`bootstrap_eer_ci`) and one over singers
+  (:func:`singer_bootstrap_ci`, EER, minDCF and MNR), which accounts for trials of one singer being correlated.
 
 All functions take numpy arrays, never modify them, and raise ``ValueError`` naming the culprit on bad input
 (single-class trial lists, NaN/inf scores or embeddings, out-of-range indices).
@@ -32,8 +35,11 @@ __all__ = [
     "eer",
     "mean_normalized_rank",
     "min_dcf",
+    "mnr_ranks",
     "roc",
     "sample_other_singer_negatives",
+    "singer_bootstrap_ci",
+    "singer_bootstrap_samples",
     "thin_curve",
 ]
 
@@ -351,6 +357,53 @@ def thin_curve(*arrays: np.ndarray, max_points: int = 1000, probit: bool = False
 # --------------------------------------------------------------------------------------------------
 
 
+def _eer_rows(fps: np.ndarray, tps: np.ndarray) -> np.ndarray:
+    """EER (percent) of each row of cumulative (weighted) counts read at the ends of tied-score groups.
+
+    ``fps``, ``tps``: (B, K) false/true positives when accepting the K distinct scores by decreasing score; the last
+    column holds each row's non-target/target totals. The (0, 0) point is prepended and the crossing of
+    ``1 - fpr - tpr`` found as in :func:`_eer_point`. Rows lacking one class give NaN.
+    """
+    b = fps.shape[0]
+    n_pos = tps[:, -1:].astype(np.float64)
+    n_neg = fps[:, -1:].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.hstack([np.zeros((b, 1)), tps / n_pos])
+        fpr = np.hstack([np.zeros((b, 1)), fps / n_neg])
+    g = 1.0 - fpr - tpr
+    j = np.argmax(g <= 0.0, axis=1)
+    rows = np.arange(b)
+    g0, g1 = g[rows, j - 1], g[rows, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lam = g0 / (g0 - g1)
+    x0, x1 = fpr[rows, j - 1], fpr[rows, j]
+    result = 100.0 * (x0 + lam * (x1 - x0))
+    result[(n_pos[:, 0] == 0) | (n_neg[:, 0] == 0)] = np.nan
+    return result
+
+
+def _min_dcf_rows(fps: np.ndarray, tps: np.ndarray, p_target: float, c_miss: float, c_fa: float) -> np.ndarray:
+    """Normalised minDCF (as :func:`min_dcf`) of each row of cumulative counts (see :func:`_eer_rows`); NaN rows
+    lack one class. The reject-all point (P_miss = 1, P_fa = 0) is included."""
+    n_pos = tps[:, -1:].astype(np.float64)
+    n_neg = fps[:, -1:].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c_det = c_miss * (1.0 - tps / n_pos) * p_target + c_fa * (fps / n_neg) * (1.0 - p_target)
+    best = np.minimum(c_det.min(axis=1), c_miss * p_target)
+    best /= min(c_miss * p_target, c_fa * (1.0 - p_target))
+    best[(n_pos[:, 0] == 0) | (n_neg[:, 0] == 0)] = np.nan
+    return best
+
+
+def _percentile_ci(samples: np.ndarray, alpha: float, what: str) -> tuple[float, float]:
+    """Efron's percentile interval (numpy linear interpolation) of the finite ``samples``."""
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        raise ValueError(f"every bootstrap resample of the {what} was undefined (a class or query set was empty)")
+    lo, hi = np.percentile(samples, [50.0 * alpha, 100.0 - 50.0 * alpha])
+    return float(lo), float(hi)
+
+
 def bootstrap_eer_samples(
     labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed: int = 0, block_elements: int = 4_000_000
 ) -> np.ndarray:
@@ -389,21 +442,7 @@ def bootstrap_eer_samples(
         counts *= is_target
         tps = np.cumsum(counts, axis=1, dtype=cum_dtype)[:, ends]
         fps -= tps
-        n_pos = tps[:, -1:].astype(np.float64)
-        n_neg = fps[:, -1:].astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpr = np.hstack([np.zeros((b, 1)), tps / n_pos])
-            fpr = np.hstack([np.zeros((b, 1)), fps / n_neg])
-        g = 1.0 - fpr - tpr
-        j = np.argmax(g <= 0.0, axis=1)
-        rows = np.arange(b)
-        g0, g1 = g[rows, j - 1], g[rows, j]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lam = g0 / (g0 - g1)
-        x0, x1 = fpr[rows, j - 1], fpr[rows, j]
-        result = 100.0 * (x0 + lam * (x1 - x0))
-        result[(n_pos[:, 0] == 0) | (n_neg[:, 0] == 0)] = np.nan
-        out[start : start + b] = result
+        out[start : start + b] = _eer_rows(fps, tps)
     return out
 
 
@@ -421,11 +460,137 @@ def bootstrap_eer_ci(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1); got {alpha}")
     samples = bootstrap_eer_samples(labels, scores, n_boot=n_boot, seed=seed)
-    samples = samples[np.isfinite(samples)]
-    if samples.size == 0:
+    if not np.isfinite(samples).any():
         raise ValueError("every bootstrap resample lacked target or non-target trials; the trial list is too small")
-    lo, hi = np.percentile(samples, [50.0 * alpha, 100.0 - 50.0 * alpha])
-    return float(lo), float(hi)
+    return _percentile_ci(samples, alpha, "EER")
+
+
+def singer_bootstrap_samples(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    singer1: np.ndarray,
+    singer2: np.ndarray,
+    *,
+    query_singers: np.ndarray | None = None,
+    query_ranks: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    p_target: float = 0.01,
+    c_miss: float = 1.0,
+    c_fa: float = 1.0,
+    block_elements: int = 4_000_000,
+) -> dict[str, np.ndarray]:
+    """EER (%), minDCF and MNR (%) of ``n_boot`` singer-level (cluster) bootstrap resamples of a trial list.
+
+    Trials sharing a singer are correlated (one singer's voice sets the level of all its scores), so resampling
+    trials as if independent understates the spread; the singer is the sampling unit. Resampling the top level of a
+    hierarchy only (Davison & Hinkley 1997, *Bootstrap Methods and their Application*, sec. 3.8) is the "subsets
+    bootstrap" of Bolle, Ratha & Pankanti 2004 (CVIU 93) and the user-level stage of Poh, Martin & Bengio 2007 (IEEE
+    TPAMI 29(3)); segments within a singer are *not* resampled again (a second stage inflates the variance).
+
+    Method: the S distinct singers of the trials (``singer1``, ``singer2``, ``query_singers``) are drawn S times with
+    replacement, ``rng.integers(0, S, S)`` per resample in order (``rng = np.random.default_rng(seed)``), giving
+    multiplicities ``c_s``. Each draw is a distinct pseudo-singer, so a trial gets weight
+
+    - ``c_s`` when both segments are singer s (its target trials, one copy per draw of s);
+    - ``c_s * c_t`` when they are singers s != t (one copy per pair of drawn copies: the vertex bootstrap of
+      dyadic data, Snijders & Borgatti 1999, *Connections* 22(2)); two copies of one singer form no non-target pair,
+      since no such trial exists, and a trial with an undrawn singer gets weight 0.
+
+    The weighted ROC of each resample is two cumulative sums over the trials sorted once by score (as in
+    :func:`bootstrap_eer_samples`), so resample r equals the metrics of the trial list with trial i repeated
+    ``w_ri`` times. MNR: query q (normalised rank ``query_ranks[q]`` in [0, 1), singer ``query_singers[q]``) gets
+    weight ``c_s`` of its singer; its negatives are kept as drawn (they are a random reference set).
+
+    Args:
+        labels, scores: (M,) trial labels (1 = same singer) and scores. singer1, singer2: (M,) singer labels of each
+            trial's two segments. query_singers, query_ranks: (Q,) for MNR (both or neither).
+        p_target, c_miss, c_fa: minDCF cost model (:func:`min_dcf`).
+
+    Returns:
+        ``{"eer": (B,), "min_dcf": (B,)}`` plus ``"mnr": (B,)`` when queries are given; NaN where a resample lacks
+        target or non-target trials (or queries).
+    """
+    labels, scores = _check_trials(labels, scores)
+    singer1, singer2 = np.asarray(singer1), np.asarray(singer2)
+    if singer1.shape != scores.shape or singer2.shape != scores.shape:
+        raise ValueError(
+            f"singer1 {singer1.shape} and singer2 {singer2.shape} must match the {scores.size} trials"
+        )
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1; got {n_boot}")
+    if (query_singers is None) != (query_ranks is None):
+        raise ValueError("give both query_singers and query_ranks for the MNR bootstrap, or neither")
+    m = scores.size
+    qs = np.asarray(query_singers) if query_singers is not None else singer1[:0]
+    ranks = np.asarray(query_ranks, dtype=np.float64) if query_ranks is not None else np.empty(0)
+    if qs.shape != ranks.shape or qs.ndim != 1:
+        raise ValueError(f"query_singers {qs.shape} and query_ranks {ranks.shape} must be 1-D of equal length")
+    _, codes = np.unique(np.concatenate([singer1, singer2, qs]), return_inverse=True)
+    codes = codes.reshape(-1)
+    n_singers = int(codes.max()) + 1
+    order = np.argsort(-scores, kind="stable")
+    code1, code2 = codes[:m][order], codes[m : 2 * m][order]
+    code2 = np.where(code1 == code2, n_singers, code2)  # column n_singers of the counts is 1: weight c_s
+    is_target = labels[order]
+    sorted_scores = scores[order]
+    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), m - 1]
+    rng = np.random.default_rng(seed)
+    # weighted totals are about M (at most M * S^2): int32 unless that could overflow
+    cum_dtype = np.int32 if m * n_singers**2 < 2**31 else np.int64
+    block = max(1, min(n_boot, block_elements // m))
+    out = {"eer": np.empty(n_boot), "min_dcf": np.empty(n_boot)}
+    if query_ranks is not None:
+        out["mnr"] = np.empty(n_boot)
+    for start in range(0, n_boot, block):
+        b = min(block, n_boot - start)
+        draws = rng.integers(0, n_singers, size=(b, n_singers))
+        draws += (np.arange(b, dtype=np.int64) * (n_singers + 1))[:, None]
+        counts = np.bincount(draws.ravel(), minlength=b * (n_singers + 1)).reshape(b, n_singers + 1)
+        counts[:, n_singers] = 1
+        weights = counts.astype(cum_dtype)[:, code1]
+        weights *= counts.astype(cum_dtype)[:, code2]
+        fps = np.cumsum(weights, axis=1, dtype=cum_dtype)[:, ends]
+        weights *= is_target
+        tps = np.cumsum(weights, axis=1, dtype=cum_dtype)[:, ends]
+        fps -= tps
+        sl = slice(start, start + b)
+        out["eer"][sl] = _eer_rows(fps, tps)
+        out["min_dcf"][sl] = _min_dcf_rows(fps, tps, p_target, c_miss, c_fa)
+        if query_ranks is not None:
+            wq = counts[:, codes[2 * m :]].astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["mnr"][sl] = 100.0 * (wq @ ranks) / wq.sum(axis=1)
+    return out
+
+
+def singer_bootstrap_ci(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    singer1: np.ndarray,
+    singer2: np.ndarray,
+    *,
+    query_singers: np.ndarray | None = None,
+    query_ranks: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    p_target: float = 0.01,
+    c_miss: float = 1.0,
+    c_fa: float = 1.0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile ``(1 - alpha)`` intervals of EER (%), minDCF (and MNR (%)) from :func:`singer_bootstrap_samples`.
+
+    Returns ``{"eer": (lo, hi), "min_dcf": (lo, hi)[, "mnr": (lo, hi)]}``; undefined resamples (a class missing,
+    possible only with very few singers) are left out. About 1 s for 1000 resamples of 10,000 trials on 2 cores.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha}")
+    samples = singer_bootstrap_samples(
+        labels, scores, singer1, singer2, query_singers=query_singers, query_ranks=query_ranks, n_boot=n_boot,
+        seed=seed, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
+    )
+    return {name: _percentile_ci(values, alpha, name) for name, values in samples.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,30 +638,19 @@ def sample_other_singer_negatives(
     return out
 
 
-def mean_normalized_rank(
+def mnr_ranks(
     emb: np.ndarray,
     singers: np.ndarray,
     query_pairs: tuple[np.ndarray, np.ndarray],
     n_queries: int = 1000,
     n_negatives: int = 512,
     seed: int = 0,
-) -> tuple[float, int, int]:
-    """Mean normalised rank (percent) of the true partner among other singers' segments (Torres et al.'s MNR, fixed).
-
-    For each of the first ``n_queries`` same-singer pairs (q1, q2) in ``query_pairs``, the candidates are q2 plus
-    k random segments of *other* singers (:func:`sample_other_singer_negatives`, seeded, exact label match). The
-    rank of q2 is the number of negatives whose cosine similarity with q1 is strictly higher than q2's (0 = best;
-    ties count in q2's favour), divided by ``k + 1``. MNR = 100 x the mean over queries: 0 is perfect, about
-    50 (k / (2 (k + 1)) x 100) is chance.
-
-    Args:
-        emb: (N, D) embeddings. singers: (N,) singer labels.
-        query_pairs: ``(idx1, idx2)`` row indices of target trials (same singer), e.g. the label-1 trials in order.
-        n_queries, n_negatives, seed: Torres et al. 2023 uses 1000 and 512 (``MAX_RANK_EVALS``).
+) -> tuple[np.ndarray, int]:
+    """Normalised rank of the true partner for each MNR query (see :func:`mean_normalized_rank`).
 
     Returns:
-        ``(mnr_percent, n_queries_used, n_negatives_used)``: fewer than requested when there are fewer pairs or
-        fewer other-singer segments than asked for.
+        ``(ranks, k)``: (Q,) ranks in [0, k / (k + 1)] of the first Q = min(n_queries, len(pairs)) query pairs, and
+        the number k of negatives each was ranked against.
     """
     emb = _check_embeddings(emb)
     singers = np.asarray(singers)
@@ -521,5 +675,42 @@ def mean_normalized_rank(
     q, k = negatives.shape
     candidates = np.hstack([idx2[:, None], negatives])
     sims = cosine_scores(emb, np.repeat(idx1, k + 1), candidates.ravel()).reshape(q, k + 1)
-    ranks = (sims[:, 1:] > sims[:, :1]).sum(axis=1)
-    return float(100.0 * np.mean(ranks / (k + 1))), int(q), int(k)
+    higher = (sims[:, 1:] > sims[:, :1]).sum(axis=1)
+    tied = (sims[:, 1:] == sims[:, :1]).sum(axis=1)
+    return (higher + 0.5 * tied) / (k + 1), int(k)
+
+
+def mean_normalized_rank(
+    emb: np.ndarray,
+    singers: np.ndarray,
+    query_pairs: tuple[np.ndarray, np.ndarray],
+    n_queries: int = 1000,
+    n_negatives: int = 512,
+    seed: int = 0,
+) -> tuple[float, int, int]:
+    """Mean normalised rank (percent) of the true partner among other singers' segments (Torres et al.'s MNR, fixed).
+
+    For each of the first ``n_queries`` same-singer pairs (q1, q2) in ``query_pairs``, the candidates are q2 plus
+    k random segments of *other* singers (:func:`sample_other_singer_negatives`, seeded, exact label match), scored
+    by cosine similarity with q1 (:func:`cosine_scores`; an all-zero embedding scores exactly 0 against anything,
+    by the ``NORM_EPS`` clamp, never NaN). The rank of q2 is its expected 0-based position under a random
+    tie-break::
+
+        rank = #{negatives with sim > sim(q1, q2)} + 0.5 * #{negatives with sim == sim(q1, q2)}
+
+    divided by ``k + 1``; MNR = 100 x the mean over queries. 0 is perfect; chance, and also any constant embedding
+    (every candidate tied), is ``100 k / (2 (k + 1))`` (49.90 % for k = 512). Without ties this is exactly Torres et
+    al. 2023's ``compute_rank`` (position of q2 in ``argsort(sims)[::-1]``, divided by ``k + 1``); with ties their
+    value depends on the sort's tie order, and counting ties in q2's favour would give a collapsed model a perfect 0.
+
+    Args:
+        emb: (N, D) embeddings. singers: (N,) singer labels.
+        query_pairs: ``(idx1, idx2)`` row indices of target trials (same singer), e.g. the label-1 trials in order.
+        n_queries, n_negatives, seed: Torres et al. 2023 uses 1000 and 512 (``MAX_RANK_EVALS``).
+
+    Returns:
+        ``(mnr_percent, n_queries_used, n_negatives_used)``: fewer than requested when there are fewer pairs or
+        fewer other-singer segments than asked for.
+    """
+    ranks, k = mnr_ranks(emb, singers, query_pairs, n_queries=n_queries, n_negatives=n_negatives, seed=seed)
+    return float(100.0 * np.mean(ranks)), int(ranks.size), int(k)

@@ -8,8 +8,10 @@ The one scoring path shared by the evaluate stage (:mod:`singer_ssl.evaluation.r
 - :func:`score_trials` gives the cosine scores, the EER (%) (SUPERB / Torres et al. 2023 convention)
   with its threshold, and minDCF (p_target 0.01, C_miss = C_fa = 1 by default, normalised by C_def;
   see :mod:`singer_ssl.evaluation.metrics`);
-- :func:`verification` adds a percentile-bootstrap 95 % interval of the EER and the MNR (%)
-  (Torres et al.'s mean normalised rank, exact-label negatives, seeded): one metrics block.
+- :func:`verification` adds the MNR (%) (Torres et al.'s mean normalised rank, exact-label negatives, ties
+  counted half, seeded) and percentile-bootstrap 95 % intervals: over trials for the EER, and over singers
+  (cluster bootstrap, :func:`singer_ssl.evaluation.metrics.singer_bootstrap_ci`) for EER, minDCF and MNR: one
+  metrics block.
 """
 
 from __future__ import annotations
@@ -93,15 +95,21 @@ def verification(
 
     Block: ``eer`` (%), ``eer_ci95`` (percentile bootstrap over ``bootstrap`` resamples of the trials,
     seeded), ``eer_threshold``, ``min_dcf``, ``mnr`` (%, over the first ``mnr_queries`` target trials,
-    ``mnr_negatives`` other-singer segments each, seeded).
+    ``mnr_negatives`` other-singer segments each, seeded), and ``eer_ci95_singer``, ``min_dcf_ci95_singer``,
+    ``mnr_ci95_singer`` (percentile bootstrap over ``bootstrap`` resamples of the singers, same seed; wider than
+    ``eer_ci95`` when a singer's trials are correlated). ``singers`` (N,) labels the rows of ``vectors``.
     """
     scored = score_trials(vectors, trials, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
-    labels = trials.labels
+    labels, singers = trials.labels, np.asarray(singers)
     lo, hi = metrics.bootstrap_eer_ci(labels, scored.scores, n_boot=bootstrap, seed=seed)
     pos = labels == 1
-    mnr, nq, nneg = metrics.mean_normalized_rank(
-        vectors, singers, (trials.idx1[pos], trials.idx2[pos]), n_queries=mnr_queries,
-        n_negatives=mnr_negatives, seed=seed)
+    q1, q2 = trials.idx1[pos], trials.idx2[pos]
+    ranks, nneg = metrics.mnr_ranks(vectors, singers, (q1, q2), n_queries=mnr_queries, n_negatives=mnr_negatives,
+                                    seed=seed)
+    by_singer = metrics.singer_bootstrap_ci(
+        labels, scored.scores, singers[trials.idx1], singers[trials.idx2], query_singers=singers[q1[:ranks.size]],
+        query_ranks=ranks, n_boot=bootstrap, seed=seed, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
     block = {"eer": scored.eer, "eer_ci95": [float(lo), float(hi)], "eer_threshold": scored.threshold,
-             "min_dcf": scored.min_dcf, "mnr": float(mnr)}
-    return block, scored.scores, (int(nq), int(nneg))
+             "min_dcf": scored.min_dcf, "mnr": float(100.0 * np.mean(ranks))}
+    block.update({f"{name}_ci95_singer": [float(v) for v in by_singer[name]] for name in ("eer", "min_dcf", "mnr")})
+    return block, scored.scores, (int(ranks.size), int(nneg))
