@@ -2,10 +2,10 @@
 
 :class:`EmbedConfig` validates ``seed`` and ``embed.*``; :func:`run` writes one embedding file
 (layout in :mod:`singer_ssl.evaluation.store`) holding, for every segment of the features file:
-the trained model's embedding and projection, the random-init and MFCC baselines
-(:mod:`singer_ssl.evaluation.baselines`) and, with ``embed.degrade_16k``, the embeddings of the audio
-degraded to 16 kHz (Torres et al.'s ``-du``: down-sample to 16 kHz and back with soxr before the
-front end).
+the trained model's embedding and projection, the random-init baseline (``embed.random_inits``
+initialisations) and the MFCC baseline (:mod:`singer_ssl.evaluation.baselines`) and, with
+``embed.degrade_16k``, the embeddings of the audio degraded to 16 kHz (Torres et al.'s ``-du``:
+down-sample to 16 kHz and back with soxr before the front end).
 
 All encoders run batched in eval mode under ``torch.inference_mode`` on the configured device.
 Log-mel encoders read the stored features (no audio decoding); waveform encoders, and the 16 kHz
@@ -33,7 +33,7 @@ from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 from singer_ssl.model.folder import load_eager, read_hyperparams
 
 #: the keys of the ``embed`` section
-EMBED_KEYS = ("batch_size", "device", "degrade_16k")
+EMBED_KEYS = ("batch_size", "device", "degrade_16k", "random_inits")
 DEGRADED_SR = 16000  # Hz, the rate of the ``degrade_16k`` round trip
 
 
@@ -42,7 +42,8 @@ class EmbedConfig:
     """The embed stage's parameters: ``seed`` (random-init baseline) and ``embed.*``.
 
     ``batch_size`` segments per forward pass; ``device`` ``auto`` (CUDA when available), ``cpu``,
-    ``cuda`` or ``cuda:N``; ``degrade_16k`` also embeds the audio down-sampled to 16 kHz and back.
+    ``cuda`` or ``cuda:N``; ``degrade_16k`` also embeds the audio down-sampled to 16 kHz and back;
+    ``random_inits`` random initialisations of the random-init baseline (seeds ``seed``, ``seed + 1``, ...).
     """
 
     dataset: str
@@ -50,6 +51,7 @@ class EmbedConfig:
     batch_size: int = 64
     device: str = "auto"
     degrade_16k: bool = False
+    random_inits: int = 3
 
     @classmethod
     def from_params(cls, params: dict[str, Any], dataset: str) -> EmbedConfig:
@@ -65,6 +67,7 @@ class EmbedConfig:
             batch_size=int_param(sec.get("batch_size", 64), "embed.batch_size", minimum=1),
             device=device_param(sec.get("device", "auto"), "embed.device"),
             degrade_16k=bool_param(sec.get("degrade_16k", False), "embed.degrade_16k"),
+            random_inits=int_param(sec.get("random_inits", 3), "embed.random_inits", minimum=1),
         )
 
 
@@ -76,9 +79,10 @@ def run(cfg: EmbedConfig, features_path: str | os.PathLike, segments_dir: str | 
     """
     t0 = time.perf_counter()
     es = embed_dataset(features_path, segments_dir, model_dir, out_path, seed=cfg.seed, batch_size=cfg.batch_size,
-                       device=cfg.device, degrade_16k=cfg.degrade_16k)
-    dims = ", ".join(f"{k} {v.shape[1]}-d" for k, v in es.vectors.items())
-    return f"{cfg.dataset}: embedded {len(es.keys)} segments ({dims}) in {time.perf_counter() - t0:.1f} s -> {out_path}"
+                       device=cfg.device, degrade_16k=cfg.degrade_16k, random_inits=cfg.random_inits)
+    dims = ", ".join(f"{k} {v.shape[1]}-d" for k, v in es.vectors.items() if "/init" not in k)
+    return (f"{cfg.dataset}: embedded {len(es.keys)} segments ({dims}; {cfg.random_inits} random inits) "
+            f"in {time.perf_counter() - t0:.1f} s -> {out_path}")
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -126,17 +130,23 @@ def embed_dataset(
     batch_size: int = 64,
     device: str = "auto",
     degrade_16k: bool = False,
+    random_inits: int = 3,
 ) -> EmbeddingSet:
     """Embed every item of ``features`` with the model in ``model_dir`` and the baselines; write ``out``.
 
     Vectors (N rows, the features file's order): ``embedding``/``projection`` of the trained model,
-    ``baseline/random_init/{embedding,projection}`` (same architecture, ``torch.manual_seed(seed)``),
-    ``baseline/mfcc/embedding`` and, with ``degrade_16k``, ``degraded_16k/{embedding,projection}``.
+    ``baseline/random_init/{embedding,projection}`` (same architecture, ``torch.manual_seed(seed)``: the
+    weights training starts from), ``baseline/random_init/init<k>/{embedding,projection}`` for
+    ``k = 1 .. random_inits - 1`` (``torch.manual_seed(seed + k)``), ``baseline/mfcc/embedding`` and, with
+    ``degrade_16k``, ``degraded_16k/{embedding,projection}``. The file's ``random_init_seeds`` attribute lists
+    the seeds in that order.
     """
     from singer_ssl.features import FeatureStore
 
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if int(random_inits) < 1:
+        raise ValueError(f"random_inits must be >= 1, got {random_inits}")
     dev = resolve_device(device)
     store = FeatureStore(features)
     if len(store) == 0:
@@ -149,23 +159,34 @@ def embed_dataset(
     if not from_wave:
         check_frontend(store.attrs, hp["frontend"], features, model_dir)
 
-    random_model = random_init_model(hp, seed, dev)
-    random_model.frontend_sample_rate = model.frontend_sample_rate
-
     vectors: dict[str, np.ndarray] = {}
     vectors["embedding"], vectors["projection"] = _embed_model(
         model, store, seg_dir, batch_size, dev, from_wave, False, "trained")
-    r_emb, r_proj = _embed_model(random_model, store, seg_dir, batch_size, dev, from_wave, False, "random-init")
-    vectors["baseline/random_init/embedding"] = r_emb
-    vectors["baseline/random_init/projection"] = r_proj
+    seeds = random_init_seeds(seed, random_inits)
+    for k, init_seed in enumerate(seeds):
+        random_model = random_init_model(hp, init_seed, dev)
+        random_model.frontend_sample_rate = model.frontend_sample_rate
+        prefix = "baseline/random_init" + (f"/init{k}" if k else "")
+        vectors[f"{prefix}/embedding"], vectors[f"{prefix}/projection"] = _embed_model(
+            random_model, store, seg_dir, batch_size, dev, from_wave, False, f"random-init {k + 1}/{len(seeds)}")
+        del random_model
     vectors["baseline/mfcc/embedding"] = mfcc_embeddings(store[i] for i in range(len(store)))
     if degrade_16k:
         d_emb, d_proj = _embed_model(model, store, seg_dir, batch_size, dev, True, True, "degraded 16k")
         vectors["degraded_16k/embedding"] = d_emb
         vectors["degraded_16k/projection"] = d_proj
     es = EmbeddingSet(list(store.keys), list(store.singers), list(store.sources), vectors)
-    write_embeddings(out, es, attrs={"model_dir": str(model_dir), "features": str(features)})
+    write_embeddings(out, es, attrs={"model_dir": str(model_dir), "features": str(features),
+                                     "random_init_seeds": np.asarray(seeds, dtype=np.int64)})
     return es
+
+
+def random_init_seeds(seed: int, random_inits: int) -> list[int]:
+    """Seeds of the random-init baseline's initialisations: ``seed, seed + 1, ..., seed + random_inits - 1``.
+
+    The first is the global ``seed`` itself, so initialisation 0 holds the weights training starts from.
+    """
+    return [int(seed) + k for k in range(int(random_inits))]
 
 
 def _resolved_front_end(frontend: dict[str, Any]) -> dict[str, Any]:

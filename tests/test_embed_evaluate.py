@@ -16,7 +16,8 @@ from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.params import load_params
 from singer_ssl.embed import EmbedConfig, check_frontend
 from singer_ssl.evaluation import verification
-from singer_ssl.evaluation.run import EvaluateConfig, ProbeConfig, TsneConfig
+from singer_ssl.evaluation.probe import probe_singer_id
+from singer_ssl.evaluation.run import EvaluateConfig, ProbeConfig, TsneConfig, random_init_names
 from singer_ssl.evaluation.run import run as evaluate_run
 from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 
@@ -41,19 +42,20 @@ def _set(params: dict, dotted: str, value) -> dict:
 
 def test_configs_from_the_repository_params(params):
     e = EmbedConfig.from_params(params, DATASET)
-    assert (e.dataset, e.seed, e.batch_size, e.device, e.degrade_16k) == (DATASET, 123, 64, "auto", False)
+    assert (e.dataset, e.seed, e.batch_size, e.device, e.degrade_16k, e.random_inits) == (
+        DATASET, 123, 64, "auto", False, 3)
     v = EvaluateConfig.from_params(params, DATASET)
     assert (v.p_target, v.c_miss, v.c_fa, v.bootstrap, v.mnr_queries, v.mnr_negatives, v.seed) == (
         0.01, 1.0, 1.0, 1000, 1000, 512, 123)
-    assert v.probe == ProbeConfig(lr=1e-3, weight_decay=1e-8, max_epochs=200, patience=20, batch_size=200,
-                                  val_fraction=0.15, test_fraction=0.25, device="cpu")
+    assert v.probe == ProbeConfig(lr=1e-3, weight_decay=1e-8, max_epochs=200, patience=10, batch_size=200,
+                                  val_fraction=0.15, test_fraction=0.25, device="cpu", runs=5)
     assert v.tsne == TsneConfig(perplexity=30.0, max_points=2000)
 
 
 def test_defaults_when_the_sections_are_absent(params):
     bare = {"datasets": params["datasets"]}
     assert EmbedConfig.from_params(bare, DATASET) == EmbedConfig(DATASET, seed=0, batch_size=64, device="auto",
-                                                                 degrade_16k=False)
+                                                                 degrade_16k=False, random_inits=3)
     assert EvaluateConfig.from_params(bare, DATASET) == EvaluateConfig(DATASET)
 
 
@@ -63,7 +65,10 @@ def test_defaults_when_the_sections_are_absent(params):
     ("embed.batch_size", True, "embed.batch_size: expected an integer >= 1, got True"),
     ("embed.degrade_16k", "yes", "embed.degrade_16k: expected true or false, got 'yes'"),
     ("embed.device", "gpu", "embed.device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
-    ("embed.batchsize", 8, "embed.batchsize: unknown parameter; valid keys of embed: batch_size, degrade_16k, device"),
+    ("embed.batchsize", 8, "embed.batchsize: unknown parameter; valid keys of embed: batch_size, degrade_16k, device, "
+                           "random_inits"),
+    ("embed.random_inits", 0, "embed.random_inits: expected an integer >= 1, got 0"),
+    ("embed.random_inits", 1.5, "embed.random_inits: expected an integer >= 1, got 1.5"),
     ("seed", "abc", "seed: expected an integer >= 0, got 'abc'"),
 ])
 def test_embed_config_rejects(params, dotted, value, message):
@@ -87,14 +92,16 @@ def test_embed_section_must_be_a_mapping(params):
                                "c_miss, mnr_negatives, mnr_queries, p_target, probe, seed, tsne"),
     ("evaluate.probe.patience", 0, "evaluate.probe.patience: expected an integer >= 1, got 0"),
     ("evaluate.probe.patiense", 3, "evaluate.probe.patiense: unknown parameter; valid keys of evaluate.probe: "
-                                   "batch_size, device, lr, max_epochs, patience, test_fraction, val_fraction, "
-                                   "weight_decay"),
+                                   "batch_size, device, lr, max_epochs, patience, runs, test_fraction, "
+                                   "val_fraction, weight_decay"),
+    ("evaluate.probe.runs", 0, "evaluate.probe.runs: expected an integer >= 1, got 0"),
+    ("evaluate.probe.runs", "5", "evaluate.probe.runs: expected an integer >= 1, got '5'"),
     ("evaluate.probe.lr", "fast", "evaluate.probe.lr: expected a number > 0.0, got 'fast'"),
     ("evaluate.probe.test_fraction", 0.9, "evaluate.probe.test_fraction: val_fraction + test_fraction must be "
                                           "< 1, got 0.15 + 0.9"),
     ("evaluate.probe.device", "tpu", "evaluate.probe.device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
     ("evaluate.probe", 5, "evaluate.probe: expected a mapping with keys lr, weight_decay, max_epochs, patience, "
-                          "batch_size, val_fraction, test_fraction, device, got 5"),
+                          "batch_size, val_fraction, test_fraction, device, runs, got 5"),
     ("evaluate.tsne.max_points", 0, "evaluate.tsne.max_points: expected an integer >= 3, got 0"),
     ("evaluate.tsne.perplex", 5, "evaluate.tsne.perplex: unknown parameter; valid keys of evaluate.tsne: "
                                  "max_points, perplexity"),
@@ -167,7 +174,7 @@ def test_check_frontend_compares_every_front_end_key():
 # One scoring path: `singer-ssl score` and the evaluate stage
 
 
-def _embedding_file(path: Path) -> None:
+def _embedding_file(path: Path, random_inits: int = 1) -> None:
     rng = np.random.default_rng(0)
     keys, singers, sources = [], [], []
     for s in range(4):
@@ -179,9 +186,12 @@ def _embedding_file(path: Path) -> None:
     centres = rng.normal(size=(4, 8))
     codes = np.array([int(s[-1]) for s in singers])
     vec = lambda scale: (scale * centres[codes] + rng.normal(size=(len(keys), 8))).astype(np.float32)  # noqa: E731
-    write_embeddings(path, EmbeddingSet(keys, singers, sources, {
-        "embedding": vec(1.0), "projection": vec(0.8), "baseline/random_init/embedding": vec(0.2),
-        "baseline/random_init/projection": vec(0.2), "baseline/mfcc/embedding": vec(0.5)}))
+    vectors = {"embedding": vec(1.0), "projection": vec(0.8), "baseline/random_init/embedding": vec(0.2),
+               "baseline/random_init/projection": vec(0.2), "baseline/mfcc/embedding": vec(0.5)}
+    for k in range(1, random_inits):  # as the embed stage names further initialisations
+        vectors[f"baseline/random_init/init{k}/embedding"] = vec(0.2 + 0.3 * k)
+        vectors[f"baseline/random_init/init{k}/projection"] = vec(0.2)
+    write_embeddings(path, EmbeddingSet(keys, singers, sources, vectors))
 
 
 def _trials(path: Path) -> None:
@@ -235,3 +245,58 @@ def test_evaluate_names_missing_matrices(tmp_path, params):
         evaluate_run(EvaluateConfig.from_params(params, DATASET), emb, tmp_path / "t.txt", tmp_path / "m.json",
                      tmp_path / "plots")
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "plots").exists()
+
+
+def test_evaluate_averages_random_inits_and_probe_runs(tmp_path, params):
+    """baselines.random_init = mean / population std over the stored initialisations of each one's own metrics;
+    every probe block = mean / population std over `evaluate.probe.runs` runs seeded evaluate.seed + i."""
+    from singer_ssl.evaluation.store import read_embeddings
+
+    emb, trials = tmp_path / "e.h5", tmp_path / "trials.txt"
+    _embedding_file(emb, random_inits=3)
+    _trials(trials)
+    p = _set(_set(params, "evaluate.bootstrap", 20), "evaluate.tsne.max_points", 20)
+    p = _set(_set(p, "evaluate.probe.max_epochs", 15), "evaluate.probe.runs", 3)
+    cfg = EvaluateConfig.from_params(p, DATASET)
+    line = evaluate_run(cfg, emb, trials, tmp_path / "m.json", tmp_path / "plots")
+    m = json.loads((tmp_path / "m.json").read_text())
+
+    es = read_embeddings(emb)
+    singers, sources = np.asarray(es.singers), np.asarray(es.sources)
+    kw = {k: v for k, v in vars(cfg.probe).items() if k != "runs"}
+
+    def probe_mean(vectors):
+        runs = [probe_singer_id(vectors, singers, sources, seed=cfg.seed + i, **kw) for i in range(3)]
+        acc, bacc = [r["acc"] for r in runs], [r["bacc"] for r in runs]
+        return np.mean(acc), np.std(acc), np.mean(bacc), np.std(bacc)
+
+    acc, acc_std, bacc, bacc_std = probe_mean(es.vectors["embedding"])
+    assert m["probe"] == pytest.approx({"acc": acc, "acc_std": acc_std, "bacc": bacc, "bacc_std": bacc_std,
+                                        "runs": 3})
+    assert m["baselines"]["mfcc"]["probe"]["acc"] == pytest.approx(probe_mean(es.vectors["baseline/mfcc/embedding"])[0])
+
+    t = verification.load_trials(es, trials)
+    names = ["baseline/random_init/embedding", "baseline/random_init/init1/embedding",
+             "baseline/random_init/init2/embedding"]
+    blocks = [verification.verification(es.vectors[n], singers, t, **cfg.scoring())[0] for n in names]
+    r = m["baselines"]["random_init"]
+    assert r["inits"] == 3
+    for key in ("eer", "min_dcf", "mnr"):
+        vals = [b[key] for b in blocks]
+        assert (r[key], r[f"{key}_std"]) == pytest.approx((np.mean(vals), np.std(vals))), key
+        assert r["per_init"][key] == pytest.approx(vals)
+    assert len(set(b["eer"] for b in blocks)) > 1  # the initialisations do differ
+    init_accs = [probe_mean(es.vectors[n])[0] for n in names]
+    assert r["per_init"]["probe_acc"] == pytest.approx(init_accs)
+    assert (r["probe"]["acc"], r["probe"]["acc_std"]) == pytest.approx((np.mean(init_accs), np.std(init_accs)))
+    assert r["probe"]["runs"] == 3
+    assert f"random-init EER {r['eer']:.2f}% (std {r['eer_std']:.2f}, 3 inits)" in line
+
+
+def test_random_init_names_in_initialisation_order():
+    names = ["embedding", "baseline/random_init/init10/embedding", "baseline/random_init/init2/embedding",
+             "baseline/random_init/init1/projection", "baseline/random_init/embedding",
+             "baseline/random_init/init1/embedding", "baseline/random_init/init0/embedding"]
+    assert random_init_names(names) == ["baseline/random_init/embedding", "baseline/random_init/init1/embedding",
+                                        "baseline/random_init/init2/embedding",
+                                        "baseline/random_init/init10/embedding"]

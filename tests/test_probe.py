@@ -1,11 +1,12 @@
-"""Linear probe: recording-level splits, scaler on train only, perfect / chance accuracy on synthetic data."""
+"""Linear probe: recording-level splits, scaler on train only, perfect / chance accuracy on synthetic data,
+BYOL-A's early-stopping rule (ties accepted, patience 10), and the mean/std over seeded runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from singer_ssl.evaluation.probe import probe_singer_id, split_by_group
+from singer_ssl.evaluation.probe import EarlyStopping, probe_runs, probe_singer_id, split_by_group
 
 
 def synthetic(n_singers=5, recordings=6, segments=12, dim=16, singer_scale=5.0, recording_scale=0.0,
@@ -138,3 +139,111 @@ def test_probe_errors():
         probe_singer_id(emb, singers[:-1], groups)
     with pytest.raises(ValueError, match="val_fraction"):
         probe_singer_id(emb, singers, groups, val_fraction=0.5, test_fraction=0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# BYOL-A's early stopping, against a brute-force transcription of its rule
+
+
+def byol_a_stopping(history: list[float], patience: int) -> tuple[bool, int, int]:
+    """``EarlyStopping.on_epoch_end`` of daisukelab/general-learning ``MLP/torch_mlp_clf.py`` (7b31d31, used
+    by BYOL-A's evaluate.py) replayed over a validation-accuracy history, 0-based epochs and ``wait`` as there.
+
+    Returns ``(stopped, epochs_run, best_epoch)`` (1-based counts); ``stopped`` False when the history ran out.
+    """
+    best_value, wait, best_epoch = 0, 0, None
+    for epoch, acc in enumerate(history):
+        if acc >= best_value:
+            best_epoch, best_value, wait = epoch, acc, 1
+        else:
+            if wait >= patience:
+                return True, epoch + 1, best_epoch + 1
+            wait += 1
+    return False, len(history), best_epoch + 1
+
+
+def replay(history: list[float], patience: int) -> tuple[bool, int, int]:
+    stopper = EarlyStopping(patience)
+    for epoch, acc in enumerate(history, start=1):
+        if stopper.update(epoch, acc)[1]:
+            return True, epoch, stopper.best_epoch
+    return False, len(history), stopper.best_epoch
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3, 10])
+def test_early_stopping_matches_byol_a_on_histories_with_ties(patience):
+    rng = np.random.default_rng(patience)
+    for _ in range(300):
+        # few distinct values, so ties and plateaus are frequent
+        history = (rng.integers(0, 5, size=int(rng.integers(1, 40))) / 4).tolist()
+        assert replay(history, patience) == byol_a_stopping(history, patience), history
+    plateau = [0.5, 0.75] + [0.75] * 15 + [0.5] * 15
+    assert replay(plateau, 10) == byol_a_stopping(plateau, 10) == (True, 27, 17)
+
+
+def test_probe_plateau_of_ties_trains_as_long_as_byol_a():
+    """Separable clusters learnt slowly (lr 1e-3): validation accuracy climbs in steps with long plateaus of ties
+    (1/3 for 15 epochs). BYOL-A's rule moves the best epoch to the latest tie and runs all 40 epochs; a
+    strict-improvement rule would have stopped ``patience`` epochs into the first long plateau."""
+    emb, singers, groups = synthetic(n_singers=6, recordings=5, segments=20, singer_scale=6.0, noise=0.5)
+    res = probe_singer_id(emb, singers, groups, seed=0, max_epochs=40, patience=10)
+    history = res["val_history"]
+    assert byol_a_stopping(history, 10) == (False, 40, 40)
+    assert (res["epochs"], res["best_epoch"]) == (40, 40) and res["val_acc"] == history[-1] == max(history)
+    strict_best, waited, strict_stop = -1.0, 0, None
+    for epoch, acc in enumerate(history, start=1):
+        strict_best, waited = (acc, 0) if acc > strict_best else (strict_best, waited + 1)
+        if waited >= 10:
+            strict_stop = epoch
+            break
+    assert strict_stop is not None and strict_stop < 30  # the strict rule would stop here: the rules differ
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_probe_stops_where_byol_a_stops(seed):
+    """A noisy task shaped like the built-in test set (8 singers x 6 recordings x 3 segments): the epochs run and
+    the best epoch are those BYOL-A's rule gives on the same validation history."""
+    emb, singers, groups = synthetic(n_singers=8, recordings=6, segments=3, dim=64, singer_scale=0.5,
+                                     recording_scale=1.0, noise=1.0, seed=seed)
+    res = probe_singer_id(emb, singers, groups, seed=seed)
+    history = res["val_history"]
+    stopped, epochs, best = byol_a_stopping(history, 10)
+    assert len(history) == res["epochs"] == epochs and res["best_epoch"] == best
+    assert stopped or epochs == 200
+    assert res["val_acc"] == history[best - 1] == max(history)
+
+
+# --------------------------------------------------------------------------------------------------
+# Several runs
+
+
+def test_probe_runs_are_the_mean_and_std_of_seeded_runs():
+    emb, singers, groups = synthetic(n_singers=4, recordings=6, segments=10, singer_scale=0.7, noise=1.0, seed=2)
+    summary, first = probe_runs(emb, singers, groups, runs=3, seed=7, max_epochs=30)
+    single = [probe_singer_id(emb, singers, groups, seed=7 + i, max_epochs=30) for i in range(3)]
+    accs, baccs = [r["acc"] for r in single], [r["bacc"] for r in single]
+    assert summary == pytest.approx({"acc": np.mean(accs), "acc_std": np.std(accs), "bacc": np.mean(baccs),
+                                     "bacc_std": np.std(baccs), "runs": 3})
+    assert len(set(accs)) > 1  # the runs differ (their own splits and initialisations)
+    assert first["y_pred"] == single[0]["y_pred"]
+    np.testing.assert_array_equal(first["split"], single[0]["split"])
+    with pytest.raises(ValueError, match="runs must be an integer >= 1"):
+        probe_runs(emb, singers, groups, runs=0)
+
+
+def test_probe_runs_separable_clusters_perfect_on_average():
+    emb, singers, groups = synthetic(n_singers=6, recordings=5, segments=20, singer_scale=6.0, noise=0.5)
+    summary, _ = probe_runs(emb, singers, groups, runs=5, seed=0)
+    assert summary == {"acc": 1.0, "acc_std": 0.0, "bacc": 1.0, "bacc_std": 0.0, "runs": 5}
+
+
+def test_probe_runs_shuffled_labels_at_chance():
+    """Singers assigned to recordings at random (10 singers x 40 recordings): chance is 1/10. Each run tests 100
+    recordings; a recording's share of correct segments lies in [0, 1] with mean 0.1 under the null, so one run's
+    accuracy has standard deviation at most sqrt(0.1 * 0.9 / 100) = 0.03, and so does the mean over runs
+    (whatever their correlation). Tolerance: 3 standard deviations."""
+    emb, singers, groups = synthetic(n_singers=10, recordings=40, segments=4, singer_scale=0.0, recording_scale=5.0,
+                                     noise=0.3, seed=1, shuffle_singers=True)
+    summary, first = probe_runs(emb, singers, groups, runs=5, seed=0)
+    assert first["n_test"] == 10 * 10 * 4
+    assert abs(summary["acc"] - 0.1) < 3 * 0.03, summary

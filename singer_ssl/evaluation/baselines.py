@@ -2,11 +2,14 @@
 
 - **random-init**: the trained model's architecture (same hyperparameters, same front end and
   normalisation) with freshly initialised weights, seeded. It shows how much of the score the
-  architecture and front end give before any training.
+  architecture and front end give before any training. One initialisation's score varies a lot with
+  its seed, so the embed stage draws ``embed.random_inits`` of them (seeds ``seed``, ``seed + 1``, ...;
+  the first is the one training starts from) and the evaluate stage reports their mean and spread.
 - **MFCC**: a handcrafted embedding, the mean and standard deviation over time of the first 20 MFCCs
   of the stored log-mel spectrogram (no learning at all).
 
-Their vectors are stored under ``baseline/random_init/...`` and ``baseline/mfcc/embedding`` in the
+Their vectors are stored under ``baseline/random_init/...`` (further initialisations under
+``baseline/random_init/init<k>/...``) and ``baseline/mfcc/embedding`` in the
 embedding file (:mod:`singer_ssl.evaluation.store`) and scored like the trained embedding.
 """
 

@@ -1,13 +1,32 @@
 """Linear-probe singer identification on frozen embeddings, split by source recording.
 
-Protocol (EVAR ``lineareval.py`` / BYOL-A ``evaluate.py``):
-StandardScaler fit on the training split only; one linear layer trained with Adam (lr 1e-3, weight decay 1e-8,
-mini-batches of min(200, n_train), up to 200 epochs); early stopping with patience 20 on validation accuracy,
-best weights restored; accuracy and balanced accuracy (sklearn ``balanced_accuracy_score``, the mean per-singer
-recall) on the test split.
+Reference followed: BYOL-A's linear evaluation (Niizumi et al.; ``evaluate.py`` of github:nttcslab/byol-a,
+which trains ``TorchMLPClassifier`` of github:daisukelab/general-learning ``MLP/torch_mlp_clf.py`` at commit
+7b31d31, the version BYOL-A's README pins, with ``hidden_layer_sizes=()``). As there:
 
-Splits are by *source recording* (``groups``): all segments of a recording land in one split, so the probe
-measures singer identity across recordings rather than recording/channel memorisation.
+- standardisation: a StandardScaler fit on the training split only, applied to train, validation and test;
+- classifier: one ``torch.nn.Linear`` layer (torch's default initialisation), cross-entropy loss;
+- optimiser: Adam, lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-8 (the classifier's ``alpha``);
+- mini-batches of ``min(200, n_train)``, reshuffled every epoch, the last one partial; at most 200 epochs;
+- early stopping on validation accuracy with patience 10 (``n_iter_no_change``): an epoch whose accuracy is
+  *greater than or equal to* the best so far (ties accepted, so the best epoch moves to the latest of a
+  plateau) becomes the best and its weights are kept; training stops after 10 consecutive epochs that are not;
+- the best epoch's weights are restored, then accuracy is measured on the test split;
+- several runs are summarised by their mean and population standard deviation (``np.std``), as BYOL-A's
+  ``do_eval`` does over its ``repeat`` runs (:func:`probe_runs`).
+
+Where we deliberately differ:
+
+- splits are by *source recording* (``groups``), stratified by singer (:func:`split_by_group`): all segments
+  of a recording land in one split, so the probe measures singer identity across recordings rather than
+  recording/channel memorisation. BYOL-A uses each dataset's fixed train/valid/test lists; here every run
+  draws its own grouped split (BYOL-A's repeats only re-initialise the classifier);
+- ``TorchMLPClassifier`` standardises a second time inside ``fit`` (a scaler refit on the already-standardised
+  training split, a near-identity, applied to training and test inputs but not to validation inputs); we
+  standardise once;
+- we also report balanced accuracy (sklearn ``balanced_accuracy_score``, the mean per-singer recall);
+- training runs on the CPU by default (BYOL-A uses CUDA) with our own seeded generator for the initialisation
+  and batch order, so results are reproducible.
 """
 
 from __future__ import annotations
@@ -17,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLIT_NAMES", "probe_singer_id", "split_by_group"]
+__all__ = ["SPLIT_NAMES", "EarlyStopping", "probe_runs", "probe_singer_id", "split_by_group"]
 
 SPLIT_NAMES = ("train", "val", "test", "excluded")
 
@@ -93,6 +112,29 @@ def split_by_group(
     return group_split[group_of], excluded
 
 
+class EarlyStopping:
+    """BYOL-A's early-stopping rule on a validation accuracy (``EarlyStopping`` of ``torch_mlp_clf.py``).
+
+    :meth:`update` is called once per epoch: an accuracy ``>=`` the best so far (ties accepted) makes that epoch
+    the best and resets the count; otherwise the count of epochs without a new best grows, and training stops
+    once it reaches ``patience``. Epochs are 1-based.
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_acc = -1.0
+        self.best_epoch = 0
+        self.waited = 0
+
+    def update(self, epoch: int, acc: float) -> tuple[bool, bool]:
+        """Record ``acc`` of ``epoch``; returns ``(is_new_best, stop)``."""
+        if acc >= self.best_acc:
+            self.best_acc, self.best_epoch, self.waited = acc, epoch, 0
+            return True, False
+        self.waited += 1
+        return False, self.waited >= self.patience
+
+
 def _train_linear(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -107,7 +149,11 @@ def _train_linear(
     batch_size: int,
     device: Any,
 ):
-    """Adam-trained linear layer with early stopping on validation accuracy; returns (model, epochs, best)."""
+    """Adam-trained linear layer with BYOL-A's early stopping (:class:`EarlyStopping`).
+
+    Returns ``(model, epochs_run, best_epoch, best_val_acc, val_history)``; the model holds the best epoch's
+    weights, ``val_history`` the validation accuracy of every epoch run.
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -118,13 +164,14 @@ def _train_linear(
         model.weight.copy_(torch.rand(model.weight.shape, generator=gen) * 2 * bound - bound)
         model.bias.copy_(torch.rand(model.bias.shape, generator=gen) * 2 * bound - bound)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y_train, dtype=torch.int64, device=device)
     xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
     yv = torch.as_tensor(y_val, dtype=torch.int64, device=device)
     batch = max(1, min(batch_size, xt.shape[0]))
-    best_acc, best_epoch, best_state, waited = -1.0, 0, None, 0
+    stopper = EarlyStopping(patience)
+    best_state, history = None, []
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         model.train()
@@ -138,16 +185,15 @@ def _train_linear(
         model.eval()
         with torch.no_grad():
             acc = float((model(xv).argmax(dim=1) == yv).float().mean())
-        if acc > best_acc:
-            best_acc, best_epoch, waited = acc, epoch, 0
+        history.append(acc)
+        is_best, stop = stopper.update(epoch, acc)
+        if is_best:
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= patience:
-                break
+        if stop:
+            break
     model.load_state_dict(best_state)
     model.eval()
-    return model, epoch, best_epoch, best_acc
+    return model, epoch, stopper.best_epoch, stopper.best_acc, history
 
 
 def probe_singer_id(
@@ -158,7 +204,7 @@ def probe_singer_id(
     lr: float = 1e-3,
     weight_decay: float = 1e-8,
     max_epochs: int = 200,
-    patience: int = 20,
+    patience: int = 10,
     batch_size: int = 200,
     val_fraction: float = 0.15,
     test_fraction: float = 0.25,
@@ -171,10 +217,10 @@ def probe_singer_id(
             (manifest ``source``); no recording is split across train/val/test (:func:`split_by_group`).
         seed: seeds the split, the weight initialisation and the batch order; the result is deterministic for a
             seed on a given device.
-        lr, weight_decay, max_epochs, patience, batch_size: Adam / early-stopping settings (EVAR-style; defaults
-            as BYOL-A's evaluate.py). Mini-batches of ``min(batch_size, n_train)``, reshuffled each epoch;
-            training stops after ``patience`` epochs without a strictly better validation accuracy, and the best
-            epoch's weights are restored.
+        lr, weight_decay, max_epochs, patience, batch_size: Adam / early-stopping settings (defaults: BYOL-A's,
+            see the module docstring). Mini-batches of ``min(batch_size, n_train)``, reshuffled each epoch;
+            training stops after ``patience`` consecutive epochs whose validation accuracy is below the best
+            (an equal accuracy is a new best), and the best epoch's weights are restored.
         val_fraction, test_fraction: share of each singer's recordings for validation and test.
         device: torch device for training (``"cpu"``, ``"cuda"``, ``"auto"`` = cuda when available). CPU is the
             default: the probe is small, and CPU results are reproducible across machines.
@@ -183,8 +229,9 @@ def probe_singer_id(
         dict with ``acc`` and ``bacc`` (test accuracy and balanced accuracy, fractions in [0, 1]), ``n_train``,
         ``n_val``, ``n_test`` (segments), ``n_classes``, ``confusion`` (``{"labels": [...], "matrix": [[...]]}``,
         rows = true singer), ``y_true``/``y_pred`` (test singer names), ``val_acc`` (best), ``epochs`` (run),
-        ``best_epoch``, ``excluded_singers`` (one recording only), ``split`` ((N,) array of "train"/"val"/"test"/
-        "excluded"), ``scaler_mean``/``scaler_scale`` ((D,) StandardScaler statistics of the training split).
+        ``best_epoch``, ``val_history`` (validation accuracy of each epoch run), ``excluded_singers`` (one
+        recording only), ``split`` ((N,) array of "train"/"val"/"test"/"excluded"),
+        ``scaler_mean``/``scaler_scale`` ((D,) StandardScaler statistics of the training split).
 
     Raises:
         ValueError: NaN/inf embeddings, mismatched lengths, fewer than two singers with at least two recordings,
@@ -244,7 +291,7 @@ def probe_singer_id(
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        model, epochs, best_epoch, val_acc = _train_linear(
+        model, epochs, best_epoch, val_acc, history = _train_linear(
             x[train], y[train], x[val], y[val], len(classes), seed, lr, weight_decay, max_epochs, patience,
             batch_size, device,
         )
@@ -272,8 +319,28 @@ def probe_singer_id(
         "val_acc": float(val_acc),
         "epochs": int(epochs),
         "best_epoch": int(best_epoch),
+        "val_history": history,
         "excluded_singers": excluded,
         "split": np.asarray(SPLIT_NAMES)[split],
         "scaler_mean": scaler.mean_.copy(),
         "scaler_scale": scaler.scale_.copy(),
     }
+
+
+def probe_runs(emb: np.ndarray, singers: np.ndarray, groups: np.ndarray, runs: int = 5, seed: int = 0,
+               **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`probe_singer_id` ``runs`` times, run ``i`` with seed ``seed + i`` (its own grouped split, weight
+    initialisation and batch order; run 0 is exactly ``probe_singer_id(..., seed=seed)``).
+
+    Returns ``(summary, first)``: ``summary`` = ``{acc, acc_std, bacc, bacc_std, runs}``, the mean and the
+    population standard deviation (``np.std``, as BYOL-A's ``do_eval``) over runs of the test accuracy and
+    balanced accuracy (fractions); ``first`` = the full result of run 0 (for plots and split counts).
+    """
+    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 1:
+        raise ValueError(f"runs must be an integer >= 1, got {runs!r}")
+    results = [probe_singer_id(emb, singers, groups, seed=seed + i, **kwargs) for i in range(int(runs))]
+    acc = np.array([r["acc"] for r in results])
+    bacc = np.array([r["bacc"] for r in results])
+    summary = {"acc": float(acc.mean()), "acc_std": float(acc.std()), "bacc": float(bacc.mean()),
+               "bacc_std": float(bacc.std()), "runs": int(runs)}
+    return summary, results[0]

@@ -7,17 +7,27 @@ files. For each representation (the encoder's embedding, its projection, each ba
 
 - verification (:mod:`singer_ssl.evaluation.verification`): EER (%) with its threshold and a
   percentile-bootstrap 95 % interval, minDCF, MNR (%);
-- linear-probe singer identification (:mod:`singer_ssl.evaluation.probe`): accuracy and balanced
-  accuracy, split by source recording (BYOL-A / EVAR protocol).
+- linear-probe singer identification (:mod:`singer_ssl.evaluation.probe`, BYOL-A's protocol, split by
+  source recording): mean and standard deviation of the accuracy and balanced accuracy over
+  ``evaluate.probe.runs`` seeded runs (run ``i``: seed ``evaluate.seed + i``).
+
+The random-init baseline is averaged over the embed stage's ``embed.random_inits`` initialisations
+(``baseline/random_init/embedding``, then ``baseline/random_init/init<k>/embedding``): each metric is
+the mean over initialisations, ``*_std`` their population standard deviation, and ``per_init`` lists
+each initialisation's own values (its probe accuracy being the mean over the probe runs).
 
 Metrics JSON::
 
     embedding, projection: {eer, eer_ci95, eer_threshold, min_dcf, mnr}
-    probe: {acc, bacc}                                   (of the embedding)
-    baselines: {random_init, mfcc}: {eer, eer_ci95, eer_threshold, min_dcf, mnr, probe: {acc, bacc}}
+    probe: {acc, acc_std, bacc, bacc_std, runs}           (of the embedding)
+    baselines:
+      mfcc: {eer, eer_ci95, eer_threshold, min_dcf, mnr, probe: {acc, acc_std, bacc, bacc_std, runs}}
+      random_init: {eer, eer_std, min_dcf, min_dcf_std, mnr, mnr_std,
+                    probe: {acc, acc_std, bacc, bacc_std, runs}, inits,
+                    per_init: {eer: [...], min_dcf: [...], mnr: [...], probe_acc: [...]}}
     degraded_16k: {embedding, projection}: {...}         (only when the embed stage wrote them)
     counts: {segments, singers, trials, target_trials, mnr_queries, mnr_negatives,
-             probe_train, probe_val, probe_test}
+             probe_train, probe_val, probe_test}          (probe_*: segments in the first run's split)
 
 Everything is computed and validated before the first file is written.
 """
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,24 +49,29 @@ from singer_ssl.core.params import device_param, int_param, mapping_param, numbe
 
 #: the keys of the ``evaluate`` section and of its sub-mappings
 EVALUATE_KEYS = ("p_target", "c_miss", "c_fa", "bootstrap", "mnr_queries", "mnr_negatives", "seed", "probe", "tsne")
-PROBE_KEYS = ("lr", "weight_decay", "max_epochs", "patience", "batch_size", "val_fraction", "test_fraction", "device")
+PROBE_KEYS = ("lr", "weight_decay", "max_epochs", "patience", "batch_size", "val_fraction", "test_fraction", "device",
+              "runs")
 TSNE_KEYS = ("perplexity", "max_points")
 #: the matrices the embed stage always writes (``degraded_16k/*`` only with ``embed.degrade_16k``)
 REQUIRED_VECTORS = ("embedding", "projection", "baseline/random_init/embedding", "baseline/mfcc/embedding")
+#: the further random initialisations (``embed.random_inits`` > 1): ``baseline/random_init/init<k>/embedding``
+RANDOM_INIT_MORE = re.compile(r"^baseline/random_init/init([1-9][0-9]*)/embedding$")
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """``evaluate.probe``: the linear probe's settings (keyword arguments of ``probe_singer_id``)."""
+    """``evaluate.probe``: the linear probe's settings (``runs`` seeded runs of ``probe_singer_id`` with the
+    other keys as keyword arguments); defaults are BYOL-A's (:mod:`singer_ssl.evaluation.probe`)."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-8
     max_epochs: int = 200
-    patience: int = 20
+    patience: int = 10
     batch_size: int = 200
     val_fraction: float = 0.15
     test_fraction: float = 0.25
     device: str = "cpu"
+    runs: int = 5
 
     @classmethod
     def from_mapping(cls, value: Any, where: str = "evaluate.probe") -> ProbeConfig:
@@ -73,6 +89,7 @@ class ProbeConfig:
             test_fraction=number_param(sec.get("test_fraction", d.test_fraction), f"{where}.test_fraction", 0.0,
                                        1.0, low_open=True, high_open=True),
             device=device_param(sec.get("device", d.device), f"{where}.device"),
+            runs=int_param(sec.get("runs", d.runs), f"{where}.runs", minimum=1),
         )
         if cfg.val_fraction + cfg.test_fraction >= 1.0:
             raise ConfigError(f"{where}.test_fraction: val_fraction + test_fraction must be < 1, got "
@@ -145,11 +162,40 @@ class EvaluateConfig:
                 "mnr_queries": self.mnr_queries, "mnr_negatives": self.mnr_negatives, "seed": self.seed}
 
 
-def _probe(cfg: EvaluateConfig, vectors: np.ndarray, singers: np.ndarray, sources: np.ndarray) -> dict[str, Any]:
-    """Linear-probe singer identification on frozen vectors (split by source recording)."""
-    from singer_ssl.evaluation.probe import probe_singer_id
+def _probe(cfg: EvaluateConfig, vectors: np.ndarray, singers: np.ndarray,
+           sources: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Linear-probe singer identification on frozen vectors: ``(summary over runs, first run's result)``."""
+    from singer_ssl.evaluation.probe import probe_runs
 
-    return probe_singer_id(vectors, singers, sources, seed=cfg.seed, **dataclasses.asdict(cfg.probe))
+    kwargs = dataclasses.asdict(cfg.probe)
+    runs = kwargs.pop("runs")
+    return probe_runs(vectors, singers, sources, runs=runs, seed=cfg.seed, **kwargs)
+
+
+def random_init_names(names: Any) -> list[str]:
+    """The random-init baseline matrices among ``names``: the first initialisation, then ``init<k>`` by k."""
+    more = sorted((int(m[1]), m[0]) for m in map(RANDOM_INIT_MORE.match, names) if m)
+    return ["baseline/random_init/embedding", *(name for _, name in more)]
+
+
+def average_inits(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The random-init baseline block: mean and population std over initialisations (``blocks``: one
+    verification block with its ``probe`` summary each), the count, and each initialisation's values."""
+    out: dict[str, Any] = {}
+    for key in ("eer", "min_dcf", "mnr"):
+        vals = np.array([b[key] for b in blocks], dtype=np.float64)
+        out[key], out[f"{key}_std"] = float(vals.mean()), float(vals.std())
+    probe: dict[str, Any] = {}
+    for key in ("acc", "bacc"):
+        vals = np.array([b["probe"][key] for b in blocks], dtype=np.float64)
+        probe[key], probe[f"{key}_std"] = float(vals.mean()), float(vals.std())
+    probe["runs"] = blocks[0]["probe"]["runs"]
+    out["probe"] = probe
+    out["inits"] = len(blocks)
+    # lists of numbers (as eer_ci95), which `dvc metrics show/diff` display as they do other list values
+    out["per_init"] = {"eer": [b["eer"] for b in blocks], "min_dcf": [b["min_dcf"] for b in blocks],
+                       "mnr": [b["mnr"] for b in blocks], "probe_acc": [b["probe"]["acc"] for b in blocks]}
+    return out
 
 
 def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
@@ -175,15 +221,15 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
     main_block, main_scores, (nq, nneg) = verification(v["embedding"], singers, trials, **scoring)
     out["embedding"] = main_block
     out["projection"], _, _ = verification(v["projection"], singers, trials, **scoring)
-    main_probe = _probe(cfg, v["embedding"], singers, sources)
-    out["probe"] = {"acc": main_probe["acc"], "bacc": main_probe["bacc"]}
-    out["baselines"] = {}
-    for base in ("random_init", "mfcc"):
-        vec = v[f"baseline/{base}/embedding"]
-        block, _, _ = verification(vec, singers, trials, **scoring)
-        p = _probe(cfg, vec, singers, sources)
-        block["probe"] = {"acc": p["acc"], "bacc": p["bacc"]}
-        out["baselines"][base] = block
+    out["probe"], main_probe = _probe(cfg, v["embedding"], singers, sources)
+
+    def scored(name: str) -> dict[str, Any]:
+        block, _, _ = verification(v[name], singers, trials, **scoring)
+        block["probe"] = _probe(cfg, v[name], singers, sources)[0]
+        return block
+
+    out["baselines"] = {"random_init": average_inits([scored(name) for name in random_init_names(v)]),
+                        "mfcc": scored("baseline/mfcc/embedding")}
     if "degraded_16k/embedding" in v:
         out["degraded_16k"] = {
             rep: verification(v[f"degraded_16k/{rep}"], singers, trials, **scoring)[0]
@@ -213,6 +259,8 @@ def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: st
     e, r, m = result["embedding"], result["baselines"]["random_init"], result["baselines"]["mfcc"]
     return (
         f"{cfg.dataset}: EER {e['eer']:.2f}% [{e['eer_ci95'][0]:.2f}, {e['eer_ci95'][1]:.2f}] "
-        f"minDCF {e['min_dcf']:.3f} MNR {e['mnr']:.2f}% probe acc {result['probe']['acc']:.3f} | "
-        f"random-init EER {r['eer']:.2f}% | mfcc EER {m['eer']:.2f}% ({time.perf_counter() - t0:.1f} s)"
+        f"minDCF {e['min_dcf']:.3f} MNR {e['mnr']:.2f}% probe acc {result['probe']['acc']:.3f} "
+        f"(std {result['probe']['acc_std']:.3f}) | "
+        f"random-init EER {r['eer']:.2f}% (std {r['eer_std']:.2f}, {r['inits']} inits) | "
+        f"mfcc EER {m['eer']:.2f}% ({time.perf_counter() - t0:.1f} s)"
     )

@@ -4,6 +4,7 @@ Layout (all datasets have N rows in the same order):
     key (N,) utf-8, singer (N,) utf-8, source (N,) utf-8
     embedding (N, D_emb) float32, projection (N, D_proj) float32
     baseline/random_init/embedding, baseline/random_init/projection  (same encoder, random weights)
+    baseline/random_init/init<k>/embedding, .../projection  (k = 1 .. embed.random_inits - 1: more seeds)
     baseline/mfcc/embedding   (handcrafted: mean+std over time of 20 MFCCs)
     degraded_16k/embedding, degraded_16k/projection   (only with embed.degrade_16k)
 The baselines are computed by :mod:`singer_ssl.evaluation.baselines`. Scoring reads these
