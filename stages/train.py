@@ -6,8 +6,8 @@
 Reads ``seed``, ``loss``, ``losses.<loss>``, ``encoder``, ``encoders.<encoder>``, ``head``, ``augment``,
 ``train`` and ``datasets.train`` (:class:`singer_ssl.training.config.TrainConfig`), the features
 ``<features dir>/<name>.h5`` and segments ``<segments dir>/<name>/``; writes ``<model dir>`` (model.pt,
-model.ts, hyperparams.yaml) atomically, ``<checkpoints dir>/last.pt`` (a rerun with the same parameters
-resumes from it) and dvclive logs in ``<plots dir>`` (see :mod:`singer_ssl.training.run`).
+model.ts, hyperparams.yaml) atomically, ``<checkpoints dir>/last.pt`` (an interrupted run resumes
+from it if params, data and code are unchanged), dvclive logs in ``<plots dir>`` (:mod:`singer_ssl.training.run`).
 dvc.yaml: ``python stages/train.py data/features/train data/segments/train data/model data/checkpoints plots/train``.
 """
 

@@ -2,6 +2,13 @@
 
 A temporary sibling (same directory, so ``os.replace`` is a same-filesystem rename) is written
 first and renamed over the target only when the writer finished without raising.
+
+Temporaries are named ``.<name>.tmp-<pid>-<8 hex>``. A process killed with ``SIGKILL`` cannot remove
+its own, so every write first removes the stale temporaries *of the same target*: those whose
+process is gone (:func:`remove_stale_temporaries`). The pid test keeps the temporary of a writer that
+is still running (another process writing the same target); a temporary of this very process is also
+kept (a thread of it may be writing). A pid reused by an unrelated live process only delays the
+cleanup to a later write.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,26 +30,64 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _remove(path: Path) -> None:
+    """Remove a file or a folder tree (ignoring errors: it may be gone already)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else (or cannot tell): keep its files
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` (files or folders ``.<name>.tmp-<pid>-<hex>`` next to it)
+    left by processes that no longer run; returns what was removed. Another target's temporaries, a
+    live process's and this process's own are kept."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        _remove(Path(entry.path))
+        removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write ``path`` into; rename it over ``path`` on success.
 
     With ``is_dir=True`` the temporary path is an (empty, created) directory and an existing
     target directory is replaced as a whole. On an exception the temporary is removed and the
-    previous target (if any) is left untouched.
+    previous target (if any) is left untouched. Stale temporaries of ``path`` from killed processes
+    are removed first (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_sibling(path)
     if is_dir:
         tmp.mkdir()
     try:
         yield tmp
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
         raise
     if is_dir:
         old = None
@@ -50,7 +96,7 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)  # a folder, or a file the folder replaces
     else:
         os.replace(tmp, path)
 

@@ -1,9 +1,10 @@
 """The model folder contract: what the train stage writes and ``embed``/``load_model``/the CLI read.
 
 The model folder (``data/model/``) holds ``model.pt`` (state dict of ``SingerModel``, front-end
-buffers included), ``model.ts`` (TorchScript of ``forward``: waveform -> embedding) and
-``hyperparams.yaml``, which describes everything needed to rebuild the model without
-``params.yaml``::
+buffers included), ``model.ts`` (TorchScript of ``forward``: waveform -> embedding, carrying a copy
+of ``hyperparams.yaml`` as the extra file ``hyperparams.yaml``, so its sample rate travels with it:
+:func:`torchscript_hyperparams`) and ``hyperparams.yaml``, which describes everything needed to
+rebuild the model without ``params.yaml``::
 
     library: {name: singer-ssl, version: 0.1.0}
     frontend: {sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset, center, window, mel}
@@ -19,13 +20,20 @@ buffers included), ``model.ts`` (TorchScript of ``forward``: waveform -> embeddi
     datasets: [names of the training datasets]
 
 Only ``frontend``, ``normalization``, ``encoder`` and ``head`` are needed by :func:`build_model`.
+
+Every file is byte-reproducible: the same weights and hyperparams give the same bytes wherever the
+repository lives and whatever ``PYTHONHASHSEED`` is (so a retrain with the same result leaves
+``dvc.lock`` clean). ``model.ts`` is rewritten for that (:func:`save_torchscript`).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import os
+import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -188,19 +196,88 @@ def to_torchscript(model: SingerModel, sample_rate: int, example_seconds: float 
     return exported
 
 
+_FINAL = re.compile(r"^\s+\w+ : Final\[")  # a class constant line of TorchScript's serialized code
+_WRITER_RECORDS = ("version", ".data/version", ".data/serialization_id")  # written by the archive writer
+
+
+def _sorted_constants(code: str) -> str:
+    """Sort each run of ``name : Final[...] = value`` lines of serialized TorchScript code: torch lists
+    a class's constants in the order of a Python ``set`` (string hashes: a different order per process);
+    constants are looked up by name, so their order carries no meaning."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in code.splitlines(keepends=True):
+        if _FINAL.match(line):
+            run.append(line)
+            continue
+        out.extend(sorted(run))
+        run = []
+        out.append(line)
+    return "".join(out + sorted(run))
+
+
+def save_torchscript(module: torch.jit.ScriptModule, path: str | os.PathLike,
+                     extra_files: dict[str, str] | None = None) -> None:
+    """``torch.jit.save`` made byte-reproducible: the archive is rewritten record by record (sorted
+    names) through torch's own archive writer (aligned records, fixed timestamps, archive folder named
+    after ``path``), without the ``*.debug_pkl`` records (source ranges with the absolute paths of the
+    Python files; error messages then point at the serialized code instead) and with sorted class
+    constants (:func:`_sorted_constants`); the serialization id is recomputed from the content.
+    ``extra_files`` (name -> text) are stored as ``extra/<name>``; read them back with
+    ``torch.jit.load(path, _extra_files={name: ""})``."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; model.ts is in the contract
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(module, buffer, _extra_files=extra_files or {})
+    buffer.seek(0)
+    with zipfile.ZipFile(buffer) as archive:
+        names = archive.namelist()
+        prefix = names[0].split("/", 1)[0] + "/"
+        records = {name[len(prefix):]: archive.read(name) for name in names}
+    writer = torch._C.PyTorchFileWriter(str(path))  # what torch.save/jit.save write through
+    writer.set_min_version(int(records.get(".data/version", records.get("version", b"0"))))
+    for name in sorted(records):
+        if name in _WRITER_RECORDS or name.endswith(".debug_pkl"):
+            continue
+        data = records[name]
+        if name.startswith("code/") and name.endswith(".py"):
+            data = _sorted_constants(data.decode("utf-8")).encode("utf-8")
+        writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
+    del writer  # closes the file
+
+
+def torchscript_hyperparams(path: str | os.PathLike) -> dict[str, Any]:
+    """The hyperparams stored inside a ``model.ts`` (e.g. ``["frontend"]["sample_rate"]``, in Hz).
+
+    The same as ``yaml.safe_load(files["hyperparams.yaml"])`` after
+    ``torch.jit.load(path, _extra_files=files)`` with ``files = {"hyperparams.yaml": ""}``;
+    :class:`ModelFolderError` when the file carries none (written before they were stored)."""
+    files = {"hyperparams.yaml": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    hp = yaml.safe_load(files["hyperparams.yaml"] or "null")
+    if not isinstance(hp, dict):
+        raise ModelFolderError(f"{path} carries no hyperparams.yaml")
+    return hp
+
+
 def save_model_folder(model: SingerModel, hparams: dict[str, Any], out_dir: str | os.PathLike) -> Path:
     """Write ``model.pt``, ``model.ts`` and ``hyperparams.yaml`` into ``out_dir`` atomically.
 
     The folder is assembled in a temporary sibling and renamed over ``out_dir`` only when all three
-    files were written (an existing folder is replaced as a whole).
+    files were written (an existing folder is replaced as a whole). The same model and hyperparams
+    give the same bytes (see :func:`save_torchscript`).
     """
     out_dir = Path(out_dir)
     sample_rate = int(hparams["frontend"]["sample_rate"])
     seconds = float(hparams.get("segment_seconds") or 2.0)
     cpu_model = copy.deepcopy(model).cpu().eval()
     scripted = to_torchscript(cpu_model, sample_rate, example_seconds=min(seconds, 4.0))
+    text = yaml.safe_dump(plain(hparams), sort_keys=False)
     with atomic_path(out_dir, is_dir=True) as tmp:
         torch.save(cpu_model.state_dict(), tmp / "model.pt")
-        scripted.save(str(tmp / "model.ts"))
-        (tmp / "hyperparams.yaml").write_text(yaml.safe_dump(plain(hparams), sort_keys=False), encoding="utf-8")
+        save_torchscript(scripted, tmp / "model.ts", {"hyperparams.yaml": text})
+        (tmp / "hyperparams.yaml").write_text(text, encoding="utf-8")
     return out_dir

@@ -27,8 +27,10 @@ What a run does, in order:
    after ``train.patience`` epochs without improvement; the weights chosen by ``train.select`` are kept
    (``auto`` = the objective's declared ``selection_metric``). DDP under ``torchrun`` (see
    :mod:`singer_ssl.training.loop` for the ``loss * world_size`` rule); only rank 0 writes.
-4. **Checkpoints** every ``train.checkpoint_every`` steps in ``<checkpoints_dir>/last.pt``; a rerun with
-   the same parameters and data resumes from it (a different fingerprint starts fresh and says so).
+4. **Checkpoints** every ``train.checkpoint_every`` steps in ``<checkpoints_dir>/last.pt``; a rerun of an
+   *interrupted* run with the same parameters, data and code resumes from it (another fingerprint, a
+   finished run's checkpoint or an unreadable file starts fresh and says so; see
+   :mod:`singer_ssl.training.checkpoint`).
    A NaN/inf loss stops with :class:`~singer_ssl.training.loop.NonFiniteLoss` naming the step; the last
    good checkpoint is kept and no model folder is written.
 5. **Logs**: dvclive in ``plots_dir`` (step metrics ``train/*`` every ``train.log_every`` steps,
@@ -251,8 +253,9 @@ class TrainingRun:
         tr = cfg.train
         self.data = data = plan_data(cfg, paths, dist_info)
         table = data.table
-        signature = ckpt.data_signature(table.names, table.keys, table.attrs, table.mean, table.std)
-        self.fingerprint = ckpt.fingerprint(cfg, signature)
+        self.signatures = {"data": ckpt.data_signature(table.names, table.keys, table.attrs, table.mean, table.std),
+                           "code": ckpt.code_signature()}
+        self.fingerprint = ckpt.fingerprint(cfg, self.signatures["data"], self.signatures["code"])
 
         # model, objective, optimiser: the same initial weights on every rank. The model is built first,
         # right after seeding, so that every objective starts from the weights of the embed stage's
@@ -287,7 +290,6 @@ class TrainingRun:
         self.ckpt_path = paths.checkpoints / ckpt.CHECKPOINT_NAME
         self.start_step, self.epoch, self.best, self.bad_epochs, self.history = 0, 0, None, 0, []
         self.resumed = self._resume()
-        self.finished = bool(self.resumed and self.resumed.get("finished"))
 
         waveform_augment = None
         if cfg.wave_mode and cfg.augment.waveform_enabled:
@@ -296,7 +298,7 @@ class TrainingRun:
                               waveform_augment)
         workers = tr.num_workers
         self.train_loader = self.val_loader = None
-        if not self.finished and self.start_step < data.total_steps:
+        if self.start_step < data.total_steps:
             stream = BatchStream(data.train_plan, data.steps_per_epoch, self.start_step, data.total_steps,
                                  dist_info.rank, dist_info.world_size)
             self.train_loader = _loader(dataset, stream, workers, device)
@@ -311,18 +313,25 @@ class TrainingRun:
         return hyperparams(self.cfg, table.attrs, table.mean, table.std, table.segment_seconds, embedding_dim)
 
     def _resume(self) -> dict[str, Any] | None:
-        """Load the checkpoint when its fingerprint matches; returns it (or None)."""
-        if not self.ckpt_path.exists():
-            return None
+        """Load the checkpoint of an interrupted run with the same fingerprint; returns it (or None).
+
+        A finished run's checkpoint is not reused (a rerun of the stage retrains), and an unreadable
+        one is reported in one line and ignored (:func:`singer_ssl.training.checkpoint.load`)."""
         try:
             state = ckpt.load(self.ckpt_path)
-        except Exception as err:  # noqa: BLE001 - a broken/foreign checkpoint must not block training
-            _log(f"cannot read {self.ckpt_path} ({type(err).__name__}: {err}); starting fresh", self.dist)
+        except ckpt.CheckpointError as err:
+            _log(f"ignoring {err}; starting fresh", self.dist)
             return None
-        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
-            found = state.get("fingerprint") if isinstance(state, dict) else None
-            _log(f"ignoring {self.ckpt_path}: it belongs to other parameters or data (fingerprint "
-                 f"{found} != {self.fingerprint}); starting fresh", self.dist)
+        if state is None:
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            differ = ckpt.what_differs(state, self.cfg, self.signatures)
+            _log(f"ignoring {self.ckpt_path}: it belongs to a run of other {differ} (fingerprint "
+                 f"{state.get('fingerprint')} != {self.fingerprint}); starting fresh", self.dist)
+            return None
+        if state.get("finished"):
+            _log(f"{self.ckpt_path} holds a finished run (step {state.get('step')}): only an interrupted run "
+                 "is resumed; training from scratch", self.dist)
             return None
         self.unit.model.load_state_dict(state["model"])
         self.unit.objective.load_state_dict(state["objective"])
@@ -330,8 +339,7 @@ class TrainingRun:
         if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])
         if self.spec_augment is not None and state.get("spec_augment") is not None:
-            self.spec_augment = state["spec_augment"].to(self.device)  # whole module: mixup memory bank included
-            self.trainer.spec_augment = self.spec_augment
+            ckpt.load_module_state(self.spec_augment, state["spec_augment"], self.device)  # mixup memory bank
         self.start_step, self.epoch = int(state["step"]), int(state["epoch"])
         self.best, self.bad_epochs = state.get("best"), int(state.get("bad_epochs", 0))
         self.history = list(state.get("history", []))
@@ -341,11 +349,7 @@ class TrainingRun:
         else:
             _log(f"checkpoint was written by {len(rngs)} process(es), now {self.dist.world_size}: "
                  "dropout random streams restart", self.dist)
-        if state.get("finished"):
-            _log(f"{self.ckpt_path} holds a finished run with these parameters (step {self.start_step}): "
-                 "writing the model folder from it", self.dist)
-        else:
-            _log(f"resuming from {self.ckpt_path} at step {self.start_step}", self.dist)
+        _log(f"resuming from {self.ckpt_path} at step {self.start_step}", self.dist)
         return state
 
     # ---- logging and checkpoints
@@ -364,10 +368,11 @@ class TrainingRun:
                 "stopped_early": stopped_early,
                 "model": self.unit.model.state_dict(), "objective": self.unit.objective.state_dict(),
                 "teacher": self.teacher.state_dict() if self.teacher is not None else None,
-                "optimizer": self.optimizer.state_dict(), "spec_augment": self.spec_augment,
+                "optimizer": self.optimizer.state_dict(),
+                "spec_augment": None if self.spec_augment is None else ckpt.module_state(self.spec_augment),
                 "rng": rngs, "best": self.best, "bad_epochs": self.bad_epochs, "history": self.history,
                 "world_size": self.dist.world_size,
-                "params": ckpt.defining_params(self.cfg),
+                "params": ckpt.defining_params(self.cfg), "signatures": self.signatures,
             })
 
     def end_of_epoch(self, step: int) -> bool:
@@ -415,7 +420,7 @@ class TrainingRun:
         bar = tqdm(total=data.total_steps, initial=self.start_step, unit="step", dynamic_ncols=True, file=sys.stderr,
                    desc=f"train {self.cfg.loss}/{self.cfg.encoder}",
                    disable=not (progress and self.dist.is_main))
-        stopped_early = bool(self.resumed and self.resumed.get("stopped_early"))
+        stopped_early = False  # a resumed run is an interrupted one: it had not stopped
         step, last_loss = self.start_step, float("nan")
         spe, log_every, ckpt_every = data.steps_per_epoch, tr.log_every, tr.checkpoint_every
         try:
