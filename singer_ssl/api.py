@@ -1,14 +1,28 @@
-"""Use a trained encoder in your own code: ``load_model`` and ``embed_files``.
+"""Use a trained encoder in your own code: :func:`load_model` -> :class:`SingerEncoder`, and ``embed_files``.
 
 ``load_model(folder)`` needs only the model folder written by the train stage (``model.pt``,
-``model.ts``, ``hyperparams.yaml``); no ``params.yaml`` is read. It returns a module mapping a
-waveform batch (B, samples) at ``input_sr`` Hz to embeddings (B, D), in eval mode on ``device``.
+``model.ts``, ``hyperparams.yaml``); no ``params.yaml`` is read. It returns a :class:`SingerEncoder`
+(an ``nn.Module`` in eval mode on ``device``) with:
 
-``embed_files`` embeds audio files of any length: each file is mixed to mono, resampled to the
-model's rate, cut into non-overlapping windows of the model's segment length (4 s by default; the
-remainder is dropped unless the file is shorter than one window, in which case the whole file is
-one window) and the window embeddings are averaged (arithmetic mean of the un-normalised
-embeddings, then scored with cosine similarity as in Torres et al. 2023).
+- ``embed_file(path)`` -> numpy ``(D,)``; ``embed_files(paths)`` -> numpy ``(N, D)``: any format the
+  pipeline reads, any rate, mixed to mono (channel mean) and resampled with the pipeline's reader
+  (:func:`singer_ssl.core.audio.load_mono`);
+- ``embed(wave, sr)``: numpy or torch samples at ``sr`` Hz, 1-D ``(S,)``, a batch ``(B, S)`` or a
+  soundfile stereo array ``(S, C)`` (see :meth:`SingerEncoder.embed` for the layout rule); the
+  result has the input's type (numpy in -> numpy out, torch in -> torch out on the input's device);
+- ``embedding_dim`` (D), ``sample_rate`` (the model's rate, Hz), ``segment_seconds`` and ``window``
+  (the window length in s and in samples at ``sample_rate``).
+
+Every ``embed*`` method runs without autograd (outputs never require grad) and embeds audio of any
+length the way the pipeline does: the waveform is cut into non-overlapping windows of the model's
+segment length (4 s by default; the remainder is dropped unless the audio is shorter than one window,
+in which case the whole audio is one window) and the window embeddings are averaged (arithmetic mean
+of the un-normalised embeddings, then scored with cosine similarity as in Torres et al. 2023). So
+``model.embed(*soundfile.read(path, dtype="float32"))`` equals ``model.embed_file(path)``.
+
+``model(wave_batch)`` (``forward``) is the plain differentiable map ``(B, S at input_sr) -> (B, D)``
+on one window per row, kept for fine-tuning and backward compatibility: no windowing, and its
+output requires grad unless called under ``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -16,11 +30,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from singer_ssl.core.audio import load_mono, resample, segment_samples, to_mono
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.resample import Resample
 from singer_ssl.model.folder import (  # noqa: F401 - the model-folder contract, re-exported
@@ -32,17 +48,164 @@ from singer_ssl.model.folder import (  # noqa: F401 - the model-folder contract,
     read_hyperparams,
 )
 
+#: ``embed(..., layout=...)`` values: how a 2-D array is read
+LAYOUTS = ("auto", "batch", "frames_channels", "channels_frames")
+#: a 2-D array with at most this many columns (and more rows than columns) is soundfile's (frames, channels)
+MAX_CHANNELS = 8
 
-class _Embedder(nn.Module):
-    """Resample (when needed) then embed: (B, samples at input_sr) -> (B, D)."""
 
-    def __init__(self, model: nn.Module, resample: nn.Module):
+class SingerEncoder(nn.Module):
+    """A trained singer encoder (see the module docstring); build it with :func:`load_model`.
+
+    Attributes:
+        sample_rate: the model's rate (Hz).
+        input_sr: the rate ``forward`` expects (Hz); resampled (windowed sinc, on the device) when it
+            differs from ``sample_rate``.
+        embedding_dim: D, the size of every embedding.
+        segment_seconds, window: the averaging window (s, and samples at ``sample_rate``).
+        hyperparams: the folder's ``hyperparams.yaml``.
+    """
+
+    def __init__(self, model: nn.Module, hyperparams: dict[str, Any], input_sr: int | None = None,
+                 batch_size: int = 32) -> None:
         super().__init__()
-        self.resample = resample
+        self.hyperparams = hyperparams
+        self.sample_rate = model_sample_rate(hyperparams)
+        self.input_sr = self.sample_rate if input_sr is None else int(input_sr)
+        self.segment_seconds = model_segment_seconds(hyperparams)
+        self.window = segment_samples(self.segment_seconds, self.sample_rate)
+        self.batch_size = int(batch_size)
+        self.resample = Resample(self.input_sr, self.sample_rate)
         self.model = model
+        self.embedding_dim = _embedding_dim(model, self.window)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` float waveform at ``input_sr`` in [-1, 1] -> ``(B, D)`` (one window per row, differentiable)."""
         return self.model(self.resample(wave))
+
+    @property
+    def device(self) -> torch.device:
+        """The device the weights live on."""
+        return next(iter(self.model.parameters()), torch.empty(0)).device
+
+    def embed(self, wave: np.ndarray | torch.Tensor, sr: int, layout: str = "auto") -> np.ndarray | torch.Tensor:
+        """Embed waveform(s) at ``sr`` Hz (windowed mean, see the module docstring), without autograd.
+
+        Args:
+            wave: float samples in [-1, 1], numpy or torch (integer samples are refused: read with
+                ``dtype="float32"``). Shapes:
+                ``(S,)`` one mono signal -> ``(D,)``;
+                ``(B, S)`` B mono signals of equal length -> ``(B, D)``;
+                ``(S, C)`` one multi-channel signal as soundfile returns it (frames, channels), mixed to
+                mono by the channel mean -> ``(D,)``.
+            sr: sample rate of ``wave`` (Hz); resampled to ``sample_rate`` with soxr as the pipeline does.
+            layout: how a 2-D array is read: ``"batch"`` (B, S); ``"frames_channels"`` (S, C), soundfile;
+                ``"channels_frames"`` (C, S), torchaudio, also mixed to mono; ``"auto"`` (default):
+                ``(S, C)`` when it has at most 8 columns and more rows than columns (soundfile's
+                ``sf.read`` of a file with <= 8 channels), else ``(B, S)``. Pass ``layout`` explicitly
+                for a batch of signals of <= 8 samples or for torchaudio's channels-first arrays.
+
+        Returns:
+            numpy float32 for a numpy input; a torch float32 tensor on ``wave``'s device for a torch
+            input; ``(D,)`` for one signal, ``(B, D)`` for a batch.
+        """
+        is_torch = isinstance(wave, torch.Tensor)
+        x = _as_float_array(wave)
+        batch = _to_batch(x, layout)
+        sr = _check_sr(sr)
+        batch = np.stack([resample(row, sr, self.sample_rate) for row in batch])
+        out = self._embed_batch(batch)
+        if layout_is_single(x, layout):
+            out = out[0]
+        return torch.from_numpy(out).to(wave.device) if is_torch else out
+
+    def embed_file(self, path: str | os.PathLike) -> np.ndarray:
+        """Embed one audio file (any format the pipeline reads, any rate and channel count) -> numpy ``(D,)``.
+
+        Raises :class:`singer_ssl.core.audio.AudioError` naming the file when it cannot be used.
+        """
+        return self._embed_batch(load_mono(path, self.sample_rate)[None])[0]
+
+    def embed_files(self, paths: Iterable[str | os.PathLike]) -> np.ndarray:
+        """Embed audio files -> numpy ``(N, D)``, rows in ``paths`` order (see :meth:`embed_file`)."""
+        rows = [self.embed_file(p) for p in paths]
+        return np.stack(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
+
+    def _embed_batch(self, batch: np.ndarray) -> np.ndarray:
+        """``(B, S)`` mono at ``sample_rate`` -> ``(B, D)`` float32: mean over each row's windows."""
+        b, s = batch.shape
+        n = 1 if s <= self.window else s // self.window
+        width = s if s <= self.window else self.window
+        wins = np.ascontiguousarray(batch[:, : n * width].reshape(b * n, width), dtype=np.float32)
+        dev = self.device
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(wins), self.batch_size):
+                outs.append(self.model(torch.from_numpy(wins[i : i + self.batch_size]).to(dev)).float().cpu())
+        emb = torch.cat(outs).reshape(b, n, -1).mean(1)
+        return emb.numpy().astype(np.float32, copy=False)
+
+
+def layout_is_single(x: np.ndarray, layout: str) -> bool:
+    """Whether ``embed`` returns one ``(D,)`` vector for array ``x`` read with ``layout`` (else ``(B, D)``)."""
+    return x.ndim == 1 or _layout_of(x, layout) != "batch"
+
+
+def _layout_of(x: np.ndarray, layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout != "auto":
+        return layout
+    rows, cols = x.shape
+    return "frames_channels" if cols <= MAX_CHANNELS and rows > cols else "batch"
+
+
+def _to_batch(x: np.ndarray, layout: str) -> np.ndarray:
+    """1-D or 2-D samples -> ``(B, S)`` mono rows (channels mixed down by their mean)."""
+    if x.ndim == 1:
+        return x[None]
+    kind = _layout_of(x, layout)
+    if kind == "frames_channels":
+        return to_mono(x.T)[None]
+    if kind == "channels_frames":
+        return to_mono(x)[None]
+    return x
+
+
+def _as_float_array(wave: Any) -> np.ndarray:
+    """numpy/torch samples -> float32 numpy, 1-D or 2-D, non-empty and finite (ValueError/TypeError otherwise)."""
+    if isinstance(wave, torch.Tensor):
+        if wave.is_floating_point():
+            wave = wave.detach().to("cpu", torch.float32).numpy()
+        else:
+            raise ValueError(f"expected float samples in [-1, 1], got a {wave.dtype} tensor")
+    if not isinstance(wave, np.ndarray):
+        raise TypeError(f"expected a numpy array or a torch tensor of samples, got {type(wave).__name__}")
+    if not np.issubdtype(wave.dtype, np.floating):
+        raise ValueError(f"expected float samples in [-1, 1], got {wave.dtype} (read with dtype='float32')")
+    if wave.ndim not in (1, 2):
+        raise ValueError(f"expected samples shaped (S,), (B, S) or (S, C), got shape {tuple(wave.shape)}")
+    if wave.size == 0:
+        raise ValueError(f"expected audio samples, got an empty array of shape {tuple(wave.shape)}")
+    if not np.isfinite(wave).all():
+        raise ValueError("the waveform contains NaN or inf samples")
+    return wave.astype(np.float32, copy=False)
+
+
+def _check_sr(sr: Any) -> int:
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ValueError(f"sr: expected the sample rate in Hz (an integer > 0), got {sr!r}")
+    return int(sr)
+
+
+def _embedding_dim(model: nn.Module, window: int) -> int:
+    """D: the model's ``embedding_dim`` attribute, else the width of one forward pass on silence."""
+    dim = getattr(model, "embedding_dim", None)
+    if isinstance(dim, int):
+        return dim
+    dev = next(iter(model.parameters()), torch.empty(0)).device
+    with torch.no_grad():
+        return int(model(torch.zeros(1, window, device=dev)).shape[-1])
 
 
 def load_model(
@@ -50,25 +213,25 @@ def load_model(
     input_sr: int | None = None,
     device: str | torch.device | None = None,
     torchscript: bool = False,
-) -> nn.Module:
+    batch_size: int = 32,
+) -> SingerEncoder:
     """Load a trained singer-ssl encoder from a model folder.
 
     Args:
         path: folder written by the train stage (``data/model`` in the pipeline).
-        input_sr: sample rate (Hz) of the waveforms you will pass; resampled (windowed sinc, on
-            the device) to the model's rate when it differs. ``None`` = the model's rate.
+        input_sr: sample rate (Hz) ``model(wave_batch)`` expects; ``None`` = the model's rate. The
+            ``embed*`` methods take the rate of each input instead.
         device: ``"cuda"``, ``"cpu"``, or ``None``/``"auto"`` (CUDA when available).
         torchscript: load ``model.ts`` (no singer_ssl model code needed) instead of rebuilding
             the eager model from ``hyperparams.yaml`` + ``model.pt``.
+        batch_size: windows per forward pass in the ``embed*`` methods.
 
     Returns:
-        ``nn.Module`` in eval mode: ``(B, samples) float waveform in [-1, 1] -> (B, D)``
-        embeddings (e.g. D = 1000 for EfficientNet-B0). Attributes ``sample_rate`` (the model's)
-        and ``input_sr``.
+        :class:`SingerEncoder` in eval mode (``embedding_dim``, ``sample_rate``, ``embed``,
+        ``embed_file``, ``embed_files``; ``model(wave_batch)`` as before).
     """
     hp = read_hyperparams(path)
     dev = resolve_device(device)
-    sr = model_sample_rate(hp)
     if torchscript:
         ts = Path(path) / "model.ts"
         if not ts.exists():
@@ -76,33 +239,7 @@ def load_model(
         model = torch.jit.load(str(ts), map_location=dev).eval()
     else:
         model = load_eager(path, dev)
-    in_sr = sr if input_sr is None else int(input_sr)
-    out = _Embedder(model, Resample(in_sr, sr)).to(dev).eval()
-    out.sample_rate = sr
-    out.input_sr = in_sr
-    out.hyperparams = hp
-    return out
-
-
-def _windows(wave: np.ndarray, win: int) -> np.ndarray:
-    if len(wave) <= win:
-        return wave[None, :]
-    n = len(wave) // win
-    return wave[: n * win].reshape(n, win)
-
-
-def embed_waveforms(
-    model: nn.Module, waves: Iterable[np.ndarray], window: int, batch_size: int = 32
-) -> Iterator[np.ndarray]:
-    """Yield one averaged embedding (D,) per mono waveform (already at the model's rate)."""
-    dev = next(iter(model.buffers()), torch.empty(0)).device
-    for wave in waves:
-        wins = _windows(np.asarray(wave, dtype=np.float32), window)
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(wins), batch_size):
-                outs.append(model(torch.from_numpy(np.ascontiguousarray(wins[i : i + batch_size])).to(dev)))
-        yield torch.cat(outs).float().mean(0).cpu().numpy()
+    return SingerEncoder(model, hp, input_sr, batch_size).to(dev).eval()
 
 
 def embed_files(
@@ -111,19 +248,10 @@ def embed_files(
     device: str | torch.device | None = None,
     batch_size: int = 32,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(path, embedding (D,))`` for each readable audio file (see module docstring).
+    """Yield ``(path, embedding numpy (D,))`` per file: :meth:`SingerEncoder.embed_file` streamed.
 
     Unreadable files raise :class:`singer_ssl.core.audio.AudioError` naming the file.
     """
-    from singer_ssl.core.audio import load_mono
-
-    model = load_model(model_dir, device=device)
-    window = model_window(model)
+    model = load_model(model_dir, device=device, batch_size=batch_size)
     for f in files:
-        (emb,) = embed_waveforms(model, [load_mono(f, model.sample_rate)], window, batch_size)
-        yield str(f), emb
-
-
-def model_window(model: nn.Module) -> int:
-    """Samples per embedding window of a :func:`load_model` module: segment seconds x its sample rate."""
-    return int(round(model_segment_seconds(model.hyperparams) * model.sample_rate))
+        yield str(f), model.embed_file(f)

@@ -1,25 +1,45 @@
-"""Command line: ``singer-ssl embed|score|preset``.
+"""Command line: singer-ssl embed|verify|score|preset (singer-ssl COMMAND --help for the options).
 
-    singer-ssl embed AUDIO_DIR --model MODEL_DIR --out FILE.h5
-        Embed every audio file under AUDIO_DIR whose extension is in singer_ssl.core.audio.AUDIO_EXTENSIONS
-        (the formats the pipeline reads). Files of any length: the average of the embeddings of their
-        non-overlapping windows of the model's segment length, see singer_ssl.api. Keys are paths
-        relative to AUDIO_DIR; the singer label is the first folder of that path (empty when flat).
+    singer-ssl embed INPUT --model MODEL_DIR --out FILE
+        INPUT is an audio file, a folder (every file under it whose extension is in
+        singer_ssl.core.audio.AUDIO_EXTENSIONS, recursively) or a list file (any other file: one audio path
+        per line, relative paths resolved against the list file's folder, blank lines and # comments
+        ignored). Each file, of any length, is embedded as the mean of its non-overlapping windows of the
+        model's segment length (singer_ssl.api). Keys: the path relative to a folder INPUT, the path as
+        written in a list, the file name for one file. Singer label: the first folder of the key for a
+        folder INPUT; otherwise (and for files directly in the folder) the name of the folder holding the
+        file. The output format follows FILE's extension: .h5/.hdf5 (the pipeline's embedding store),
+        .npz (arrays embedding (N, D), key, singer), .npy (the (N, D) matrix; keys and singers in
+        FILE.keys.txt, "key<TAB>singer" per row), .txt/.ark.txt (Kaldi-style text, "key v1 v2 ... vD"
+        per line; keys must hold no whitespace). The parent folder of FILE must exist. Unreadable files
+        are skipped and listed once on stderr.
+    singer-ssl verify A B --model MODEL_DIR [--threshold T]
+        Print the cosine score of two files' embeddings and, when a threshold is known (--threshold, or
+        eer_threshold in the model folder's hyperparams.yaml), the decision: same singer when score >= T.
     singer-ssl score TRIALS --embeddings FILE.h5 [--representation embedding]
         Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format),
         scored as the evaluate stage scores it (singer_ssl.evaluation.verification).
-    singer-ssl preset NAME [--params params.yaml] [--write]
-        Print the `-S` overrides of a paper preset (presets/NAME.yaml), for
-        `dvc exp run $(singer-ssl preset torres2023)`; with --write, merge it into params.yaml.
+    singer-ssl preset NAME [--params params.yaml] [--write] | singer-ssl preset --list
+        Print the -S overrides of a paper preset (presets/NAME.yaml), for
+        dvc exp run $(singer-ssl preset torres2023); with --write, merge it into params.yaml.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+#: output extensions of ``embed`` -> format name
+OUT_FORMATS = {".h5": "hdf5", ".hdf5": "hdf5", ".npz": "npz", ".npy": "npy", ".txt": "kaldi"}
+
+
+class CliError(ValueError):
+    """A bad command-line input: printed as one ``error:`` line, exit status 2."""
 
 
 def audio_files(root: Path) -> list[Path]:
@@ -29,42 +49,127 @@ def audio_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix[1:].lower() in AUDIO_EXTENSIONS)
 
 
+def is_audio_path(path: Path) -> bool:
+    """Whether ``path``'s extension is one the pipeline reads (``AUDIO_EXTENSIONS``, any case)."""
+    from singer_ssl.core.audio import AUDIO_EXTENSIONS
+
+    return path.suffix[1:].lower() in AUDIO_EXTENSIONS
+
+
+def embed_inputs(source: Path) -> list[tuple[Path, str, str]]:
+    """``(file, key, singer)`` rows of an ``embed`` INPUT (a file, a folder or a list file; module docstring)."""
+    if source.is_dir():
+        rows = []
+        for f in audio_files(source):
+            key = f.relative_to(source).as_posix()
+            rows.append((f, key, key.split("/")[0] if "/" in key else source.resolve().name))
+        if not rows:
+            raise CliError(f"no audio files under {source}")
+        return rows
+    if not source.is_file():
+        raise CliError(f"{source} does not exist")
+    if is_audio_path(source):
+        return [(source, source.name, source.resolve().parent.name)]
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CliError(f"{source} is neither audio nor a readable list of paths ({err})") from None
+    rows = []
+    for line in lines:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            f = Path(entry) if os.path.isabs(entry) else source.parent / entry
+            rows.append((f, entry, f.resolve().parent.name))
+    if not rows:
+        raise CliError(f"the list {source} names no files")
+    return rows
+
+
+def output_format(out: Path) -> str:
+    """The format of an ``embed`` output path from its extension; CliError for a path that cannot be written."""
+    if out.is_dir():
+        raise CliError(f"--out {out} is a folder; give a file name")
+    name = out.name.lower()
+    fmt = "kaldi" if name.endswith(".ark.txt") else OUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise CliError(f"--out {out}: unknown extension; use one of .h5 .hdf5 .npz .npy .txt .ark.txt")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise CliError(f"--out {out}: folder {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK):
+        raise CliError(f"--out {out}: folder {parent} is not writable")
+    return fmt
+
+
+def write_output(out: Path, fmt: str, keys: list[str], singers: list[str], embs: np.ndarray,
+                 model_dir: str) -> None:
+    """Write ``embs`` (N, D) with their keys in ``fmt`` (module docstring), atomically."""
+    from singer_ssl.core.io import atomic_path, write_text
+
+    if fmt == "hdf5":
+        from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
+
+        write_embeddings(out, EmbeddingSet(keys, singers, keys, {"embedding": embs}), attrs={"model_dir": model_dir})
+    elif fmt == "npz":
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, embedding=embs.astype(np.float32), key=np.array(keys), singer=np.array(singers))
+    elif fmt == "npy":
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, embs.astype(np.float32))
+        write_text(Path(f"{out}.keys.txt"), "".join(f"{k}\t{s}\n" for k, s in zip(keys, singers)))
+    else:
+        write_text(out, "".join(f"{k} {' '.join(f'{v:.8g}' for v in row)}\n" for k, row in zip(keys, embs)))
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from singer_ssl.api import embed_waveforms, load_model, model_window
-    from singer_ssl.core.audio import AUDIO_EXTENSIONS, AudioError, load_mono
-    from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
+    from singer_ssl.api import load_model
+    from singer_ssl.core.audio import AudioError
 
-    root = Path(args.audio_dir)
-    if not root.is_dir():
-        print(f"error: {root} is not a directory", file=sys.stderr)
-        return 2
-    files = audio_files(root)
-    if not files:
-        print(f"error: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}", file=sys.stderr)
-        return 2
+    out = Path(args.out)
+    fmt = output_format(out)
+    rows = embed_inputs(Path(args.input))
+    if fmt == "kaldi":
+        bad = next((k for _, k, _ in rows if any(c.isspace() for c in k)), None)
+        if bad is not None:
+            raise CliError(f"key {bad!r} contains whitespace, which Kaldi-style text cannot hold; write .h5 or .npz")
     model = load_model(args.model, device=args.device)
-    window = model_window(model)
     keys, singers, embs, skipped = [], [], [], []
-    for f in tqdm(files, desc="embed", disable=args.quiet):
+    for f, key, singer in tqdm(rows, desc="embed", disable=args.quiet):
         try:
-            x = load_mono(f, model.sample_rate)
+            embs.append(model.embed_file(f))
         except AudioError as err:
-            skipped.append((f, str(err)))
+            skipped.append(str(err))
             continue
-        embs.append(next(embed_waveforms(model, [x], window)))
-        rel = f.relative_to(root).as_posix()
-        keys.append(rel)
-        singers.append(rel.split("/")[0] if "/" in rel else "")
+        keys.append(key)
+        singers.append(singer)
+    for why in skipped:
+        print(f"skipped {why}", file=sys.stderr)
     if not embs:
-        print(f"error: none of the {len(files)} files could be read", file=sys.stderr)
+        print(f"error: none of the {len(rows)} files could be read", file=sys.stderr)
         return 1
-    write_embeddings(args.out, EmbeddingSet(keys, singers, keys, {"embedding": np.stack(embs)}),
-                     attrs={"model_dir": str(args.model)})
-    print(f"embedded {len(keys)} files -> {args.out}" + (f"; skipped {len(skipped)} unreadable" if skipped else ""))
-    for f, why in skipped:
-        print(f"  skipped {f}: {why}", file=sys.stderr)
+    write_output(out, fmt, keys, singers, np.stack(embs), str(args.model))
+    print(f"embedded {len(keys)} files -> {out}" + (f"; skipped {len(skipped)} unreadable" if skipped else ""))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from singer_ssl.api import load_model
+
+    model = load_model(args.model, device=args.device)
+    a, b = model.embed_file(args.a), model.embed_file(args.b)
+    score = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+    threshold, origin = args.threshold, "--threshold"
+    if threshold is None and model.hyperparams.get("eer_threshold") is not None:
+        threshold, origin = float(model.hyperparams["eer_threshold"]), f"{args.model}/hyperparams.yaml"
+    print(f"score {score:.4f}")
+    if threshold is None:
+        print(f"no decision: {args.model} stores no EER threshold (hyperparams.yaml has no eer_threshold); "
+              "pass --threshold, e.g. the eer_threshold of metrics/<dataset>.json")
+    else:
+        verdict = "same singer" if score >= threshold else "different singers"
+        print(f"{verdict} (threshold {threshold:.4f} from {origin})")
     return 0
 
 
@@ -74,9 +179,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     es = read_embeddings(args.embeddings)
     if args.representation not in es.vectors:
-        print(f"error: {args.embeddings} has no {args.representation!r}; available: {', '.join(es.vectors)}",
-              file=sys.stderr)
-        return 2
+        raise CliError(f"{args.embeddings} has no {args.representation!r}; available: {', '.join(es.vectors)}")
     es.check()
     trials = load_trials(es, args.trials)
     r = score_trials(es.vectors[args.representation], trials, p_target=args.p_target)
@@ -86,8 +189,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_preset(args: argparse.Namespace) -> int:
-    from singer_ssl.presets import apply_preset, overrides
+    from singer_ssl.presets import apply_preset, available, overrides
 
+    if args.list:
+        print("\n".join(available()))
+        return 0
+    if args.name is None:
+        raise CliError("preset: give a preset NAME or --list")
     if args.write:
         apply_preset(args.name, args.params)
         print(f"merged preset {args.name!r} into {args.params}")
@@ -97,37 +205,56 @@ def _cmd_preset(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="singer-ssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("embed", help="embed a folder of audio files with a trained model")
-    e.add_argument("audio_dir")
-    e.add_argument("--model", required=True, help="model folder (e.g. data/model)")
-    e.add_argument("--out", required=True, help="output HDF5 file")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--quiet", action="store_true")
+    """The ``singer-ssl`` argument parser (every option has a help text)."""
+    p = argparse.ArgumentParser(prog="singer-ssl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    device = {"default": "auto", "help": "auto (CUDA when available), cpu, cuda or cuda:N (default: auto)"}
+    e = sub.add_parser("embed", help="embed an audio file, a folder or a list of files with a trained model",
+                       description="Embed audio files with a trained model (see singer-ssl --help for keys, "
+                                   "singer labels and output formats).")
+    e.add_argument("input", help="an audio file, a folder of audio files, or a text file listing one path per line")
+    e.add_argument("--model", required=True, help="model folder written by the train stage (e.g. data/model)")
+    e.add_argument("--out", required=True,
+                   help="output file; its extension picks the format: .h5/.hdf5, .npz, .npy, .txt/.ark.txt "
+                        "(Kaldi-style text); its folder must exist")
+    e.add_argument("--device", **device)
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_embed)
+    v = sub.add_parser("verify", help="cosine score of two recordings (and the decision when a threshold is known)")
+    v.add_argument("a", help="first audio file")
+    v.add_argument("b", help="second audio file")
+    v.add_argument("--model", required=True, help="model folder written by the train stage (e.g. data/model)")
+    v.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold on the cosine score (e.g. eer_threshold of metrics/<dataset>.json); "
+                        "default: the model folder's eer_threshold when it stores one")
+    v.add_argument("--device", **device)
+    v.set_defaults(func=_cmd_verify)
     s = sub.add_parser("score", help="EER/minDCF of a trial list on stored embeddings")
-    s.add_argument("trials")
-    s.add_argument("--embeddings", required=True)
-    s.add_argument("--representation", default="embedding")
-    s.add_argument("--p-target", type=float, default=0.01)
+    s.add_argument("trials", help="trial list: Torres et al. 2023 csv (label,enroll,test) or Kaldi "
+                                  "(enroll test target|nontarget)")
+    s.add_argument("--embeddings", required=True, help="HDF5 embedding file (from singer-ssl embed or the pipeline)")
+    s.add_argument("--representation", default="embedding",
+                   help="matrix to score, e.g. embedding or projection (default: embedding)")
+    s.add_argument("--p-target", type=float, default=0.01, help="target prior of minDCF (default: 0.01)")
     s.set_defaults(func=_cmd_score)
-    r = sub.add_parser("preset", help="print or apply a paper preset's parameter overrides")
-    r.add_argument("name")
-    r.add_argument("--params", default="params.yaml")
-    r.add_argument("--write", action="store_true")
+    r = sub.add_parser("preset", help="list, print or apply a paper preset's parameter overrides")
+    r.add_argument("name", nargs="?", default=None, help="preset name (see --list)")
+    r.add_argument("--list", action="store_true", help="print the available preset names, one per line")
+    r.add_argument("--params", default="params.yaml",
+                   help="params file to compare with or write (default: params.yaml)")
+    r.add_argument("--write", action="store_true", help="merge the preset into --params instead of printing it")
     r.set_defaults(func=_cmd_preset)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``singer-ssl`` with ``argv``; returns the exit status (bad input: one ``error:`` line, 2)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as err:  # CliError, ConfigError, AudioError, ModelFolderError
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
 
 

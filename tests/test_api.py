@@ -145,3 +145,95 @@ def test_embed_files_is_exported_lazily_and_matches_the_cli(tmp_path, model_dir)
     out = tmp_path / "emb.h5"
     assert cli(["embed", str(audio), "--model", str(model_dir), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     np.testing.assert_array_equal(read_embeddings(out).vectors["embedding"][0], emb)
+
+
+# --- SingerEncoder: embed / embed_file / embed_files, attributes, README snippet -------------------------------
+
+
+def _manual_mean(model, x16: np.ndarray) -> np.ndarray:
+    """Independent re-derivation: the forward pass on each full 1 s window by hand, then the mean."""
+    n = max(1, len(x16) // SR)
+    wins = np.stack([x16[k * SR : (k + 1) * SR] for k in range(n)]) if len(x16) >= SR else x16[None]
+    with torch.no_grad():
+        return model.model(torch.from_numpy(np.ascontiguousarray(wins, dtype=np.float32))).mean(0).numpy()
+
+
+def test_attributes_and_no_grad(model_dir):
+    m = load_model(model_dir, device="cpu")
+    assert (m.embedding_dim, m.sample_rate, m.window) == (32, SR, SR)
+    ts = load_model(model_dir, device="cpu", torchscript=True)
+    assert ts.embedding_dim == 32
+    x = np.random.default_rng(0).uniform(-0.3, 0.3, 2 * SR).astype(np.float32)
+    e = m.embed(torch.from_numpy(x), SR)
+    assert isinstance(e, torch.Tensor) and not e.requires_grad and e.shape == (32,)
+    e.numpy()  # the README's failure: a tensor that requires grad cannot be converted
+    out = m.embed(x, SR)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _manual_mean(m, x), atol=1e-5)
+    np.testing.assert_allclose(e.numpy(), out, atol=1e-6)
+
+
+def test_embed_shapes_and_layout_rule(model_dir):
+    m = load_model(model_dir, device="cpu")
+    rng = np.random.default_rng(5)
+    left, right = (rng.uniform(-0.3, 0.3, int(2.5 * SR)).astype(np.float32) for _ in range(2))
+    stereo = np.stack([left, right], axis=1)  # soundfile's (frames, channels)
+    mono = 0.5 * (left + right)
+    np.testing.assert_allclose(m.embed(stereo, SR), _manual_mean(m, mono), atol=1e-5)
+    np.testing.assert_allclose(m.embed(stereo.T, SR, layout="channels_frames"), _manual_mean(m, mono), atol=1e-5)
+    batch = np.stack([left, right])  # (B, S): 2 rows of 40000 samples -> a batch by the auto rule
+    out = m.embed(batch, SR)
+    assert out.shape == (2, 32)
+    np.testing.assert_allclose(out[1], _manual_mean(m, right), atol=1e-5)
+    from singer_ssl.api import _to_batch
+
+    tiny = rng.uniform(-0.3, 0.3, (3, 8)).astype(np.float32)  # 8 columns but only 3 rows: a batch
+    assert _to_batch(tiny, "auto").shape == (3, 8)
+    np.testing.assert_allclose(_to_batch(tiny.T, "auto"), tiny.mean(0)[None], atol=1e-7)  # (8, 3): frames x channels
+    assert _to_batch(tiny.T, "batch").shape == (8, 3)
+    nine = rng.uniform(-0.3, 0.3, (SR, 9)).astype(np.float32)  # 9 columns: more than 8 channels -> a batch
+    assert _to_batch(nine, "auto").shape == (SR, 9)
+    with pytest.raises(ValueError, match="float samples"):
+        m.embed((stereo * 32767).astype(np.int16), SR)
+    with pytest.raises(ValueError, match="shape"):
+        m.embed(np.zeros((2, 2, SR), np.float32), SR)
+    with pytest.raises(TypeError, match="numpy array or a torch tensor"):
+        m.embed([0.0] * SR, SR)
+    with pytest.raises(ValueError, match="sr: expected"):
+        m.embed(left, 0)
+    with pytest.raises(ValueError, match="layout"):
+        m.embed(stereo, SR, layout="planar")
+
+
+def test_embed_matches_embed_file_and_the_whole_file_differs(tmp_path, model_dir):
+    """embed(*sf.read(path)) == embed_file(path) (stereo, 22.05 kHz) == mean over windows by hand."""
+    rng = np.random.default_rng(7)
+    x = (0.1 * rng.normal(size=(int(3.4 * 22050), 2))).astype(np.float32)
+    sf.write(tmp_path / "x.wav", x, 22050)
+    m = load_model(model_dir, device="cpu")
+    from_file = m.embed_file(tmp_path / "x.wav")
+    wave, sr = sf.read(tmp_path / "x.wav", dtype="float32")
+    np.testing.assert_allclose(m.embed(wave, sr), from_file, atol=1e-6)
+    mono16 = soxr.resample(wave.mean(1), sr, SR, quality="HQ").astype(np.float32)
+    np.testing.assert_allclose(from_file, _manual_mean(m, mono16), atol=1e-4)
+    assert m.embed_files([tmp_path / "x.wav", tmp_path / "x.wav"]).shape == (2, 32)
+
+
+def test_readme_snippet_runs(tmp_path, model_dir, monkeypatch):
+    """The README's 'Using a trained encoder' Python block, executed as written on a tiny model folder."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using a trained encoder", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shutil.copytree(model_dir, tmp_path / "data" / "model")
+    rng = np.random.default_rng(2)
+    sf.write(tmp_path / "voice.wav", (0.1 * rng.normal(size=(3 * 44100, 2))).astype(np.float32), 44100)
+    sf.write(tmp_path / "a.flac", (0.1 * rng.normal(size=2 * 48000)).astype(np.float32), 48000)
+    sf.write(tmp_path / "b.wav", (0.1 * rng.normal(size=SR // 2)).astype(np.float32), SR)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["emb"].shape == (32,) and scope["embs"].shape == (2, 32) and scope["cosine"].shape == (2,)

@@ -4,7 +4,9 @@
 ``encoders.<encoder>``, ``head``, ``augment``, ``train`` and ``datasets.train`` (nothing else: another
 stage's section never makes training fail) and checks everything that needs no data — names, keys,
 types, ranges, combinations — before any heavy work; a problem is one line naming the parameter
-(``train.batch_size: expected an integer >= 2, got 1``). The checks that need the data's metadata
+(``train.batch_size: expected an integer >= 2, got 1``). An objective whose sampler fixes the batch
+(GE2E: ``losses.ge2e.batch.singers x utterances``) defines its own batch size; ``train.batch_size``
+then does not apply (:func:`resolve_batch_size`). The checks that need the data's metadata
 (crop length vs segments, labels, batch vs pool sizes) are in :func:`singer_ssl.training.run.plan_data`.
 The objective's and encoder's hyperparameter *values* are checked by their constructors when the run
 builds them, once (:meth:`singer_ssl.losses.ObjectiveSpec.build`, right after the model, before any step).
@@ -16,7 +18,8 @@ never the raw ``params`` dict.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from singer_ssl import augment, encoders, losses
@@ -221,7 +224,7 @@ class TrainConfig:
         encoders.check_kwargs(encoder, encoder_kwargs)
         head = HeadConfig.from_section(params.get("head"))
         aug = AugmentConfig.from_section(params.get("augment"))
-        tr = TrainSettings.from_section(params.get("train"))
+        tr = resolve_batch_size(TrainSettings.from_section(params.get("train")), objective)
         check_batch_options(objective.sampler, objective.batch, tr.batch_size, objective.name)
         kind = str(encoder_cls.input_kind)
         if kind == "waveform" and aug.spectrogram_enabled:
@@ -267,6 +270,35 @@ class TrainConfig:
     def augment_section(self) -> dict[str, Any]:
         """``augment`` as a plain mapping (views, crop_seconds, waveform, spectrogram)."""
         return asdict(self.augment)
+
+
+def fixed_batch_size(objective: losses.ObjectiveSpec) -> int | None:
+    """The batch size the objective's sampler fixes by itself (GE2E: ``singers x utterances``), else None.
+
+    Samplers that take any number of items (``random``, ``semisupervised``) use ``train.batch_size``.
+    """
+    if objective.sampler == "singers":
+        return int(objective.batch["singers"]) * int(objective.batch["utterances"])
+    return None
+
+
+def resolve_batch_size(tr: TrainSettings, objective: losses.ObjectiveSpec) -> TrainSettings:
+    """``train`` with the batch size the run uses: the objective's own batch when its sampler fixes it.
+
+    Switching ``loss`` alone switches the method: GE2E's batch is ``losses.ge2e.batch.singers x
+    utterances`` (8 x 4 = 32 by default, the GE2E singer encoder's composition), whatever
+    ``train.batch_size`` says; when they differ, ``train.batch_size`` is replaced by it (so the run,
+    ``hyperparams.yaml`` and the checkpoint fingerprint all record the batch actually used) and a
+    one-line note on stderr says so.
+    """
+    fixed = fixed_batch_size(objective)
+    if fixed is None or fixed == tr.batch_size:
+        return tr
+    b = objective.batch
+    print(f"train: note: {objective.name} batches hold losses.{objective.name}.batch.singers x utterances = "
+          f"{b['singers']} x {b['utterances']} = {fixed} items; train.batch_size ({tr.batch_size}) is not used",
+          file=sys.stderr, flush=True)
+    return replace(tr, batch_size=fixed)
 
 
 def enabled(cfg: dict[str, Any] | None) -> list[str]:

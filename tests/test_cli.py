@@ -1,0 +1,168 @@
+"""`singer-ssl` command line, run in-process (``singer_ssl.cli.main``) on a tiny model folder."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from singer_ssl.api import load_model
+from singer_ssl.cli import build_parser, main
+from singer_ssl.evaluation.store import read_embeddings
+from singer_ssl.model.folder import build_model, save_model_folder
+from tests.test_api import SR, _hparams
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    hp = _hparams()
+    out = tmp_path_factory.mktemp("m") / "model"
+    save_model_folder(build_model(hp).eval(), hp, out)
+    return out
+
+
+@pytest.fixture()
+def audio(tmp_path):
+    """alice/{a,b}.wav, bob/c.flac (1.5 s, 22.05 kHz) and an unreadable bob/broken.wav."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "songs"
+    for rel in ("alice/a.wav", "alice/b.wav", "bob/c.flac"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / rel, (0.1 * rng.normal(size=int(1.5 * 22050))).astype(np.float32), 22050)
+    (root / "bob" / "broken.wav").write_bytes(b"not audio")
+    return root
+
+
+def _expected(model_dir, files):
+    m = load_model(model_dir, device="cpu")
+    return np.stack([m.embed_file(f) for f in files])
+
+
+def run(args, capsys):
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_every_output_format_holds_the_same_embeddings(tmp_path, audio, model_dir, capsys):
+    files = [audio / "alice/a.wav", audio / "alice/b.wav", audio / "bob/c.flac"]
+    want = _expected(model_dir, files)
+    keys = ["alice/a.wav", "alice/b.wav", "bob/c.flac"]
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("e.h5", "e.npz", "e.npy", "e.txt", "e.ark.txt"):
+        rc, stdout, err = run(["embed", audio, "--model", model_dir, "--out", out / name, "--quiet",
+                               "--device", "cpu"], capsys)
+        assert rc == 0, err
+        assert err.count("broken.wav") == 1 and "skipped 1 unreadable" in stdout  # listed once
+        if name == "e.h5":
+            es = read_embeddings(out / name)
+            got, got_keys, singers = es.vectors["embedding"], es.keys, es.singers
+        elif name == "e.npz":
+            z = np.load(out / name)
+            got, got_keys, singers = z["embedding"], list(z["key"]), list(z["singer"])
+        elif name == "e.npy":
+            got = np.load(out / name)
+            rows = [line.split("\t") for line in (out / "e.npy.keys.txt").read_text().splitlines()]
+            got_keys, singers = [r[0] for r in rows], [r[1] for r in rows]
+        else:
+            lines = (out / name).read_text().splitlines()
+            got_keys = [line.split()[0] for line in lines]
+            got = np.array([[float(v) for v in line.split()[1:]] for line in lines])
+            singers = ["alice", "alice", "bob"]
+        assert got_keys == keys and singers == ["alice", "alice", "bob"]
+        np.testing.assert_allclose(got, want, atol=1e-6, err_msg=name)
+
+
+def test_single_file_and_list_inputs(tmp_path, audio, model_dir, capsys):
+    out = tmp_path / "one.npz"
+    assert run(["embed", audio / "bob/c.flac", "--model", model_dir, "--out", out, "--quiet"], capsys)[0] == 0
+    z = np.load(out)
+    assert list(z["key"]) == ["c.flac"] and list(z["singer"]) == ["bob"]  # singer = the folder holding it
+    np.testing.assert_allclose(z["embedding"], _expected(model_dir, [audio / "bob/c.flac"]), atol=1e-6)
+
+    lst = audio / "list.txt"  # relative to the list's folder; comments and blank lines ignored
+    lst.write_text(f"# my files\nbob/c.flac\n\nalice/a.wav\n{audio / 'alice/b.wav'}\n")
+    out = tmp_path / "list.npz"
+    assert run(["embed", lst, "--model", model_dir, "--out", out, "--quiet"], capsys)[0] == 0
+    z = np.load(out)
+    assert list(z["key"]) == ["bob/c.flac", "alice/a.wav", str(audio / "alice/b.wav")]
+    assert list(z["singer"]) == ["bob", "alice", "alice"]
+    want = _expected(model_dir, [audio / "bob/c.flac", audio / "alice/a.wav", audio / "alice/b.wav"])
+    np.testing.assert_allclose(z["embedding"], want, atol=1e-6)
+
+
+def test_flat_folder_singer_is_the_folder_name(tmp_path, model_dir, capsys):
+    flat = tmp_path / "carol"
+    flat.mkdir()
+    sf.write(flat / "x.wav", np.zeros(SR, np.float32) + 0.01, SR)
+    out = tmp_path / "f.npz"
+    assert run(["embed", flat, "--model", model_dir, "--out", out, "--quiet"], capsys)[0] == 0
+    assert list(np.load(out)["singer"]) == ["carol"]
+
+
+def test_bad_outputs_and_inputs_are_one_line_errors(tmp_path, audio, model_dir, capsys):
+    cases = [
+        (["embed", audio, "--model", model_dir, "--out", tmp_path / "missing" / "e.h5"], "does not exist"),
+        (["embed", audio, "--model", model_dir, "--out", tmp_path / "e.csv"], "unknown extension"),
+        (["embed", audio, "--model", model_dir, "--out", tmp_path], "is a folder"),
+        (["embed", tmp_path / "nope", "--model", model_dir, "--out", tmp_path / "e.h5"], "does not exist"),
+        (["embed", audio, "--model", tmp_path / "nomodel", "--out", tmp_path / "e.h5"], "model folder not found"),
+    ]
+    for args, msg in cases:
+        rc, _, err = run(args, capsys)
+        assert rc == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "missing").exists()  # never created silently
+    (audio / "alice" / "my take.wav").write_bytes((audio / "alice" / "a.wav").read_bytes())
+    rc, _, err = run(["embed", audio, "--model", model_dir, "--out", tmp_path / "e.txt", "--quiet"], capsys)
+    assert rc == 2 and "whitespace" in err and not (tmp_path / "e.txt").exists()
+
+
+def test_verify_prints_the_cosine_and_the_decision(tmp_path, audio, model_dir, capsys):
+    a, b = _expected(model_dir, [audio / "alice/a.wav", audio / "bob/c.flac"])
+    cos = float(torch.nn.functional.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=0))
+    rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", model_dir], capsys)
+    assert rc == 0 and f"score {cos:.4f}" in out and "no decision" in out and "same singer" not in out
+    rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", model_dir,
+                      "--threshold", f"{cos - 0.001}"], capsys)
+    assert "same singer" in out
+    rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", model_dir,
+                      "--threshold", f"{cos + 0.001}"], capsys)
+    assert "different singers" in out
+    stored = tmp_path / "model_thr"  # a model folder that stores its EER threshold
+    stored.mkdir()
+    for f in model_dir.iterdir():
+        (stored / f.name).write_bytes(f.read_bytes())
+    hp = yaml.safe_load((stored / "hyperparams.yaml").read_text())
+    (stored / "hyperparams.yaml").write_text(yaml.safe_dump({**hp, "eer_threshold": cos - 0.001}))
+    rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", stored], capsys)
+    assert "same singer" in out and "hyperparams.yaml" in out
+    rc, _, err = run(["verify", audio / "alice/a.wav", audio / "bob/broken.wav", "--model", model_dir], capsys)
+    assert rc == 2 and "broken.wav" in err and err.count("\n") == 1
+
+
+def test_preset_list(capsys):
+    from singer_ssl.presets import available
+
+    rc, out, _ = run(["preset", "--list"], capsys)
+    assert rc == 0 and out.split() == available() and "torres2023" in out
+    rc, _, err = run(["preset"], capsys)
+    assert rc == 2 and "--list" in err
+
+
+def test_every_option_has_plain_help():
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == {"embed", "verify", "score", "preset"}
+    for name, sub in subs.choices.items():
+        for action in sub._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{name} {action.dest} has no help"
+        text = sub.format_help()
+        assert "``" not in text and "`" not in text, name
+    assert "`" not in parser.format_help()
