@@ -1,4 +1,4 @@
-"""Command line: singer-ssl embed|verify|score|preset (singer-ssl COMMAND --help for the options).
+"""Command line: singer-ssl embed|verify|score|preset|compare|summary (singer-ssl COMMAND --help for the options).
 
     singer-ssl embed INPUT --model MODEL_DIR --out FILE
         INPUT is an audio file, a folder (every file under it whose extension is in
@@ -22,6 +22,13 @@
     singer-ssl preset NAME [--params params.yaml] [--write] | singer-ssl preset --list
         Print the -S overrides of a paper preset (presets/NAME.yaml), for
         dvc exp run $(singer-ssl preset torres2023); with --write, merge it into params.yaml.
+    singer-ssl compare [--exps FILE.json] [--reference LOSS] [--metric eer] [--plot FILE.png]
+        Per test dataset, a Markdown table of the experiments DVC stores (dvc exp show --json, or FILE),
+        grouped by (loss, encoder): mean ± std over seeds, 95 % t-interval, and the paired difference to
+        the reference method over common seeds (singer_ssl.compare).
+    singer-ssl summary [--metrics DIR]
+        One line per metrics/<dataset>.json (EER with its singer-level interval, minDCF, MNR, probe,
+        random-init and MFCC EER), also after dvc repro restored evaluate from the cache.
 """
 
 from __future__ import annotations
@@ -204,6 +211,27 @@ def _cmd_preset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from singer_ssl.compare import compare, format_table, load_exp_show, plot, runs_from_exp_show
+
+    runs, skipped = runs_from_exp_show(load_exp_show(args.exps))
+    tables = compare(runs, metric=args.metric, reference=args.reference)
+    print("\n".join(format_table(t, args.metric) for t in tables), end="")
+    if skipped:
+        print(f"\nleft out (queued, failed or without metrics): {', '.join(skipped)}")
+    if args.plot:
+        plot(tables, args.metric, args.plot)
+        print(f"plot -> {args.plot}")
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from singer_ssl.compare import summary
+
+    print("\n".join(summary(args.metrics)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``singer-ssl`` argument parser (every option has a help text)."""
     p = argparse.ArgumentParser(prog="singer-ssl", description=__doc__,
@@ -245,6 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="params file to compare with or write (default: params.yaml)")
     r.add_argument("--write", action="store_true", help="merge the preset into --params instead of printing it")
     r.set_defaults(func=_cmd_preset)
+    c = sub.add_parser("compare", help="compare SSL methods over the experiments DVC stores (mean, intervals, "
+                                       "paired differences over seeds)")
+    c.add_argument("--exps", default=None,
+                   help="JSON written by dvc exp show --json (default: run it in the current folder)")
+    c.add_argument("--reference", default=None,
+                   help="method the paired differences are taken to: a loss name or 'loss / encoder' "
+                        "(default: ntxent when present, else the first method alphabetically)")
+    c.add_argument("--metric", default="eer",
+                   help="metric compared: a key of the embedding block (eer, min_dcf, mnr) or a dotted path "
+                        "of metrics/<dataset>.json, e.g. probe.acc (default: eer)")
+    c.add_argument("--plot", default=None, help="also write means with 95 %% intervals per method to this image")
+    c.set_defaults(func=_cmd_compare)
+    m = sub.add_parser("summary", help="one summary line per metrics/<dataset>.json")
+    m.add_argument("--metrics", default="metrics", help="folder of <dataset>.json files (default: metrics)")
+    m.set_defaults(func=_cmd_summary)
     return p
 
 

@@ -1,0 +1,390 @@
+"""Compare SSL methods across the experiments DVC stores, and summarise a run's metrics files.
+
+:func:`load_exp_show` reads the JSON of ``dvc exp show --json`` (dvc 3.x: a list of baseline commits
+and the workspace, each ``{"rev", "name", "data": {"params": {"params.yaml": {"data": {...}}},
+"metrics": {"metrics/<dataset>.json": {"data": {...}}}, ...}, "experiments": [{"revs": [...]}]}``);
+:func:`runs_from_exp_show` flattens it to one :class:`Run` per experiment (queued or failed ones,
+which carry no metrics, are left out; the workspace and a baseline commit are kept unless they repeat
+another entry's params and metrics exactly). DVC's metrics columns hold numbers only, so the
+singer-level bootstrap interval (a list) does not reach ``dvc exp show``; the across-seed interval
+below takes its place.
+
+:func:`compare` groups runs by method = (``loss``, ``encoder``) and, per test dataset, reports for
+each method the mean and sample standard deviation (ddof 1) of a metric over seeds, the 95 %
+Student-t interval of that mean (mean ± t(0.975, n-1) s / sqrt(n)), and the paired difference to a
+reference method over the seeds both ran (same ``seed``, hence the same random-init baseline and
+training order), with its own t-interval. Fewer than 2 values give no interval ("n=1, no interval").
+Runs of a dataset whose test set differs from the majority (``datasets.test.<name>``, ``trials``,
+``segment`` params, or the ``counts`` of segments, singers, trials, target trials) are listed as not
+comparable and left out of that dataset's table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: column label -> dotted path in a metrics JSON (besides the compared metric)
+EXTRA_COLUMNS = {"MNR %": "embedding.mnr", "probe acc": "probe.acc", "random-init EER %": "baselines.random_init.eer"}
+#: counts that must agree for runs of one dataset to be compared
+COUNT_KEYS = ("segments", "singers", "trials", "target_trials")
+DASH = "—"
+
+
+class CompareError(ValueError):
+    """Unusable input of ``singer-ssl compare`` / ``summary`` (printed as one line)."""
+
+
+@dataclass
+class Run:
+    """One experiment: its name, params (params.yaml) and metrics per test dataset."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+
+    @property
+    def method(self) -> str:
+        return f"{self.params.get('loss', '?')} / {self.params.get('encoder', '?')}"
+
+    @property
+    def seed(self) -> Any:
+        return self.params.get("seed")
+
+
+@dataclass
+class Stat:
+    """Mean, sample std and 95 % t-interval of ``n`` values (std and interval None when n < 2)."""
+
+    n: int
+    mean: float
+    std: float | None
+    ci: tuple[float, float] | None
+
+
+@dataclass
+class MethodRow:
+    method: str
+    seeds: list[Any]
+    metric: Stat | None
+    extras: dict[str, float | None]
+    paired: Stat | None
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DatasetTable:
+    dataset: str
+    reference: str
+    rows: list[MethodRow]
+    excluded: list[str]
+    missing: list[str]
+    notes: list[str]
+
+
+def get_path(tree: Any, dotted: str) -> Any:
+    """``tree["a"]["b"]`` for ``"a.b"``; None when any level is missing."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def t_stat(values: list[float]) -> Stat:
+    """Mean, sample std (ddof 1) and the 95 % Student-t interval of the mean of ``values`` (n >= 1)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Stat(n, mean, None, None)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return Stat(n, mean, std, (mean - half, mean + half))
+
+
+def _file_data(files: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v["data"] for k, v in (files or {}).items() if isinstance(v, dict) and isinstance(v.get("data"), dict)}
+
+
+def runs_from_exp_show(entries: Any) -> tuple[list[Run], list[str]]:
+    """Runs of a ``dvc exp show --json`` list (experiments first, then baselines and the workspace,
+    duplicates of the same params and metrics dropped) and the names of the entries left out: queued,
+    running or failed experiments (their executor state), and entries with an error or no metrics."""
+    if not isinstance(entries, list):
+        raise CompareError("not the output of `dvc exp show --json` (expected a JSON list)")
+    found: list[tuple[str, dict, str | None]] = []
+    for base in entries:
+        if not isinstance(base, dict):
+            raise CompareError("not the output of `dvc exp show --json` (list items must be objects)")
+        for rng in base.get("experiments") or []:
+            executor = (rng.get("executor") or {}).get("state")  # queued | running | failed | success
+            for state in rng.get("revs") or []:
+                name = state.get("name") or rng.get("name") or str(state.get("rev", "?"))[:7]
+                found.append((name, state, executor))
+    for base in entries:
+        found.append((base.get("name") or str(base.get("rev", "?"))[:7], base, None))
+    runs, skipped, seen = [], [], set()
+    for name, state, executor in found:
+        data = state.get("data") or {}
+        params = _file_data(data.get("params")).get("params.yaml", {})
+        metrics = {Path(path).stem: m for path, m in _file_data(data.get("metrics")).items()}
+        if state.get("error") or not metrics or executor in ("queued", "running", "failed"):
+            skipped.append(f"{name} ({executor})" if executor else name)
+            continue
+        key = json.dumps([params, metrics], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        runs.append(Run(name, params, metrics))
+    return runs, skipped
+
+
+def load_exp_show(path: str | os.PathLike | None = None) -> Any:
+    """The parsed JSON of ``path``, or of ``dvc exp show --json`` run in the current folder."""
+    if path is not None:
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise CompareError(f"cannot read {path}: {err}") from None
+    near = Path(sys.executable).with_name("dvc")
+    dvc = str(near) if near.exists() else shutil.which("dvc")
+    if dvc is None:
+        raise CompareError("dvc not found (install it, or pass --exps FILE.json from `dvc exp show --json`)")
+    proc = subprocess.run([dvc, "exp", "show", "--json"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CompareError(f"`dvc exp show --json` failed (exit {proc.returncode}): {why}")
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError as err:
+        raise CompareError(f"`dvc exp show --json` printed no JSON: {err}") from None
+
+
+def metric_path(metric: str) -> str:
+    """Dotted metrics path of ``--metric``: a bare name is read under ``embedding``."""
+    return metric if "." in metric else f"embedding.{metric}"
+
+
+def test_set_signature(run: Run, dataset: str) -> str:
+    """What must agree for two runs' numbers on ``dataset`` to be comparable (params of the test set
+    and trials, segment params, counts). A null ``trials.seed`` (trials follow the top-level seed) is
+    kept as null, so seeds stay comparable with each other."""
+    p = run.params
+    counts = run.metrics[dataset].get("counts") or {}
+    sig = {"dataset": get_path(p, f"datasets.test.{dataset}"), "trials": p.get("trials"),
+           "segment": p.get("segment"), "counts": {k: counts.get(k) for k in COUNT_KEYS}}
+    return json.dumps(sig, sort_keys=True, default=str)
+
+
+def _describe_difference(run: Run, ref: Run, dataset: str) -> str:
+    a, b = json.loads(test_set_signature(run, dataset)), json.loads(test_set_signature(ref, dataset))
+    for key in ("counts", "dataset", "trials", "segment"):
+        if a[key] != b[key]:
+            if key == "counts":
+                ca, cb = a["counts"], b["counts"]
+                return ", ".join(f"{k} {ca[k]} vs {cb[k]}" for k in COUNT_KEYS if ca[k] != cb[k])
+            return f"params {key if key != 'dataset' else 'datasets.test.' + dataset} differ"
+    return "test set differs"
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
+    if not isinstance(tree, dict):
+        return {prefix: json.dumps(tree, sort_keys=True, default=str)}
+    out: dict[str, str] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _mixed_params(runs: list[Run]) -> list[str]:
+    """Params (dotted) other than ``seed`` whose values differ between ``runs``."""
+    flats = [_flat(r.params) for r in runs]
+    keys = set().union(*flats) - {"seed"}
+    return sorted(k for k in keys if len({f.get(k) for f in flats}) > 1)
+
+
+def default_reference(methods: list[str]) -> str:
+    """``ntxent`` (with any encoder, the first alphabetically) when present, else the first method."""
+    ordered = sorted(methods)
+    return next((m for m in ordered if m.split(" / ")[0] == "ntxent"), ordered[0])
+
+
+def dataset_table(runs: list[Run], dataset: str, metric: str, reference: str | None) -> DatasetTable:
+    """The comparison of the runs that evaluated ``dataset`` (module docstring)."""
+    path = metric_path(metric)
+    present = [r for r in runs if dataset in r.metrics]
+    sigs = [test_set_signature(r, dataset) for r in present]
+    common = Counter(sigs).most_common(1)[0][0]
+    ref_run = present[sigs.index(common)]
+    excluded = [f"{r.name} ({_describe_difference(r, ref_run, dataset)})" for r, s in zip(present, sigs) if s != common]
+    kept = [r for r, s in zip(present, sigs) if s == common]
+    notes: list[str] = []
+    by_method: dict[str, dict[Any, Run]] = {}
+    for r in kept:  # newest first in dvc's listing: the first run of a (method, seed) is kept
+        seeds = by_method.setdefault(r.method, {})
+        if r.seed in seeds:
+            notes.append(f"{r.method}: seed {r.seed} ran more than once; kept {seeds[r.seed].name}, left out {r.name}")
+        else:
+            seeds[r.seed] = r
+    for method, seeds in sorted(by_method.items()):
+        mixed = _mixed_params(list(seeds.values()))
+        if mixed:
+            notes.append(f"{method}: its runs differ in {', '.join(mixed[:6])}{' ...' if len(mixed) > 6 else ''}")
+    ref = reference if reference is not None else default_reference(list(by_method))
+    if ref not in by_method:
+        ref_loss = [m for m in sorted(by_method) if m.split(" / ")[0] == ref]
+        if not ref_loss:
+            raise CompareError(f"--reference {ref}: no such method on {dataset} "
+                               f"(methods: {', '.join(sorted(by_method))})")
+        ref = ref_loss[0]
+    missing: dict[str, list[str]] = {}
+
+    def value(r: Run, p: str) -> float | None:
+        v = get_path(r.metrics[dataset], p)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            missing.setdefault(p, []).append(r.name)
+            return None
+        return float(v)
+
+    ref_vals = {s: value(r, path) for s, r in by_method[ref].items()}
+    rows = []
+    for method, seeds in sorted(by_method.items(), key=lambda kv: (kv[0] != ref, kv[0])):
+        vals = {s: value(r, path) for s, r in seeds.items()}
+        got = [v for v in vals.values() if v is not None]
+        extras = {}
+        for label, p in EXTRA_COLUMNS.items():
+            xs = [x for x in (value(r, p) for r in seeds.values()) if x is not None]
+            extras[label] = math.fsum(xs) / len(xs) if xs else None
+        diffs = [vals[s] - ref_vals[s] for s in sorted(vals, key=str)
+                 if s in ref_vals and vals[s] is not None and ref_vals[s] is not None]
+        paired = t_stat(diffs) if diffs and method != ref else None
+        rows.append(MethodRow(method, sorted(seeds, key=str), t_stat(got) if got else None, extras, paired))
+    miss = [f"{p}: {', '.join(sorted(set(names)))}" for p, names in sorted(missing.items())]
+    return DatasetTable(dataset, ref, rows, excluded, miss, notes)
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return DASH if x is None else f"{x:.{digits}f}"
+
+
+def _interval(s: Stat | None, digits: int = 2) -> str:
+    if s is None:
+        return DASH
+    if s.ci is None:
+        return "n=1, no interval"
+    return f"[{s.ci[0]:.{digits}f}, {s.ci[1]:.{digits}f}]"
+
+
+def digits(path: str) -> int:
+    """Decimals shown for a metric: 3 for fractions and costs (accuracy, minDCF), 2 for percentages."""
+    return 3 if path.rsplit(".", 1)[-1] in ("acc", "bacc", "min_dcf") else 2
+
+
+def format_table(t: DatasetTable, metric: str) -> str:
+    """Markdown of one dataset's comparison, with the excluded runs, missing metrics and notes below."""
+    name, reference = metric_path(metric), t.reference
+    k = digits(name)
+    lines = [f"### {t.dataset}", "",
+             f"| method | n seeds | {name} mean ± std | 95 % CI of mean | "
+             + " | ".join(EXTRA_COLUMNS) + f" | Δ {name} vs {reference} (paired) | 95 % CI of Δ |",
+             "|---" * (6 + len(EXTRA_COLUMNS)) + "|"]
+    for r in t.rows:
+        m = r.metric
+        ms = DASH if m is None else (f"{m.mean:.{k}f}" + (f" ± {m.std:.{k}f}" if m.std is not None else ""))
+        extras = " | ".join(_num(r.extras[c], 3 if c == "probe acc" else 2) for c in EXTRA_COLUMNS)
+        if r.method == reference:
+            delta, dci = "reference", DASH
+        elif r.paired is None:
+            delta, dci = "no common seed", DASH
+        else:
+            delta, dci = f"{r.paired.mean:+.{k}f} (n={r.paired.n})", _interval(r.paired, k)
+        lines.append(f"| {r.method} | {len(r.seeds)} | {ms} | {_interval(m, k)} | {extras} | {delta} | {dci} |")
+    lines.append("")
+    for e in t.excluded:
+        lines.append(f"not comparable (left out): {e}")
+    for m in t.missing:
+        lines.append(f"missing ({DASH}): {m}")
+    for n in t.notes:
+        lines.append(f"note: {n}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def compare(runs: list[Run], metric: str = "eer", reference: str | None = None) -> list[DatasetTable]:
+    """One :class:`DatasetTable` per test dataset found in ``runs`` (sorted by name)."""
+    if not runs:
+        raise CompareError("no finished experiments with metrics (run `dvc exp run` first)")
+    datasets = sorted({d for r in runs for d in r.metrics})
+    return [dataset_table(runs, d, metric, reference) for d in datasets]
+
+
+def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> None:
+    """Means with 95 % t-intervals per method (one panel per dataset), written atomically to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from singer_ssl.core.io import atomic_path
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(7 * len(tables), 0.5 * max(len(t.rows) for t in tables) + 2),
+                             squeeze=False)
+    for ax, t in zip(axes[0], tables):
+        rows = [r for r in t.rows if r.metric is not None]
+        ys = list(range(len(rows)))
+        means = [r.metric.mean for r in rows]
+        lo = [r.metric.mean - r.metric.ci[0] if r.metric.ci else 0.0 for r in rows]
+        hi = [r.metric.ci[1] - r.metric.mean if r.metric.ci else 0.0 for r in rows]
+        ax.errorbar(means, ys, xerr=[lo, hi], fmt="o", capsize=4)
+        ax.set_yticks(ys, [f"{r.method} (n={r.metric.n})" for r in rows])
+        ax.set_xlabel(f"{metric_path(metric)}: mean over seeds, 95 % t-interval")
+        ax.set_title(t.dataset)
+    fig.tight_layout()
+    suffix = Path(out).suffix.lstrip(".") or "png"
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=suffix, dpi=120)
+    plt.close(fig)
+
+
+def summary_line(dataset: str, m: dict[str, Any]) -> str:
+    """One line of a metrics JSON: EER with its singer-level 95 % interval (trial-level when the file has
+    no singer-level one), minDCF, MNR, probe accuracy, random-init and MFCC EER; missing values "—"."""
+    e = m.get("embedding") or {}
+    ci, kind = e.get("eer_ci95_singer"), "singer-level"
+    if not ci:
+        ci, kind = e.get("eer_ci95"), "trial-level"
+    ci_s = f" [{kind} 95 % CI {ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    p = m.get("probe") or {}
+    probe = _num(p.get("acc"), 3) + (f" (std {p['acc_std']:.3f})" if p.get("acc_std") is not None else "")
+    r = get_path(m, "baselines.random_init") or {}
+    rinit = _num(r.get("eer")) + ("%" if r.get("eer") is not None else "")
+    if r.get("eer_std") is not None:
+        rinit += f" (std {r['eer_std']:.2f}, {r.get('inits', '?')} inits)"
+    mfcc = get_path(m, "baselines.mfcc.eer")
+    return (f"{dataset}: EER {_num(e.get('eer'))}%{ci_s} minDCF {_num(e.get('min_dcf'), 3)} "
+            f"MNR {_num(e.get('mnr'))}% probe acc {probe} | random-init EER {rinit} | "
+            f"mfcc EER {_num(mfcc)}{'%' if mfcc is not None else ''}")
+
+
+def summary(metrics_dir: str | os.PathLike) -> list[str]:
+    """:func:`summary_line` of every ``metrics_dir``/*.json, sorted by dataset name."""
+    files = sorted(Path(metrics_dir).glob("*.json"))
+    if not files:
+        raise CompareError(f"no metrics files in {metrics_dir}; run `dvc repro` first")
+    out = []
+    for f in files:
+        try:
+            m = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise CompareError(f"cannot read {f}: {err}") from None
+        out.append(summary_line(f.stem, m if isinstance(m, dict) else {}))
+    return out

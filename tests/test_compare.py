@@ -1,0 +1,251 @@
+"""`singer-ssl compare` / `summary` (singer_ssl.compare) against independent numpy/scipy computations.
+
+The fake input follows the JSON `dvc exp show --json` (dvc 3.x) printed for a throwaway repo with two
+metrics files and `dvc exp run -S seed=.. -S loss=..`: baselines (the workspace, the commit) with
+``data.params["params.yaml"].data``, ``data.metrics["metrics/<ds>.json"].data`` and ``experiments:
+[{"revs": [state], "name", "executor"}]`` holding one state per experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from singer_ssl import compare as cmp
+from singer_ssl.cli import main
+
+COUNTS = {"segments": 133, "singers": 8, "trials": 8644, "target_trials": 929}
+
+
+def metrics(eer: float, mnr: float = 5.0, acc: float | None = 0.8, rinit: float = 25.0, trials: int = 8644) -> dict:
+    m = {"embedding": {"eer": eer, "eer_threshold": 0.9, "min_dcf": 0.99, "mnr": mnr},
+         "baselines": {"random_init": {"eer": rinit, "eer_std": 1.0, "inits": 3}, "mfcc": {"eer": 25.2}},
+         "counts": {**COUNTS, "trials": trials}}
+    if acc is not None:
+        m["probe"] = {"acc": acc, "acc_std": 0.01, "runs": 5}
+    return m
+
+
+def state(rev: str, name: str | None, params: dict, per_ds: dict[str, dict] | None) -> dict:
+    """One ExpState as dvc's ``dumpd`` writes it (a queued experiment: params, no metrics)."""
+    data = {"rev": rev, "timestamp": "2026-11-29T07:56:07",
+            "params": {"params.yaml": {"data": params}},
+            "metrics": {f"metrics/{ds}.json": {"data": m} for ds, m in (per_ds or {}).items()},
+            "deps": {}, "outs": {}, "meta": {}}
+    return {"rev": rev, "name": name, "data": data, "error": None, "experiments": None}
+
+
+def executor(per_ds: dict | None) -> dict | None:
+    """The ExpRange executor dvc writes for a queued experiment (None for a finished one)."""
+    if per_ds is not None:
+        return None
+    return {"state": "queued", "name": "dvc-task",
+            "local": {"root": None, "log": None, "pid": None, "returncode": None, "task_id": "aa876bb"}}
+
+
+def params(loss: str, seed: int, encoder: str = "audiontt2020", **extra) -> dict:
+    return {"seed": seed, "loss": loss, "encoder": encoder,
+            "datasets": {"test": {"builtin-test": {"path": "data/raw/builtin-test", "layout": "builtin"}}},
+            "trials": {"n_pairs": 20000, "seed": 123}, **extra}
+
+
+def exp_show(exps: list[tuple[str, dict, dict | None]]) -> list:
+    """Workspace (= the newest experiment) + a commit whose ``experiments`` are ``exps`` (newest first)."""
+    first_named = next(e for e in exps if e[2] is not None)
+    ws = state("workspace", None, first_named[1], first_named[2])
+    base = state("8b603d688173521ffe4e1d9883118f6fd6c4ab1a", "main", exps[-1][1], exps[-1][2])
+    base["experiments"] = [{"revs": [state(f"{i:040x}", name, p, m)], "executor": executor(m), "name": name}
+                           for i, (name, p, m) in enumerate(exps)]
+    return [ws, base]
+
+
+#: method -> seed -> EER on builtin-test
+EER = {"ntxent": {1: 14.1, 2: 12.7, 3: 15.9}, "vicreg": {1: 30.2, 2: 36.9, 4: 33.3}}
+MNR = {"ntxent": {1: 4.0, 2: 5.0, 3: 6.0}, "vicreg": {1: 9.0, 2: 11.0, 4: 16.0}}
+
+
+def two_methods() -> list:
+    exps = [(f"{loss}-s{s}", params(loss, s), {"builtin-test": metrics(v, mnr=MNR[loss][s], acc=0.5 + s / 10)})
+            for loss, seeds in EER.items() for s, v in seeds.items()]
+    exps.append(("queued-one", params("byol", 1), None))
+    return exps[::-1]
+
+
+def table_rows(text: str) -> dict[str, dict[str, str]]:
+    """method -> {column header: cell} of the Markdown table(s) in ``text``."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    out = {}
+    for ln in lines[1:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        out[cells[0]] = dict(zip(header, cells))
+    return out
+
+
+def ci95(x: np.ndarray) -> tuple[float, float]:
+    return stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+
+
+def test_runs_from_exp_show_dedups_and_skips_queued():
+    runs, skipped = cmp.runs_from_exp_show(exp_show(two_methods()))
+    assert sorted(r.name for r in runs) == sorted(f"{loss}-s{s}" for loss in EER for s in EER[loss])
+    assert skipped == ["queued-one (queued)"]
+
+
+def test_running_experiment_is_left_out():
+    """A running experiment's metrics are not final: left out even when its files hold numbers."""
+    show = exp_show(two_methods())
+    running = state("f" * 40, "busy", params("byol", 1), {"builtin-test": metrics(40.0)})
+    show[1]["experiments"].insert(0, {"revs": [running], "executor": {"state": "running", "name": "dvc-task"},
+                                      "name": "busy"})
+    runs, skipped = cmp.runs_from_exp_show(show)
+    assert "busy" not in {r.name for r in runs} and "busy (running)" in skipped
+
+
+def test_table_matches_numpy_scipy(tmp_path, capsys):
+    path = tmp_path / "exps.json"
+    path.write_text(json.dumps(exp_show(two_methods())))
+    assert main(["compare", "--exps", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    ref, other = "ntxent / audiontt2020", "vicreg / audiontt2020"
+    assert list(rows) == [ref, other]
+    for loss, method in (("ntxent", ref), ("vicreg", other)):
+        x = np.array(list(EER[loss].values()))
+        row = rows[method]
+        assert row["n seeds"] == "3"
+        assert row["embedding.eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
+        lo, hi = ci95(x)
+        assert row["95 % CI of mean"] == f"[{lo:.2f}, {hi:.2f}]"
+        assert row["MNR %"] == f"{np.mean(list(MNR[loss].values())):.2f}"
+        assert row["probe acc"] == f"{np.mean([0.5 + s / 10 for s in EER[loss]]):.3f}"
+        assert row["random-init EER %"] == "25.00"
+    # paired over the common seeds 1 and 2 only (seed 3 / seed 4 ran for one method)
+    d = np.array([EER["vicreg"][s] - EER["ntxent"][s] for s in (1, 2)])
+    delta_col = f"Δ embedding.eer vs {ref} (paired)"
+    assert rows[other][delta_col] == f"{d.mean():+.2f} (n=2)"
+    lo, hi = ci95(d)
+    assert rows[other]["95 % CI of Δ"] == f"[{lo:.2f}, {hi:.2f}]"
+    assert rows[ref][delta_col] == "reference"
+    assert "left out (queued, failed or without metrics): queued-one (queued)" in out
+    assert "not comparable" not in out
+
+
+def test_reference_option_and_metric():
+    runs, _ = cmp.runs_from_exp_show(exp_show(two_methods()))
+    (t,) = cmp.compare(runs, metric="mnr", reference="vicreg")
+    assert t.reference == "vicreg / audiontt2020"
+    row = next(r for r in t.rows if r.method.startswith("ntxent"))
+    d = np.array([MNR["ntxent"][s] - MNR["vicreg"][s] for s in (1, 2)])
+    assert row.paired.mean == pytest.approx(d.mean())
+    assert row.paired.std == pytest.approx(d.std(ddof=1))
+    (t,) = cmp.compare(runs, metric="probe.acc")
+    acc = np.array([0.5 + s / 10 for s in EER["vicreg"]])
+    d = np.array([0.5 + s / 10 - (0.5 + s / 10) for s in (1, 2)])
+    row = table_rows(cmp.format_table(t, "probe.acc"))["vicreg / audiontt2020"]
+    assert row["probe.acc mean ± std"] == f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
+    assert row["Δ probe.acc vs ntxent / audiontt2020 (paired)"] == f"{d.mean():+.3f} (n=2)"
+    with pytest.raises(cmp.CompareError, match="--reference byol"):
+        cmp.compare(runs, reference="byol")
+
+
+def test_single_seed_has_no_interval():
+    exps = [("a", params("ntxent", 1), {"builtin-test": metrics(14.0)}),
+            ("b", params("vicreg", 1), {"builtin-test": metrics(30.0)})]
+    runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+    (t,) = cmp.compare(runs)
+    rows = table_rows(cmp.format_table(t, "eer"))
+    assert rows["ntxent / audiontt2020"]["95 % CI of mean"] == "n=1, no interval"
+    assert rows["ntxent / audiontt2020"]["embedding.eer mean ± std"] == "14.00"
+    other = rows["vicreg / audiontt2020"]
+    assert other["Δ embedding.eer vs ntxent / audiontt2020 (paired)"] == "+16.00 (n=1)"
+    assert other["95 % CI of Δ"] == "n=1, no interval"
+
+
+def test_incomparable_trials_are_listed_and_excluded():
+    exps = two_methods() + [("odd-trials", params("vicreg", 3), {"builtin-test": metrics(99.0, trials=500)})]
+    runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+    (t,) = cmp.compare(runs)
+    text = cmp.format_table(t, "eer")
+    assert "not comparable (left out): odd-trials (trials 500 vs 8644)" in text
+    rows = table_rows(text)
+    x = np.array(list(EER["vicreg"].values()))
+    assert rows["vicreg / audiontt2020"]["n seeds"] == "3"
+    assert rows["vicreg / audiontt2020"]["embedding.eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
+
+
+def test_other_test_set_params_are_not_comparable():
+    p = params("vicreg", 9)
+    p["datasets"]["test"]["builtin-test"]["path"] = "elsewhere"
+    runs, _ = cmp.runs_from_exp_show(exp_show(two_methods() + [("moved", p, {"builtin-test": metrics(1.0)})]))
+    (t,) = cmp.compare(runs)
+    assert t.excluded == ["moved (params datasets.test.builtin-test differ)"]
+
+
+def test_missing_metric_dash_and_named_once():
+    exps = [("a1", params("ntxent", 1), {"builtin-test": metrics(14.0, acc=None)}),
+            ("a2", params("ntxent", 2), {"builtin-test": metrics(15.0, acc=None)}),
+            ("b1", params("vicreg", 1), {"builtin-test": metrics(30.0)})]
+    runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+    text = cmp.format_table(cmp.compare(runs)[0], "eer")
+    assert table_rows(text)["ntxent / audiontt2020"]["probe acc"] == "—"
+    assert table_rows(text)["vicreg / audiontt2020"]["probe acc"] == "0.800"
+    assert text.count("missing (—): probe.acc: a1, a2") == 1
+
+
+def test_duplicate_seed_and_mixed_params_noted():
+    exps = two_methods() + [("again", params("ntxent", 1, train={"max_steps": 3}), {"builtin-test": metrics(50.0)})]
+    runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+    (t,) = cmp.compare(runs)
+    assert any("seed 1 ran more than once" in n for n in t.notes)
+    row = next(r for r in t.rows if r.method.startswith("ntxent"))
+    assert row.metric.mean == pytest.approx(np.mean(list(EER["ntxent"].values())))
+
+
+def test_plot_writes_png(tmp_path):
+    path = tmp_path / "exps.json"
+    path.write_text(json.dumps(exp_show(two_methods())))
+    assert main(["compare", "--exps", str(path), "--plot", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dvc_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "bin" / "dvc"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'ERROR: you are not inside of a DVC repository' >&2\nexit 253\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(cmp.sys, "executable", str(tmp_path / "bin" / "python"))
+    assert main(["compare"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: `dvc exp show --json` failed (exit 253): ERROR: you are not inside of a DVC repository\n"
+    fake.unlink()
+    monkeypatch.setattr(cmp.shutil, "which", lambda _: None)
+    assert main(["compare"]) == 2
+    assert capsys.readouterr().err.startswith("error: dvc not found")
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["compare", "--exps", str(tmp_path / "bad.json")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_summary_prints_the_numbers(tmp_path, capsys):
+    m = metrics(13.882, mnr=4.912, acc=0.8723)
+    m["embedding"]["eer_ci95"] = [12.9, 14.8]
+    m["embedding"]["eer_ci95_singer"] = [8.25, 19.75]
+    (tmp_path / "b-set.json").write_text(json.dumps(m))
+    old = metrics(20.0)
+    old["embedding"]["eer_ci95"] = [19.0, 21.0]
+    del old["baselines"]["mfcc"]
+    (tmp_path / "a-set.json").write_text(json.dumps(old))
+    assert main(["summary", "--metrics", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "a-set: EER 20.00% [trial-level 95 % CI 19.00, 21.00] minDCF 0.990 MNR 5.00% probe acc 0.800 "
+        "(std 0.010) | random-init EER 25.00% (std 1.00, 3 inits) | mfcc EER —",
+        "b-set: EER 13.88% [singer-level 95 % CI 8.25, 19.75] minDCF 0.990 MNR 4.91% probe acc 0.872 "
+        "(std 0.010) | random-init EER 25.00% (std 1.00, 3 inits) | mfcc EER 25.20%",
+    ]
+    assert main(["summary", "--metrics", str(tmp_path / "none")]) == 2
