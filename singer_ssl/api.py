@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from singer_ssl.model.folder import (  # noqa: F401 - the model-folder contract,
     MODEL_FILES,
     ModelFolderError,
     load_eager,
+    load_torchscript,
     model_sample_rate,
     model_segment_seconds,
     read_hyperparams,
@@ -229,16 +229,18 @@ def load_model(
     Returns:
         :class:`SingerEncoder` in eval mode (``embedding_dim``, ``sample_rate``, ``embed``,
         ``embed_file``, ``embed_files``; ``model(wave_batch)`` as before).
+
+    Raises:
+        ModelFolderError: one line naming the file and key when the folder is incomplete, malformed or
+            inconsistent (:func:`singer_ssl.model.folder.load_eager` / ``load_torchscript``).
+        ValueError: ``input_sr`` is not a positive integer.
     """
+    if input_sr is not None and (isinstance(input_sr, bool) or not isinstance(input_sr, (int, np.integer))
+                                 or input_sr <= 0):
+        raise ValueError(f"input_sr: expected the input sample rate in Hz (an integer > 0) or None, got {input_sr!r}")
     hp = read_hyperparams(path)
     dev = resolve_device(device)
-    if torchscript:
-        ts = Path(path) / "model.ts"
-        if not ts.exists():
-            raise ModelFolderError(f"{ts} is missing")
-        model = torch.jit.load(str(ts), map_location=dev).eval()
-    else:
-        model = load_eager(path, dev)
+    model = load_torchscript(path, dev) if torchscript else load_eager(path, dev)
     return SingerEncoder(model, hp, input_sr, batch_size).to(dev).eval()
 
 

@@ -21,6 +21,11 @@ rebuild the model without ``params.yaml``::
 
 Only ``frontend``, ``normalization``, ``encoder`` and ``head`` are needed by :func:`build_model`.
 
+Loading validates the folder (:func:`load_eager`, :func:`load_torchscript`): every problem is one
+:class:`ModelFolderError` line naming the file and key (malformed hyperparams, a ``model.pt`` that is
+not a finite state dict, hyperparams that differ from the weights or from the copy in ``model.ts``,
+a front end that does not fit the encoder).
+
 Every file is byte-reproducible: the same weights and hyperparams give the same bytes wherever the
 repository lives and whatever ``PYTHONHASHSEED`` is (so a retrain with the same result leaves
 ``dvc.lock`` clean). ``model.ts`` is rewritten for that (:func:`save_torchscript`).
@@ -30,7 +35,9 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import os
+import pickle
 import re
 import warnings
 import zipfile
@@ -44,8 +51,9 @@ from torch import nn
 from singer_ssl import encoders
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.core.frontend import LogMel
+from singer_ssl.core.frontend import LogMel, front_end_params
 from singer_ssl.core.io import atomic_path
+from singer_ssl.core.params import int_param, number_param
 from singer_ssl.model.heads import make_head
 from singer_ssl.model.singer_model import SingerModel
 
@@ -60,7 +68,8 @@ class ModelFolderError(ValueError):
 
 
 def read_hyperparams(folder: str | os.PathLike) -> dict:
-    """Read ``hyperparams.yaml`` of a model folder, with a clear error when missing or malformed."""
+    """Read ``hyperparams.yaml`` of a model folder and validate it (:func:`check_hyperparams`);
+    :class:`ModelFolderError`, one line naming the file (and key), when missing or malformed."""
     folder = Path(folder)
     path = folder / "hyperparams.yaml"
     if not folder.is_dir():
@@ -69,10 +78,15 @@ def read_hyperparams(folder: str | os.PathLike) -> dict:
         raise ModelFolderError(f"{path} is missing: the folder is not a singer-ssl model folder")
     try:
         hp = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelFolderError(f"{path} is not a UTF-8 text file") from None
     except yaml.YAMLError as e:
-        raise ModelFolderError(f"{path} is not valid YAML: {e}") from e
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ModelFolderError(f"{path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(hp, dict):
         raise ModelFolderError(f"{path} does not describe a model (expected a mapping)")
+    check_hyperparams(hp, path)
     return hp
 
 
@@ -82,26 +96,215 @@ def model_sample_rate(hp: dict) -> int:
 
 
 def model_segment_seconds(hp: dict) -> float:
-    """Window length (s) the model was trained/evaluated on."""
-    return float(hp.get("segment_seconds", 4.0))
+    """Window length (s) the model was trained/evaluated on (4.0 when absent or null)."""
+    seconds = hp.get("segment_seconds")
+    return 4.0 if seconds is None else float(seconds)
+
+
+# ----------------------------------------------------------------------------------------------
+# validation: every problem of a model folder is one ModelFolderError line naming the file and key
+
+# hyperparams sections that decide what the model computes; model.ts carries its own copy of them
+BUILD_KEYS = ("frontend", "normalization", "encoder", "head", "segment_seconds")
+
+
+def check_hyperparams(hp: dict[str, Any], path: str | os.PathLike) -> None:
+    """Validate what :func:`build_model` and the loaders read from ``hyperparams.yaml`` at ``path``.
+
+    ``frontend``: positive integers ``sample_rate`` (Hz), ``n_fft``, ``hop`` (samples), ``n_mels``;
+    ``0 <= fmin < fmax <= sample_rate / 2`` (Hz, ``fmax`` null = Nyquist); ``log_offset > 0``;
+    ``center``/``window``/``mel`` as :data:`FRONTEND_FIXED` when present. ``normalization``: finite
+    ``mean``, ``std > 0``. ``encoder``: a ``name`` and a ``kwargs`` mapping (or null). ``head``: a
+    mapping. ``segment_seconds``: null or > 0 (s). :class:`ModelFolderError` naming ``path`` and the
+    dotted key otherwise.
+    """
+    try:
+        _check_hyperparams(hp)
+    except ConfigError as e:
+        raise ModelFolderError(f"{path}: {e}") from None
+
+
+def _check_hyperparams(hp: dict[str, Any]) -> None:
+    for key in ("frontend", "encoder", "head"):
+        if not isinstance(hp.get(key), dict):
+            what = "lacks" if key not in hp else "has a malformed"
+            raise ConfigError(f"{what} the {key!r} section (expected a mapping, got {hp.get(key)!r})")
+    fe = hp["frontend"]
+    ints = {k: int_param(fe.get(k), f"frontend.{k}", minimum=1) for k in ("sample_rate", "n_fft", "hop", "n_mels")}
+    fmin = number_param(fe.get("fmin", 0.0), "frontend.fmin", low=0.0)
+    fmax = None if fe.get("fmax") is None else number_param(fe["fmax"], "frontend.fmax", low=0.0, low_open=True)
+    log_offset = number_param(fe.get("log_offset", 1e-8), "frontend.log_offset", low=0.0, low_open=True)
+    for key, value in FRONTEND_FIXED.items():
+        if key in fe and fe[key] != value:
+            raise ConfigError(f"frontend.{key}: this front end supports only {value!r}, got {fe[key]!r}")
+    nyquist = ints["sample_rate"] / 2.0
+    if fmax is not None and fmax > nyquist:
+        raise ConfigError(f"frontend.fmax: expected <= sample_rate / 2 = {nyquist} Hz, got {fe['fmax']!r}")
+    top = nyquist if fmax is None else fmax
+    if not fmin < top:
+        raise ConfigError(f"frontend.fmin: expected < fmax = {top} Hz, got {fe.get('fmin')!r}")
+    try:  # the front end's own checks (all covered above)
+        front_end_params(**ints, fmin=fmin, fmax=fmax, log_offset=log_offset)
+    except ValueError as e:
+        raise ConfigError(f"frontend: {str(e).removeprefix('features: ')}") from None
+    norm = hp.get("normalization")
+    if norm is not None:
+        if not isinstance(norm, dict):
+            raise ConfigError(f"normalization: expected a mapping {{mean, std}}, got {norm!r}")
+        number_param(norm.get("mean", 0.0), "normalization.mean")
+        number_param(norm.get("std", 1.0), "normalization.std", low=0.0, low_open=True)
+    enc = hp["encoder"]
+    if not isinstance(enc.get("name"), str):
+        raise ConfigError(f"encoder.name: expected an encoder name, got {enc.get('name')!r}")
+    if enc.get("kwargs") is not None and not isinstance(enc["kwargs"], dict):
+        raise ConfigError(f"encoder.kwargs: expected a mapping, got {enc['kwargs']!r}")
+    if hp.get("segment_seconds") is not None:
+        number_param(hp["segment_seconds"], "segment_seconds", low=0.0, low_open=True)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """``model.pt`` -> the state dict ``{name: tensor}`` (loaded with ``weights_only=True``, on CPU).
+
+    :class:`ModelFolderError` naming ``path`` when it is not a ``torch.save`` file, when it holds a
+    training checkpoint (``data/checkpoints/last.pt``: ``{"model": state dict, "optimizer": ...}``)
+    instead of the model's state dict, or when a floating-point tensor holds NaN or inf (the first
+    such tensor is named).
+    """
+    if not path.exists():
+        raise ModelFolderError(f"{path} is missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, IndexError, pickle.UnpicklingError, RuntimeError, ValueError, OSError, KeyError,
+            AttributeError, TypeError, zipfile.BadZipFile) as e:
+        why = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFolderError(f"{path} is not a PyTorch state dict written by torch.save "
+                               f"({type(e).__name__}: {why[:200]})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict) and (
+            "optimizer" in state or "step" in state or "fingerprint" in state):
+        raise ModelFolderError(f"{path} is a training checkpoint (keys {', '.join(sorted(map(str, state))[:6])}, ...)"
+                               f", not a model's state dict: use the model folder the train stage writes "
+                               f"(data/model), or save checkpoint['model'] as model.pt")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelFolderError(f"{path} does not hold a state dict {{name: tensor}} (got {type(state).__name__})")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelFolderError(f"{path}: tensor {name!r} holds {bad} NaN/inf value(s) of {tensor.numel()}; "
+                                   f"the weights are unusable")
+    return state
+
+
+def _check_normalization(hp: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> None:
+    """The ``mean``/``std`` buffers of the weights must be ``normalization`` of ``hyperparams.yaml``
+    (up to float32 rounding): eager loading takes the weights' values, model.ts has them baked in."""
+    norm = hp.get("normalization") or {}
+    for key, default in (("mean", 0.0), ("std", 1.0)):
+        if key not in state:
+            continue
+        want = float(norm.get(key, default))
+        got = float(state[key])
+        if not math.isclose(want, got, rel_tol=1e-6, abs_tol=1e-6):
+            raise ModelFolderError(f"{path / 'hyperparams.yaml'}: normalization.{key} = {want!r} but the weights "
+                                   f"in {path / 'model.pt'} were trained with {got!r}")
+
+
+def _first_difference(a: Any, b: Any, where: str) -> tuple[str, Any, Any] | None:
+    """The first dotted key where two YAML trees differ (``None`` when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{where}.{key}".lstrip("."), a.get(key, "<absent>"), b.get(key, "<absent>")
+            diff = _first_difference(a[key], b[key], f"{where}.{key}")
+            if diff is not None:
+                return diff
+        return None
+    return None if a == b else (where.lstrip("."), a, b)
+
+
+def read_torchscript_hyperparams(path: Path) -> dict[str, Any] | None:
+    """The ``hyperparams.yaml`` carried inside ``model.ts`` at ``path``, read from its zip archive
+    without loading the module; ``None`` when it carries none (written before they were stored).
+    :class:`ModelFolderError` when ``path`` is not a TorchScript archive or the copy is malformed."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.split("/", 1)[-1] == "extra/hyperparams.yaml"]
+            if not any(n.split("/", 1)[-1] in ("data.pkl", "constants.pkl") for n in archive.namelist()):
+                raise ModelFolderError(f"{path} is not a TorchScript file written by torch.jit.save")
+            text = archive.read(names[0]).decode("utf-8") if names else None
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"{path} is not a TorchScript file written by torch.jit.save ({e})") from None
+    if text is None:
+        return None
+    try:
+        hp = yaml.safe_load(text)
+    except yaml.YAMLError:
+        hp = None
+    if not isinstance(hp, dict):
+        raise ModelFolderError(f"{path}: its copy of hyperparams.yaml is not a mapping")
+    return hp
+
+
+def check_against_torchscript(hp: dict[str, Any], folder: Path) -> None:
+    """Every key of :data:`BUILD_KEYS` in ``hyperparams.yaml`` must equal the copy inside ``model.ts``
+    (the values the weights were trained and exported with): the front end's ``hop``, ``n_fft``,
+    ``fmin``... leave no trace in ``model.pt`` (the window and mel basis are non-persistent buffers),
+    so an edited ``hyperparams.yaml`` would otherwise load and silently change the embeddings.
+    Skipped when ``model.ts`` is absent or carries no copy (written before it was stored)."""
+    ts = folder / "model.ts"
+    if not ts.exists():
+        return
+    carried = read_torchscript_hyperparams(ts)
+    if carried is None:
+        return
+    for key in BUILD_KEYS:
+        diff = _first_difference(hp.get(key), carried.get(key), key)
+        if diff is not None:
+            name, mine, theirs = diff
+            raise ModelFolderError(f"{folder / 'hyperparams.yaml'}: {name} = {mine!r} but {ts} was exported with "
+                                   f"{theirs!r}; the files come from different models (restore hyperparams.yaml)")
+
+
+def probe_forward(model: nn.Module, hp: dict[str, Any], folder: Path, device: torch.device | None = None) -> None:
+    """One forward pass on ``(1, window)`` zeros (the embedding window: ``segment_seconds`` at the
+    front end's rate) must give ``(1, encoder embedding_dim)``: a front end that does not fit the
+    encoder (e.g. ``frontend.n_mels`` 64 for an encoder built for 128 mels) fails here, at load,
+    instead of at the first embedding. Costs one embedding window of compute."""
+    sr = model_sample_rate(hp)
+    window = max(1, int(round(model_segment_seconds(hp) * sr)))
+    dev = device or next(iter(model.parameters()), torch.empty(0)).device
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, window, device=dev))
+    except Exception as e:  # noqa: BLE001 - re-raised with the culprit named
+        why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ModelFolderError(f"{folder}: the model fails on a {window}-sample window with the front end of "
+                               f"hyperparams.yaml (frontend.n_mels = {hp['frontend'].get('n_mels')}, encoder "
+                               f"{hp['encoder'].get('name')!r}): {why[:200]}") from None
+    dim = getattr(model, "embedding_dim", None)
+    if out.dim() != 2 or out.shape[0] != 1 or (isinstance(dim, int) and out.shape[1] != dim):
+        raise ModelFolderError(f"{folder}: the model gives shape {tuple(out.shape)} for one window, "
+                               f"expected (1, {dim})")
 
 
 def load_eager(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
     """Rebuild the full :class:`~singer_ssl.model.singer_model.SingerModel` and load ``model.pt`` strictly.
 
-    Raises :class:`ModelFolderError` naming the culprit when ``hyperparams.yaml`` does not match
-    the weights (e.g. another encoder or embedding size).
+    Raises :class:`ModelFolderError` (one line naming the file and key) when ``hyperparams.yaml``
+    is malformed (:func:`check_hyperparams`) or does not match the weights (another encoder or
+    embedding size, ``normalization``, or any :data:`BUILD_KEYS` value differing from the copy in
+    ``model.ts``: :func:`check_against_torchscript`), when ``model.pt`` is not a finite state dict
+    (:func:`read_state_dict`), or when the rebuilt model fails on one window (:func:`probe_forward`).
     """
     folder = Path(folder)
     hp = read_hyperparams(folder)
     weights = folder / "model.pt"
-    if not weights.exists():
-        raise ModelFolderError(f"{weights} is missing")
+    state = read_state_dict(weights)
     try:
         model = build_model(hp)
     except Exception as e:  # noqa: BLE001 - re-raised with the culprit named
-        raise ModelFolderError(f"{folder / 'hyperparams.yaml'} does not describe a buildable model: {e}") from e
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+        raise ModelFolderError(f"{folder / 'hyperparams.yaml'} does not describe a buildable model: "
+                               f"{(str(e).splitlines() or [type(e).__name__])[0]}") from e
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -109,7 +312,34 @@ def load_eager(folder: str | os.PathLike, device: str | torch.device | None = No
             f"{weights} does not match {folder / 'hyperparams.yaml'} "
             f"(encoder {hp.get('encoder', {}).get('name')!r}): {str(e).splitlines()[0]} ..."
         ) from e
-    return model.to(resolve_device(device)).eval()
+    _check_normalization(hp, state, folder)
+    check_against_torchscript(hp, folder)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    probe_forward(model, hp, folder, dev)
+    return model
+
+
+def load_torchscript(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
+    """Load ``model.ts`` of a model folder (eval mode) after checking that ``hyperparams.yaml`` agrees
+    with the copy it carries (:func:`check_against_torchscript`); :class:`ModelFolderError` naming the
+    file when it is missing, not TorchScript, or fails on one window (:func:`probe_forward`)."""
+    folder = Path(folder)
+    hp = read_hyperparams(folder)
+    ts = folder / "model.ts"
+    if not ts.exists():
+        raise ModelFolderError(f"{ts} is missing")
+    check_against_torchscript(hp, folder)
+    dev = resolve_device(device)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(ts), map_location=dev).eval()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ModelFolderError(f"{ts} is not a loadable TorchScript model: "
+                               f"{(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}") from None
+    probe_forward(model, hp, folder, dev)
+    return model
 
 
 def plain(value: Any) -> Any:
