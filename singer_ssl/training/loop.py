@@ -27,8 +27,11 @@ and follow the same rule (GE2E scales its gathered-batch parameters with ``local
 W processes with batch b give the same loss and gradients as 1 process with batch W*b
 (``tests/test_train.py::test_ddp_matches_single_process``).
 
-Both views go through the encoder in one forward pass of 2b items (batch-norm statistics are
-computed over both views, as SimCLR); DDP needs exactly one forward per backward.
+With ``train.view_batching: joint`` (default) both views go through the encoder in one pass of 2b
+items (batch-norm statistics over both views, as SimCLR); with ``per_view`` each view is passed
+separately (student and teacher), so batch-norm statistics are per view, as the Torres et al. 2023
+and Fonseca et al. 2021 code (:func:`project_views`). Either way it is one ``TrainUnit`` forward per
+backward, as DDP needs.
 """
 
 from __future__ import annotations
@@ -55,6 +58,16 @@ class NonFiniteLoss(RuntimeError):
         super().__init__(f"loss is {value} at step {step + 1}: training diverged" + (f"; {note}" if note else ""))
 
 
+def project_views(model: SingerModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder input of both views (2b, ...) -> projections (z1, z2), each (b, D_proj): one pass of 2b
+    items (``model.view_batching == "joint"``) or one pass per view (``"per_view"``)."""
+    b = x.shape[0] // 2
+    if getattr(model, "view_batching", "joint") == "per_view":
+        return model.embed_encoder_input(x[:b])[1], model.embed_encoder_input(x[b:])[1]
+    _, proj = model.embed_encoder_input(x)
+    return proj[:b], proj[b:]
+
+
 class TrainUnit(nn.Module):
     """What DDP wraps: the model (encoder + head) and the objective, on prepared encoder inputs.
 
@@ -69,9 +82,7 @@ class TrainUnit(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
                 targets: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        _, proj = self.model.embed_encoder_input(x)
-        b = proj.shape[0] // 2
-        z1, z2 = proj[:b], proj[b:]
+        z1, z2 = project_views(self.model, x)
         kwargs = {}
         if labels is not None:
             kwargs["labels"] = labels
@@ -147,7 +158,8 @@ class Trainer:
 
     def inputs(self, batch: dict[str, torch.Tensor], augment_seed: int | None) -> torch.Tensor:
         """Encoder input for both views: (2b, 1, F, T) standardised log-mel, or (2b, S) waveform."""
-        x = torch.cat([batch["x1"], batch["x2"]]).to(self.device, non_blocking=True)
+        # each view goes to the device from its own (pinned) loader buffer, then the copies are joined there
+        x = torch.cat([batch["x1"].to(self.device, non_blocking=True), batch["x2"].to(self.device, non_blocking=True)])
         model = self.model
         if not model.uses_logmel:
             return x.float()
@@ -168,9 +180,8 @@ class Trainer:
         if self.teacher is None:
             return None
         with torch.no_grad(), self._autocast():
-            _, t = self.teacher.embed_encoder_input(x)
-        b = t.shape[0] // 2
-        return t[:b].float(), t[b:].float()
+            t1, t2 = project_views(self.teacher, x)
+        return t1.float(), t2.float()
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
         """One optimiser step on this process's slice of global batch ``step`` (0-based).
@@ -185,11 +196,13 @@ class Trainer:
         targets = self._targets(x)
         with self._autocast():
             loss, z1, z2 = self.net(x, labels, targets)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLoss(step, value)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.world_size).backward()
+        # read the loss (a host-device sync) only once the backward pass is queued; the weights are untouched
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(step, value)
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.unit.parameters(), float(self.grad_clip))
         self.optimizer.step()
