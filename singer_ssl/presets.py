@@ -40,6 +40,18 @@ def available(preset_dir: Path = PRESET_DIR) -> list[str]:
     return sorted(p.stem for p in preset_dir.glob("*.yaml"))
 
 
+def summary(name: str, preset_dir: Path = PRESET_DIR) -> str:
+    """The first comment line of ``presets/<name>.yaml`` (paper and one-line description), ``""`` if none;
+    for ``singer-ssl preset --list``."""
+    path = preset_dir / f"{name}.yaml"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
+
+
 def resolve_name(name: str) -> str:
     """The current name of preset ``name``; a deprecated name prints a one-line note on stderr."""
     new = DEPRECATED_NAMES.get(name)

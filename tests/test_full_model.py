@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,101 @@ def test_normalisation_buffers_travel_with_the_state_dict():
     other = build_model(hp)
     other.load_state_dict(state)
     assert float(other.mean) == -4.0 and np.isclose(float(other.std), 3.0)
+
+
+@pytest.mark.parametrize("scaling", ["none", "dataset_std"])
+def test_input_scaling_travels_through_the_model_folder(tmp_path, scaling):
+    """``train.input_scaling`` is recorded in hyperparams.yaml and reproduced by the eager and TorchScript models."""
+    params = params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12})
+    params["train"]["input_scaling"] = scaling
+    params["head"]["l2"] = False
+    hp = describe(params, ATTRS, -4.0, 3.0, 1.0)
+    assert hp["normalization"] == ({"mean": -4.0, "std": 3.0, "scaling": "none"} if scaling == "none"
+                                   else {"mean": -4.0, "std": 3.0})  # the default adds no key
+    assert hp["head"]["l2"] is False
+    torch.manual_seed(0)
+    folder = save_model_folder(build_model(hp), hp, tmp_path / "model")
+    loaded, _ = load_model_folder(folder)
+    assert loaded.head.l2 is False
+    wave = 0.1 * torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logmel = LogMel(8000, 256, 64, 16)(wave)
+        x = logmel if scaling == "none" else (logmel + 4.0) / 3.0
+        expected = loaded.encoder(x.unsqueeze(1))
+        torch.testing.assert_close(loaded(wave), expected)
+        torch.testing.assert_close(torch.jit.load(str(folder / "model.ts"))(wave), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_scaling_in_hyperparams_is_one_line(tmp_path):
+    from singer_ssl.model.folder import ModelFolderError
+
+    hp = describe(params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12}), ATTRS, -4.0, 3.0, 1.0)
+    folder = save_model_folder(build_model(hp), hp, tmp_path / "model")
+    hp["normalization"]["scaling"] = "batch_max"
+    (folder / "hyperparams.yaml").write_text(yaml.safe_dump(hp))
+    with pytest.raises(ModelFolderError, match=r"normalization\.scaling: expected one of dataset_std, none"):
+        load_model_folder(folder)
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[2] / "shared" / "weights" / "VGG_best.pth").is_file(),
+                    reason="published uclser20 weights not found under ../shared/weights")
+def test_published_encoder_as_an_untrained_pipeline_row(tmp_path):
+    """``encoders.vgglike.init: published:<path>`` + ``train.max_steps: 0``: the train stage writes the model
+    folder from the published weights, with their input convention, without a step; it loads without the file."""
+    import shutil
+
+    from singer_ssl import encoders
+    from singer_ssl.training import run as training_run
+    from singer_ssl.training.data import load_segment_table
+    from tests.synthetic import make_training_set, pipeline_paths
+
+    make_training_set(tmp_path, n_singers=4, sources_per_singer=1, segments_per_source=2)
+    ckpt = tmp_path / "VGG_best.pth"
+    shutil.copy(Path(__file__).parents[2] / "shared" / "weights" / "VGG_best.pth", ckpt)
+    params = params_for("vgglike", {"init": f"published:{ckpt}"})
+    params["datasets"] = {"train": {"toy": {"path": "data/raw/toy"}}}
+    params["train"].update(max_steps=0, num_workers=0, val_fraction=0.0, device="cpu")
+    paths = pipeline_paths(tmp_path)
+    summary = training_run.train(TrainConfig.from_params(params), paths, progress=False)
+    assert summary["steps"] == 0
+    ckpt.unlink()  # the model folder is self-contained
+    model, hp = load_model_folder(paths.model)
+    assert hp["encoder"]["init"] == f"published:{ckpt}" and "init" not in hp["encoder"]["kwargs"]
+    table = load_segment_table(paths.features, paths.segments, ["toy"])
+    assert hp["normalization"] == {"mean": pytest.approx(table.mean), "std": pytest.approx(table.std),
+                                   "gain": pytest.approx(encoders.FSDNOISY18K_GAIN)}
+    published = encoders.load_published("vgglike", Path(__file__).parents[2] / "shared" / "weights" / "VGG_best.pth",
+                                        mean=float(hp["normalization"]["mean"]), std=float(hp["normalization"]["std"]))
+    for k, v in published.encoder.state_dict().items():
+        if not k.startswith("dense_out."):
+            torch.testing.assert_close(model.encoder.state_dict()[k], v)
+    from singer_ssl.evaluation.baselines import random_init_model
+
+    rnd = random_init_model(hp, 0, torch.device("cpu"))  # the embed stage's baseline stays random, needs no file
+    assert not torch.equal(rnd.encoder.conv0.conv.weight, model.encoder.conv0.conv.weight)
+    wave = 0.1 * torch.randn(3, 8000, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(wave), published(LogMel(8000, 256, 64, 16)(wave)[:, None]), rtol=1e-5,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"loss": "byol", "head": {"l2": False}}, r"losses.byol.predictor_input: l2 needs L2-normalised projections: "
+                                              r"set head.l2: true"),
+    ({"loss": "byol", "losses": {"byol": {"predictor_input": "raw"}}},
+     r"losses.byol.predictor_input: raw needs raw projections: set head.l2: false"),
+    ({"train": {"view_batching": "split"}}, r"train.view_batching: expected one of joint, per_view, got 'split'"),
+    ({"train": {"input_scaling": "item"}},
+     r"train.input_scaling: expected one of dataset_std, none, item_mean, got 'item'"),
+    ({"head": {"l2": "no"}}, r"head.l2: expected true or false"),
+    ({"encoders": {"lstm": {"init": "VGG_best.pth"}}}, r"encoders.lstm.init: expected 'published:<path"),
+])
+def test_new_wiring_parameters_are_checked(change, message):
+    from singer_ssl.presets import merge
+
+    params = params_for("lstm", {"hidden": 8, "layers": 1, "embedding_dim": 12})
+    params["losses"]["byol"] = {"predictor_input": "l2"}
+    params["datasets"] = {"train": {"toy": {"path": "x"}}}
+    params = merge(params, change)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_params(params)

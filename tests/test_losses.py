@@ -70,8 +70,9 @@ def ref_rolled(z1, z2, tau, n_negatives, decouple) -> float:
     return total / n
 
 
-def ref_supcon(z1, z2, labels, tau) -> float:
-    """Khosla L_out over 2N views, positives = other view or same non-negative label."""
+def ref_supcon(z1, z2, labels, tau, eps: float = 0.0) -> float:
+    """Khosla L_out over 2N views, positives = other view or same non-negative label; ``eps > 0``: SemiSupCon's
+    SSNTXent, -log(p + eps) per positive pair (p = the pair's softmax probability)."""
     n = len(z1)
     u = [unit(v) for v in list(z1) + list(z2)]
     item = list(range(n)) * 2
@@ -84,7 +85,7 @@ def ref_supcon(z1, z2, labels, tau) -> float:
             for p in range(2 * n)
             if p != i and (item[p] == item[i] or (y is not None and y[i] >= 0 and y[p] == y[i]))
         ]
-        total += -sum(float(np.dot(u[i], u[p])) / tau - denom for p in pos) / len(pos)
+        total += -sum(np.log(np.exp(float(np.dot(u[i], u[p])) / tau - denom) + eps) for p in pos) / len(pos)
     return total / (2 * n)
 
 
@@ -299,7 +300,7 @@ def test_supcon_matches_loops_and_reduces_to_ntxent():
     unlabelled = losses.get("supcon", temperature=0.1)(z1, z2).item()
     assert unlabelled == pytest.approx(losses.get("ntxent", temperature=0.1)(z1, z2).item(), rel=1e-6)
     all_minus_one = losses.get("semisupcon", temperature=0.1)(z1, z2, torch.full((6,), -1)).item()
-    assert all_minus_one == pytest.approx(unlabelled, rel=1e-6)
+    assert all_minus_one == pytest.approx(ref_supcon(np64(z1), np64(z2), None, 0.1, eps=1e-6), rel=1e-5)
     assert got != pytest.approx(unlabelled, rel=1e-3)  # the labels do change the objective
 
 
@@ -307,9 +308,9 @@ def test_semisupcon_unlabelled_items_only_pair_with_their_view():
     z1, z2 = views(b=6, seed=4)
     labels = [3, 3, -1, -1, 5, 5]
     got = losses.get("semisupcon")(z1, z2, labels).item()
-    assert got == pytest.approx(ref_supcon(np64(z1), np64(z2), labels, 0.1), rel=1e-5)
+    assert got == pytest.approx(ref_supcon(np64(z1), np64(z2), labels, 0.1, eps=1e-6), rel=1e-5)
     # two unlabelled items are *not* positives of each other although both are -1
-    distinct = ref_supcon(np64(z1), np64(z2), [3, 3, 10, 11, 5, 5], 0.1)
+    distinct = ref_supcon(np64(z1), np64(z2), [3, 3, 10, 11, 5, 5], 0.1, eps=1e-6)
     assert got == pytest.approx(distinct, rel=1e-6)
 
 

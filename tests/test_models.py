@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import warnings
 from pathlib import Path
@@ -287,7 +289,7 @@ def test_audiontt_loads_published_layout_and_matches_manual_forward(tmp_path):
     assert encoders.get("audiontt2020", n_mels=64).load_state_dict(sd, strict=True)  # no missing/unexpected
     path = tmp_path / "AudioNTT2020-BYOLA-64x96d512.pth"
     torch.save(sd, path)
-    model = encoders.load_published("audiontt2020", path)
+    model = encoders.load_published("audiontt2020", path).encoder
     assert (model.n_mels, model.embedding_dim, model.training) == (64, 512, False)
     x = torch.randn(2, 1, 64, 96, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -299,7 +301,7 @@ def test_audiontt_load_published_infers_size_and_strips_training_prefix(tmp_path
     sd = _published_audiontt_state(n_mels=64, d=1024)
     wrapped = {"state_dict": {f"model.online_encoder.net.{k}": v for k, v in sd.items()}, "epoch": 3}
     torch.save(wrapped, tmp_path / "ckpt.pth")
-    model = encoders.load_published("audiontt2020", tmp_path / "ckpt.pth")
+    model = encoders.load_published("audiontt2020", tmp_path / "ckpt.pth").encoder
     assert model.embedding_dim == 1024
     torch.testing.assert_close(model.fc[3].weight, sd["fc.3.weight"])
 
@@ -310,7 +312,7 @@ def test_audiontt_load_published_infers_size_and_strips_training_prefix(tmp_path
 @needs_weights
 def test_vgglike_reproduces_published_vectors():
     ref = np.load(WEIGHTS / "uclser20_vgg_vectors.npz")
-    model = encoders.load_published("vgglike", WEIGHTS / "VGG_best.pth")
+    model = encoders.load_published("vgglike", WEIGHTS / "VGG_best.pth").encoder
     assert (model.embedding_dim, model.num_classes) == (512, 20)
     # The reference inputs are seed-004 patches (batch, 1, time=101, freq=96); the encoder takes freq x time.
     x = torch.from_numpy(ref["input_patch"]).transpose(2, 3)
@@ -348,7 +350,7 @@ def _gru_last_step_product(x: np.ndarray, sd: dict[str, np.ndarray], hidden: int
 
 @needs_weights
 def test_crnn_published_weights_match_manual_forward():
-    model = encoders.load_published("crnn", WEIGHTS / "CRNN_best.pth")
+    model = encoders.load_published("crnn", WEIGHTS / "CRNN_best.pth").encoder
     assert (model.n_mels, model.embedding_dim, model.num_classes) == (96, 64, 20)
     sd = {k: v.double() for k, v in torch.load(WEIGHTS / "CRNN_best.pth", map_location="cpu",
                                                  weights_only=True).items()}
@@ -407,7 +409,7 @@ def test_resnet18_published_layout_round_trip(tmp_path):
     assert {"conv1.weight", "bn1.running_mean", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias",
             "fc.weight"} <= keys
     torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ResNet_best.pth")
-    loaded = encoders.load_published("resnet18", tmp_path / "ResNet_best.pth")
+    loaded = encoders.load_published("resnet18", tmp_path / "ResNet_best.pth").encoder
     assert loaded.num_classes == 20
     x = torch.randn(2, 1, 96, 101)
     with torch.no_grad():
@@ -420,7 +422,7 @@ def test_efficientnet_loads_seed000_style_checkpoint(tmp_path):
     sd["feature_extractor.spec_layer.mel_basis"] = torch.zeros(128, 1025)  # front end: not the encoder's
     sd["projection.net.1.weight"] = torch.zeros(128, 1000)
     torch.save(sd, tmp_path / "model.pt")
-    loaded = encoders.load_published("efficientnet_b0", tmp_path / "model.pt")
+    loaded = encoders.load_published("efficientnet_b0", tmp_path / "model.pt").encoder
     torch.testing.assert_close(loaded.features[8][0].weight, source.features[8][0].weight)
 
 
@@ -485,7 +487,7 @@ def test_lstm_load_published_drops_ge2e_parameters(tmp_path):
     source = encoders.get("lstm", n_mels=80, hidden=16, layers=3, embedding_dim=8)
     sd = dict(source.state_dict(), similarity_weight=torch.tensor([10.0]), similarity_bias=torch.tensor([-5.0]))
     torch.save({"model_b": sd}, tmp_path / "sie.ckpt")
-    loaded = encoders.load_published("lstm", tmp_path / "sie.ckpt")
+    loaded = encoders.load_published("lstm", tmp_path / "sie.ckpt").encoder
     assert (loaded.n_mels, loaded.lstm.hidden_size, loaded.lstm.num_layers, loaded.embedding_dim) == (80, 16, 3, 8)
 
 
@@ -514,8 +516,84 @@ def test_mlp_head_structure_and_unit_norm():
     torch.jit.script(head.eval())
 
 
+def test_mlp_nobias_and_none_heads_structure():
+    torch.manual_seed(3)
+    head = make_head("mlp_nobias", 20, dim=6, hidden=16)
+    assert [type(m).__name__ for m in head.net] == ["Linear", "ReLU", "Linear"]
+    assert head.net[0].bias is None and head.net[2].bias is None and head.output_dim == 6
+    x = torch.randn(4, 20)
+    z = torch.relu(x @ head.net[0].weight.T) @ head.net[2].weight.T
+    torch.testing.assert_close(head(x), z / z.norm(dim=1, keepdim=True))
+    none = make_head("none", 20, dim=6)
+    assert none.output_dim == 20 and not list(none.parameters())
+    torch.testing.assert_close(none(x), x / x.norm(dim=1, keepdim=True))
+    raw = make_head("mlp", 20, dim=6, hidden=16, l2=False).eval()
+    torch.testing.assert_close(raw(x), raw.net(x))
+
+
 def test_head_errors():
-    with pytest.raises(ConfigError, match=r"unknown head kind 'linear'; valid choices: mlp, silu_linear"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown head kind 'linear'; valid choices: mlp, mlp_nobias, none, silu_linear"):
         make_head("linear", 10)
     with pytest.raises(ConfigError, match="dim must be a positive integer"):
         make_head("mlp", 10, dim=0)
+
+
+# ------------------------------------------------------------------------------------------------ input conventions
+
+
+@functools.lru_cache(maxsize=1)
+def _voices_logmel(n: int = 6) -> torch.Tensor:
+    """singer-ssl log-mels (n, 1, 96, 101) of n unrelated synthetic voices at Fonseca et al.'s front end."""
+    from singer_ssl.core.frontend import LogMel
+
+    rng = np.random.default_rng(0)
+    sr = 22050
+    t = np.arange(101 * 220) / sr
+    waves = []
+    for k in range(n):  # harmonic voices: own pitch, spectral envelope (timbre) and vibrato each
+        f0 = 110.0 * 2 ** (k / 5) * (1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / sr
+        env = rng.uniform(0.05, 1.0, 12) / np.arange(1, 13) ** rng.uniform(0.3, 1.5)
+        x = sum(a * np.sin(h * phase) for h, a in enumerate(env, start=1) if h * f0.max() < sr / 2)
+        waves.append((0.3 * x / np.abs(x).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32))
+    lm = LogMel(sr, n_fft=2048, hop=220, n_mels=96, fmin=50.0, fmax=10500.0, log_offset=1.1e-8)
+    return lm(torch.from_numpy(np.stack(waves)))[:, None, :, :101]
+
+
+def _mean_cosine(e: torch.Tensor) -> float:
+    c = F.normalize(e, dim=1) @ F.normalize(e, dim=1).T
+    n = len(e)
+    return float((c.sum() - n) / (n * n - n))
+
+
+@needs_weights
+@pytest.mark.parametrize("name, file", [("vgglike", "VGG_best.pth"), ("crnn", "CRNN_best.pth")])
+def test_published_weights_carry_their_input_convention(name, file):
+    """Fonseca et al. 2021 fed (x - mean) / (std / sqrt(N)): load_published applies that gain, so singer-ssl
+    log-mels give distinct embeddings; unit-variance input (no convention) collapses them."""
+    model = encoders.load_published(name, WEIGHTS / file)
+    gain = math.sqrt(38.8 * 3600 * 100 * 96)  # sqrt(N), N = log-mel values of FSDnoisy18k's noisy set
+    assert model.convention is not None and model.gain == pytest.approx(gain) and model.standardize
+    x = _voices_logmel()
+    z = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(model.encoder_input(x), z * gain)
+    with torch.no_grad():
+        collapsed = _mean_cosine(model.encoder(z))
+        meaningful = _mean_cosine(model(x))
+        with_stats = encoders.PublishedEncoder(model.encoder, model.convention, float(x.mean()), float(x.std()))
+        torch.testing.assert_close(with_stats.encoder_input(x), (x - x.mean()) / x.std() * gain)
+        dataset_level = _mean_cosine(with_stats(x))
+    assert collapsed > 0.999
+    print(f"{name}: mean cosine {collapsed:.4f} unit-variance input, {meaningful:.4f} / {dataset_level:.4f} with the "
+          "convention (per-item / dataset standardisation)")
+    assert meaningful < 0.97 and dataset_level < 0.97, (meaningful, dataset_level)
+
+
+def test_unknown_checkpoint_gets_no_input_transform(tmp_path):
+    torch.save(encoders.get("vgglike").state_dict(), tmp_path / "mine.pth")
+    model = encoders.load_published("vgglike", tmp_path / "mine.pth")
+    assert model.convention is None
+    x = torch.randn(2, 1, 16, 20)
+    torch.testing.assert_close(model.encoder_input(x), x)
+    assert encoders.published_convention("crnn", "VGG_best.pth") is None  # keyed by file and encoder

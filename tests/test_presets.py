@@ -65,3 +65,26 @@ def test_unknown_preset_lists_the_valid_choices():
     assert "unknown preset 'torres'" in msg and "\n" not in msg
     assert msg.endswith("valid choices: " + ", ".join(available(ROOT / "presets")))
     assert "seed000" not in msg
+
+
+@pytest.mark.parametrize("name", ["typo", "seed009"])
+def test_cli_unknown_preset_prints_nothing_on_stdout_and_fails(name, capsys, monkeypatch):
+    """``dvc exp run $(singer-ssl preset typo)`` must not start a default run: stdout stays empty."""
+    from singer_ssl.cli import main
+
+    monkeypatch.chdir(ROOT)
+    rc = main(["preset", name])
+    out = capsys.readouterr()
+    assert rc != 0 and out.out == ""
+    assert out.err.count("\n") == 1 and f"unknown preset {name!r}" in out.err
+    assert all(n in out.err for n in available(ROOT / "presets"))
+    assert main(["preset", "byol-a"]) == 0 and "-S" in capsys.readouterr().out  # the control: a known name prints
+
+
+def test_every_preset_has_a_one_line_summary_naming_its_paper():
+    from singer_ssl.presets import summary
+
+    papers = {"torres2023": "Torres", "ge2e-singer": "GE2E", "semisupcon": "SemiSupCon", "byol-a": "BYOL-A",
+              "fonseca2021": "Fonseca", "byol-laptop": "BYOL"}
+    for name in available(ROOT / "presets"):
+        assert papers[name] in summary(name, ROOT / "presets")

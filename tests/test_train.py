@@ -385,7 +385,9 @@ def test_model_folder_loads_and_torchscript_matches(toy, tmp_path):
         torch.testing.assert_close(scripted(wave), eager, atol=1e-5, rtol=1e-5)
         # independent path: features front end -> standardise with the stored stats -> encoder
         logmel = LogMel.from_attrs(store.attrs)(wave)
-        x = ((logmel - hp["normalization"]["mean"]) / hp["normalization"]["std"]).unsqueeze(1)
+        norm = hp["normalization"]
+        centre = logmel.mean(dim=(1, 2), keepdim=True) if norm.get("scaling") == "item_mean" else norm["mean"]
+        x = ((logmel - centre) / norm["std"]).unsqueeze(1)
         torch.testing.assert_close(model.encoder(x), eager, atol=1e-5, rtol=1e-5)
 
 
@@ -613,7 +615,7 @@ def test_ddp_train_end_to_end(toy, tmp_path):
     ({"train.batch_size": 1}, r"train.batch_size: expected an integer >= 2, got 1"),
     ({"train.optimiser": "sgd"}, r"train.optimiser: unknown parameter; valid keys of train: .*optimizer"),
     ({"train.select": "best"}, r"train.select: expected one of auto, val_loss, val_eer, last, got 'best'"),
-    ({"head.kind": "mlp3"}, r"head.kind: expected one of silu_linear, mlp, got 'mlp3'"),
+    ({"head.kind": "mlp3"}, r"head.kind: expected one of silu_linear, mlp, mlp_nobias, none, got 'mlp3'"),
     ({"encoders.lstm": {"hidden_size": 8}}, r"encoders.lstm: unknown parameter\(s\) hidden_size"),
     ({"losses.ntxent": {"tau": 0.1}}, r"losses.ntxent: unknown parameter\(s\) 'tau'"),
     ({"train.epochs": None, "train.max_steps": None}, r"both null"),

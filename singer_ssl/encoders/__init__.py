@@ -26,9 +26,11 @@ Constructor keyword arguments come from ``params.yaml`` ``encoders.<name>``;
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,8 +56,13 @@ ENCODERS: dict[str, type[nn.Module]] = {
 }
 NAMES: tuple[str, ...] = tuple(ENCODERS)
 
-__all__ = ["NAMES", "ENCODERS", "PARAMETER_ROOTS", "encoder_class", "accepted_params", "check_kwargs", "get",
-           "kwargs_for_features", "get_for_features", "load_published"]
+__all__ = ["NAMES", "ENCODERS", "PARAMETER_ROOTS", "PUBLISHED_INPUT", "InputConvention", "PublishedEncoder",
+           "encoder_class", "accepted_params", "check_kwargs", "get", "kwargs_for_features", "get_for_features",
+           "load_published", "load_published_into", "published_convention"]
+
+#: ``encoders.<name>.init``: the weights an encoder starts from (``published:<path>``); every encoder accepts it
+INIT_KEY = "init"
+INIT_PREFIX = "published:"
 
 
 def encoder_class(name: str) -> type[nn.Module]:
@@ -66,9 +73,9 @@ def encoder_class(name: str) -> type[nn.Module]:
 
 
 def accepted_params(name: str) -> tuple[str, ...]:
-    """Constructor keyword arguments of encoder ``name``."""
+    """Constructor keyword arguments of encoder ``name`` (plus ``init``, see :func:`get`)."""
     cls = encoder_class(name)
-    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self") + (INIT_KEY,)
 
 
 def check_kwargs(name: str, params: Mapping[str, Any]) -> None:
@@ -79,6 +86,8 @@ def check_kwargs(name: str, params: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"encoders.{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
         )
+    if params.get(INIT_KEY) is not None:
+        init_path(name, params[INIT_KEY])
 
 
 def get(name: str, **params: Any) -> nn.Module:
@@ -86,14 +95,28 @@ def get(name: str, **params: Any) -> nn.Module:
 
     The encoders raise plain ``ValueError``/``TypeError``; here an unknown name, an unknown key or an
     invalid value becomes a :class:`ConfigError` naming ``encoders.<name>`` and the culprit.
+    ``init: published:<path>`` loads that published checkpoint's weights into the built encoder
+    (:func:`load_published_into`; a classifier layer of the checkpoint that the encoder lacks is dropped).
     """
     cls = encoder_class(name)
     check_kwargs(name, params)
+    params = dict(params)
+    init = params.pop(INIT_KEY, None)
     try:
-        return cls(**params)
+        model = cls(**params)
     except (TypeError, ValueError) as err:
         message = str(err).removeprefix(f"{name}: ")
         raise ConfigError(f"encoders.{name}: {message} (parameters {dict(params)!r})") from err
+    if init:
+        load_published_into(model, name, init)
+    return model
+
+
+def init_path(name: str, init: Any) -> str:
+    """The checkpoint path of ``encoders.<name>.init`` (``published:<path>``); ConfigError otherwise."""
+    if not isinstance(init, str) or not init.startswith(INIT_PREFIX) or not init[len(INIT_PREFIX):]:
+        raise ConfigError(f"encoders.{name}.init: expected 'published:<path to a checkpoint>', got {init!r}")
+    return init[len(INIT_PREFIX):]
 
 
 def kwargs_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -103,6 +126,8 @@ def kwargs_for_features(name: str, n_mels: int, params: Mapping[str, Any] | None
     An explicit ``n_mels`` in ``params`` that differs from the front end's raises :class:`ConfigError`.
     """
     kwargs = dict(params or {})
+    if kwargs.get(INIT_KEY) is not None:
+        init_path(name, kwargs[INIT_KEY])
     if "n_mels" in accepted_params(name):
         if "n_mels" in kwargs and int(kwargs["n_mels"]) != int(n_mels):
             raise ConfigError(f"encoders.{name}.n_mels={kwargs['n_mels']} contradicts features.n_mels={n_mels}")
@@ -219,17 +244,7 @@ def _select_encoder_keys(sd: Mapping[str, torch.Tensor], roots: tuple[str, ...],
     return out
 
 
-def load_published(name: str, path: str | os.PathLike, trusted: bool = False, **params: Any) -> nn.Module:
-    """Load a published checkpoint of encoder ``name`` in its original key layout, ``strict=True``.
-
-    The constructor parameters are inferred from the tensor shapes (e.g. ``VGG_best.pth`` ->
-    ``vgglike(embedding_dim=512, num_classes=20)``; BYOL-A ``...64x96d2048.pth`` ->
-    ``audiontt2020(n_mels=64, embedding_dim=2048)``); ``params`` override them. The file is read with
-    ``torch.load(weights_only=True)``; ``trusted=True`` allows a full unpickling fallback for legacy
-    files that need it (only for files you trust: unpickling runs code). Returns the model in eval mode.
-    """
-    encoder_class(name)
-    path = os.fspath(path)
+def _read_state(name: str, path: str, trusted: bool) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise ConfigError(f"published checkpoint not found: {path}")
     try:
@@ -240,10 +255,136 @@ def load_published(name: str, path: str | os.PathLike, trusted: bool = False, **
                               f"pass trusted=True") from err
         obj = torch.load(path, map_location="cpu", weights_only=False)
     state = _unwrap(obj, path)
-    state = _select_encoder_keys(state, PARAMETER_ROOTS[name], path)
+    return _select_encoder_keys(state, PARAMETER_ROOTS[name], path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The input convention each published checkpoint was trained with
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How a published checkpoint's training inputs relate to singer-ssl's natural-log log-mel x.
+
+    The encoder input is ``gain * (x - mean) / std`` (``standardize``; mean/std of the data, a scalar
+    each) or ``x`` unchanged. Standardising removes the log base, so natural-log mels stand in for
+    log10 mels exactly.
+    """
+
+    encoder: str
+    standardize: bool
+    gain: float
+    source: str
+
+
+#: Fonseca et al. 2021 (edufonseca/uclser20, ``FSDnoisy18k.py``) standardised with the training set's
+#: mean and ``spec_std = sqrt(sum (x - mu)^2) / N`` = std / sqrt(N), N = number of log-mel values of the
+#: training set: their inputs are standardised log-mels times sqrt(N). N = 38.8 h (FSDnoisy18k's noisy
+#: training set) x 100 frames/s (hop 10 ms) x 96 bands = 1.341e9, sqrt(N) = 3.662e4. Cross-check from
+#: the checkpoints themselves: their first batch-norm's running variance (1.4e8 VGG, 1.7e8 CRNN on
+#: average) over the first convolution's variance on standardised singer-ssl log-mels gives a median
+#: per-channel gain of 2.6e4 (VGG) and 3.0e4 (CRNN), the same order (spectra of singing, not of sound
+#: events).
+FSDNOISY18K_GAIN = math.sqrt(38.8 * 3600 * 100 * 96)
+_FONSECA = "Fonseca et al. 2021: (x - mean) / (std / sqrt(N)), N = log-mel values of FSDnoisy18k's noisy set"
+_BYOLA = "BYOL-A (Niizumi et al.): dataset mean/std of the log-mel (PrecomputedNorm)"
+
+#: published checkpoint file name -> its input convention (the one place these facts live)
+PUBLISHED_INPUT: dict[str, InputConvention] = {
+    "VGG_best.pth": InputConvention("vgglike", True, FSDNOISY18K_GAIN, _FONSECA),
+    "CRNN_best.pth": InputConvention("crnn", True, FSDNOISY18K_GAIN, _FONSECA),
+    "ResNet_best.pth": InputConvention("resnet18", True, FSDNOISY18K_GAIN, _FONSECA),
+    **{f"AudioNTT2020-BYOLA-64x96d{d}.pth": InputConvention("audiontt2020", True, 1.0, _BYOLA)
+       for d in (512, 1024, 2048)},
+}
+
+
+def published_convention(name: str, path: str | os.PathLike) -> InputConvention | None:
+    """The recorded input convention of published checkpoint ``path`` (by file name) for encoder ``name``;
+    ``None`` when the file is not a known published checkpoint of that encoder."""
+    conv = PUBLISHED_INPUT.get(os.path.basename(os.fspath(path)))
+    return conv if conv is not None and conv.encoder == name else None
+
+
+class PublishedEncoder(nn.Module):
+    """A published encoder with the input convention it was trained with: singer-ssl log-mel in.
+
+    ``forward(x)``: (B, 1, F, T) natural-log mel power -> ``encoder(gain * (x - mean) / std)`` (B, D),
+    with ``mean``/``std`` the data's scalars when given, else each item's own over F x T (a convention
+    of ``standardize=False`` feeds ``x`` unchanged). ``encoder`` is the raw published network (its
+    ``forward`` reproduces the authors' outputs on their inputs).
+    """
+
+    def __init__(self, encoder: nn.Module, convention: InputConvention | None,
+                 mean: float | None = None, std: float | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.convention = convention
+        self.standardize = convention is not None and convention.standardize
+        self.gain = 1.0 if convention is None else float(convention.gain)
+        if (mean is None) != (std is None) or (std is not None and not std > 0):
+            raise ConfigError(f"published encoder: give both mean and std > 0 (or neither), got {mean!r}, {std!r}")
+        self.mean, self.std = mean, std
+        self.input_kind = encoder.input_kind
+        self.embedding_dim = encoder.embedding_dim
+        self.min_length = encoder.min_length
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, F, T) singer-ssl log-mel -> the published network's input (same shape)."""
+        if not self.standardize:
+            return x
+        if self.mean is not None:
+            z = (x - self.mean) / self.std
+        else:
+            z = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+        return z * self.gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, F, T) log-mel -> (B, D) embedding."""
+        return self.encoder(self.encoder_input(x))
+
+
+def load_published(name: str, path: str | os.PathLike, trusted: bool = False, *, mean: float | None = None,
+                   std: float | None = None, **params: Any) -> PublishedEncoder:
+    """Load a published checkpoint of encoder ``name`` with the input convention it was trained with.
+
+    The network is built in the checkpoint's own key layout and loaded with ``strict=True``; its
+    constructor parameters are inferred from the tensor shapes (e.g. ``VGG_best.pth`` ->
+    ``vgglike(embedding_dim=512, num_classes=20)``; BYOL-A ``...64x96d2048.pth`` ->
+    ``audiontt2020(n_mels=64, embedding_dim=2048)``); ``params`` override them. The input convention
+    comes from :data:`PUBLISHED_INPUT` by file name (Fonseca et al.'s checkpoints expect standardised
+    log-mels times sqrt(N) = 3.66e4: fed unit-variance input, their embeddings collapse); a file not in
+    the table gets no input transform. Returns a :class:`PublishedEncoder` in eval mode: singer-ssl
+    log-mels (B, 1, F, T) in, embeddings (B, D) out, standardised with ``mean``/``std`` (the data's
+    log-mel scalars, e.g. the features' attrs) when given, else per item; ``.encoder`` is the raw network.
+    The file is read with ``torch.load(weights_only=True)``; ``trusted=True`` allows a full unpickling
+    fallback for legacy files that need it (only for files you trust: unpickling runs code).
+    """
+    encoder_class(name)
+    path = os.fspath(path)
+    state = _read_state(name, path, trusted)
     model = get(name, **{**_INFER[name](state), **params})
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ConfigError(f"{path}: checkpoint does not match encoder {name!r}: {err}") from err
-    return model.eval()
+    return PublishedEncoder(model, published_convention(name, path), mean, std).eval()
+
+
+def load_published_into(model: nn.Module, name: str, init: str, trusted: bool = False) -> nn.Module:
+    """Load ``init`` (``published:<path>``) into an already built encoder ``model`` of kind ``name``
+    (the pipeline's ``encoders.<name>.init``): strict, except that checkpoint classifier layers the
+    model lacks (``num_classes: 0``) are dropped. ConfigError naming ``encoders.<name>.init`` otherwise."""
+    path = init_path(name, init)
+    try:
+        state = _read_state(name, path, trusted)
+    except ConfigError as err:
+        raise ConfigError(f"encoders.{name}.init: {err}") from None
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(("dense_out.", "dense.", "fc."))}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        why = str(err).splitlines()[0]
+        raise ConfigError(f"encoders.{name}.init: {path} does not match the configured encoder: {why}") from None
+    return model

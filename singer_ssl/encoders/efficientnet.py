@@ -19,6 +19,8 @@ normalised on its own (``input_norm``):
   robust for quiet items and invariant to a gain change (an additive offset of the log-mel).
 - ``"item_max"``: Torres et al.'s scaling applied per item, ``x / max(|max(x)|, 1e-8)``. The absolute value
   keeps quiet items (whose log-mel maximum is negative) from being sign-flipped.
+  On the raw log-mel (``train.input_scaling: none``, the ``torres2023`` preset) this is Torres et al.'s
+  ``Grey2Rgb`` on a batch of one; after the default dataset standardisation it would be (x - mu) / (max x - mu).
 - ``"none"``: no per-item normalisation (e.g. when the caller standardises with dataset statistics).
 
 Then, with ``in_channels=3`` (default, Torres et al. 2023), the single channel is replicated to 3 channels and

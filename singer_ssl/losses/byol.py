@@ -15,6 +15,15 @@ direction, gradient scaled by 1/D; lucidrains/BYOL-A sum the two directions of 2
 
 Division of labour with the trainer:
 
+Predictor input (``predictor_input``): ``l2`` (default, Torres et al.'s ``SiameseArm(normalize_projections=True)``):
+the predictor gets the L2-normalised projections; ``raw`` (BYOL-A / lucidrains byol-pytorch): it gets the
+projector's raw output. The predictor always takes the projections z as the head gives them, q =
+normalise(predictor(z)), so the head realises the choice: ``head.l2: true`` for ``l2``, ``false`` for ``raw``
+(:class:`~singer_ssl.training.config.TrainConfig` refuses a mismatch; normalising an already unit-norm z
+again would only add rounding, which Adam amplifies). The teacher targets are normalised inside the loss
+either way. BYOL-A's loss is the sum of the two directions of
+2 - 2·cos, averaged over the batch = 2·D times this one (Adam is invariant to that factor).
+
 - This module owns the **predictor** (Linear(D, H, bias=False) -> BatchNorm1d(H) -> ReLU -> Linear(H, D),
   H = ``predictor_hidden``); its parameters must be optimised with the student (``loss.parameters()``).
   The predictor runs on each view separately (per-view batch-norm statistics, as Torres et al.'s two
@@ -41,6 +50,8 @@ from torch import nn
 from singer_ssl.losses.base import Objective, full_precision, positive_int, require_batch
 from singer_ssl.losses.distributed import gather
 
+PREDICTOR_INPUTS = ("l2", "raw")
+
 
 def make_predictor(dim: int, hidden: int) -> nn.Sequential:
     """Torres et al.'s predictor: Linear(dim, hidden, bias=False) -> BN -> ReLU -> Linear(hidden, dim)."""
@@ -59,6 +70,7 @@ class BYOLLoss(Objective):
         dim: projection dimension D (the trainer passes ``head.dim``; Torres et al. 2023: 128).
         predictor_hidden: hidden width of the predictor (Torres et al. 2023: 1024).
         tau_base: τ₀ of the EMA schedule, declared as ``momentum_tau`` (Torres et al. 2023: 0.99).
+        predictor_input: ``l2`` (Torres et al. 2023) or ``raw`` (BYOL-A), see the module docstring.
         predictor_lr_scale: the predictor's learning rate is ``train.lr`` times this (Torres et al. 2023: 1).
             BYOL relies on a near-optimal predictor (Grill et al. §3.2; the predictor's relative
             learning rate is studied by Tian et al., ICML 2021, "Understanding self-supervised
@@ -68,9 +80,13 @@ class BYOLLoss(Objective):
     selection_metric = "val_eer"
 
     def __init__(self, dim: int = 128, predictor_hidden: int = 1024, tau_base: float = 0.99,
-                 predictor_lr_scale: float = 1.0):
+                 predictor_lr_scale: float = 1.0, predictor_input: str = "l2"):
         super().__init__()
         who = type(self).__name__
+        if predictor_input not in PREDICTOR_INPUTS:
+            raise ValueError(f"{who}: predictor_input must be one of {', '.join(PREDICTOR_INPUTS)}, "
+                             f"got {predictor_input!r}")
+        self.predictor_input = predictor_input
         self.dim = positive_int(dim, "dim", who)
         hidden = positive_int(predictor_hidden, "predictor_hidden", who)
         try:
@@ -95,7 +111,8 @@ class BYOLLoss(Objective):
         return float(self.momentum_tau)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, tau_base={self.tau_base}, predictor_lr_scale={self.param_lr_scale}"
+        return (f"dim={self.dim}, tau_base={self.tau_base}, predictor_lr_scale={self.param_lr_scale}, "
+                f"predictor_input={self.predictor_input}")
 
     @full_precision
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels=None, targets=None) -> torch.Tensor:

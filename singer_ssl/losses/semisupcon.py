@@ -3,9 +3,11 @@
 Reference: Pliploop/SemiSupCon (Guinot, Quinton & Fazekas, ISMIR 2024): ``SSNTXent`` loss
 (``models/losses/semisupconloss.py``), ``MixedDataLoader`` (``dataloading/mixed_dataloader.py``).
 
-Loss: exactly :mod:`singer_ssl.losses.supcon` (L_out over the 2N views, τ = 0.1, mean over all 2N
-anchors). Labels are integer singer ids with ``-1`` for an unlabelled item: an unlabelled item's only
-positive is its other view; a labelled item's positives are its other view and both views of every
+Loss: :mod:`singer_ssl.losses.supcon` (L_out over the 2N views, τ = 0.1, mean over all 2N anchors)
+with SSNTXent's ``-log(p + 1e-6)`` per positive pair (``eps = 1e-6``; p is the softmax probability of
+the pair over the anchor's 2N - 1 others), as ``semisupconloss.py`` computes it. Labels are integer
+singer ids with ``-1`` for an unlabelled item: an unlabelled item's only positive is its other view; a
+labelled item's positives are its other view and both views of every
 other item with the same singer id.
 
 Batch composition (the sampler's job; options under ``losses.semisupcon.batch``):
@@ -73,6 +75,7 @@ class SemiSupConLoss(SupConLoss):
     """
 
     sampler = "semisupervised"
+    eps = 1e-6  # SSNTXent: -log(exp s_ip / sum_a exp s_ia + 1e-6)
     batch_defaults = {"p_s": 1.0, "b_s": 0.5}
 
     @staticmethod

@@ -8,9 +8,12 @@ rebuild the model without ``params.yaml``::
 
     library: {name: singer-ssl, version: 0.1.0}
     frontend: {sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset, center, window, mel}
-    normalization: {mean, std}              # scalars applied to the log-mel before the encoder
-    encoder: {name, kwargs: {...}, input_kind, embedding_dim}
-    head: {kind, in_dim, dim, hidden}
+    normalization: {mean, std}              # scalars applied to the log-mel before the encoder; optional
+                                            # scaling: dataset_std | none | item_mean and gain: 1.0 (written only when
+                                            # not these defaults; see SingerModel.normalize)
+    encoder: {name, kwargs: {...}, input_kind, embedding_dim}   # optional init: published:<path> (the
+                                            # weights training started from; not needed to load)
+    head: {kind, in_dim, dim, hidden}       # optional l2: false (written only when false)
     loss: {name, kwargs: {...}, batch: {...} | null}
     segment_seconds: 4.0                    # length of the training segments (embedding window)
     crop_seconds: 3.0                       # length of each training view
@@ -20,6 +23,11 @@ rebuild the model without ``params.yaml``::
     datasets: [names of the training datasets]
 
 Only ``frontend``, ``normalization``, ``encoder`` and ``head`` are needed by :func:`build_model`.
+
+Optional ``threshold.json`` (:data:`THRESHOLD_FILE`, written by the train stage beside the three files,
+never inside ``model.ts``): ``{eer_threshold, eer, source, n_segments, n_singers, n_trials,
+n_target_trials}``, the cosine score at the EER of all pairs of the held-out validation singers'
+segments, which ``singer-ssl verify`` decides with (:func:`read_threshold`).
 
 Loading validates the folder (:func:`load_eager`, :func:`load_torchscript`): every problem is one
 :class:`ModelFolderError` line naming the file and key (malformed hyperparams, a ``model.pt`` that is
@@ -55,12 +63,14 @@ from singer_ssl.core.frontend import LogMel, front_end_params
 from singer_ssl.core.io import atomic_path
 from singer_ssl.core.params import int_param, number_param
 from singer_ssl.model.heads import make_head
-from singer_ssl.model.singer_model import SingerModel
+from singer_ssl.model.singer_model import INPUT_SCALINGS, SingerModel
 
 FRONTEND_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
 FRONTEND_FIXED = {"center": True, "window": "hann", "mel": "slaney"}
 
 MODEL_FILES = ("model.pt", "model.ts", "hyperparams.yaml")
+#: optional: the stored decision threshold (see the module docstring)
+THRESHOLD_FILE = "threshold.json"
 
 
 class ModelFolderError(ValueError):
@@ -153,6 +163,12 @@ def _check_hyperparams(hp: dict[str, Any]) -> None:
             raise ConfigError(f"normalization: expected a mapping {{mean, std}}, got {norm!r}")
         number_param(norm.get("mean", 0.0), "normalization.mean")
         number_param(norm.get("std", 1.0), "normalization.std", low=0.0, low_open=True)
+        if norm.get("scaling", "dataset_std") not in INPUT_SCALINGS:
+            raise ConfigError(f"normalization.scaling: expected one of {', '.join(INPUT_SCALINGS)}, "
+                              f"got {norm.get('scaling')!r}")
+        number_param(norm.get("gain", 1.0), "normalization.gain", low=0.0, low_open=True)
+    if hp["head"].get("l2", True) not in (True, False):
+        raise ConfigError(f"head.l2: expected true or false, got {hp['head'].get('l2')!r}")
     enc = hp["encoder"]
     if not isinstance(enc.get("name"), str):
         raise ConfigError(f"encoder.name: expected an encoder name, got {enc.get('name')!r}")
@@ -301,7 +317,7 @@ def load_eager(folder: str | os.PathLike, device: str | torch.device | None = No
     weights = folder / "model.pt"
     state = read_state_dict(weights)
     try:
-        model = build_model(hp)
+        model = build_model(hp, load_init=False)  # every weight comes from model.pt
     except Exception as e:  # noqa: BLE001 - re-raised with the culprit named
         raise ModelFolderError(f"{folder / 'hyperparams.yaml'} does not describe a buildable model: "
                                f"{(str(e).splitlines() or [type(e).__name__])[0]}") from e
@@ -355,23 +371,34 @@ def plain(value: Any) -> Any:
     return value
 
 
-def build_model(hparams: dict[str, Any]) -> SingerModel:
+def build_model(hparams: dict[str, Any], load_init: bool | None = None) -> SingerModel:
     """Rebuild a (randomly initialised) :class:`SingerModel` from a hyperparams mapping.
 
-    Uses ``frontend``, ``normalization``, ``encoder`` and ``head``; load ``model.pt`` into the
-    result for the trained weights (:func:`load_model_folder` does both).
+    Uses ``frontend``, ``normalization``, ``encoder`` and ``head`` (and ``train.view_batching``); load
+    ``model.pt`` into the result for the trained weights (:func:`load_model_folder` does both). With
+    ``encoder.init: published:<path>`` and ``load_init``, the encoder starts from that published
+    checkpoint (:func:`singer_ssl.encoders.load_published_into`) instead of a random initialisation.
+    ``load_init=None`` (default): only for hyperparams of a run being set up, i.e. without the
+    ``training`` record a finished model folder carries (so the embed stage's random-init baseline of
+    such a folder stays random and never needs the checkpoint file).
     """
+    if load_init is None:
+        load_init = "training" not in hparams
     for key in ("frontend", "encoder", "head"):
         if key not in hparams:
             raise ConfigError(f"hyperparams lack the {key!r} section")
     enc = hparams["encoder"]
     encoder = encoders.get(enc["name"], **dict(enc.get("kwargs") or {}))
+    if load_init and enc.get("init"):
+        encoders.load_published_into(encoder, enc["name"], enc["init"])
     frontend = LogMel.from_attrs(hparams["frontend"]) if encoder.input_kind == "logmel" else None
     head_cfg = hparams["head"]
     head = make_head(head_cfg.get("kind", "silu_linear"), int(encoder.embedding_dim),
-                     int(head_cfg.get("dim", 128)), int(head_cfg.get("hidden", 512)))
+                     int(head_cfg.get("dim", 128)), int(head_cfg.get("hidden", 512)), bool(head_cfg.get("l2", True)))
     norm = hparams.get("normalization") or {}
-    return SingerModel(frontend, encoder, head, float(norm.get("mean", 0.0)), float(norm.get("std", 1.0)))
+    view_batching = (hparams.get("train") or {}).get("view_batching", "joint")
+    return SingerModel(frontend, encoder, head, float(norm.get("mean", 0.0)), float(norm.get("std", 1.0)),
+                       str(norm.get("scaling", "dataset_std")), float(norm.get("gain", 1.0)), view_batching)
 
 
 def load_model_folder(folder: str | os.PathLike, device: str | torch.device = "cpu"
@@ -493,12 +520,35 @@ def torchscript_hyperparams(path: str | os.PathLike) -> dict[str, Any]:
     return hp
 
 
-def save_model_folder(model: SingerModel, hparams: dict[str, Any], out_dir: str | os.PathLike) -> Path:
-    """Write ``model.pt``, ``model.ts`` and ``hyperparams.yaml`` into ``out_dir`` atomically.
+def read_threshold(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The folder's ``threshold.json`` (``eer_threshold`` a finite float), or None when there is none.
 
-    The folder is assembled in a temporary sibling and renamed over ``out_dir`` only when all three
+    Raises :class:`ModelFolderError` (one line naming the file) when it exists but is malformed.
+    """
+    import json
+
+    path = Path(folder) / THRESHOLD_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        value = float(data["eer_threshold"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFolderError(f"{path}: expected a JSON object with a numeric eer_threshold ({e})") from None
+    if not math.isfinite(value):
+        raise ModelFolderError(f"{path}: eer_threshold is {value}")
+    return {**data, "eer_threshold": value}
+
+
+def save_model_folder(model: SingerModel, hparams: dict[str, Any], out_dir: str | os.PathLike,
+                      threshold: dict[str, Any] | None = None) -> Path:
+    """Write ``model.pt``, ``model.ts`` and ``hyperparams.yaml`` (and ``threshold.json`` when
+    ``threshold`` is given) into ``out_dir`` atomically.
+
+    The folder is assembled in a temporary sibling and renamed over ``out_dir`` only when all the
     files were written (an existing folder is replaced as a whole). The same model and hyperparams
-    give the same bytes (see :func:`save_torchscript`).
+    give the same bytes (see :func:`save_torchscript`); ``threshold`` changes neither ``model.pt``
+    nor ``model.ts``.
     """
     out_dir = Path(out_dir)
     sample_rate = int(hparams["frontend"]["sample_rate"])
@@ -510,4 +560,8 @@ def save_model_folder(model: SingerModel, hparams: dict[str, Any], out_dir: str 
         torch.save(cpu_model.state_dict(), tmp / "model.pt")
         save_torchscript(scripted, tmp / "model.ts", {"hyperparams.yaml": text})
         (tmp / "hyperparams.yaml").write_text(text, encoding="utf-8")
+        if threshold is not None:
+            import json
+
+            (tmp / THRESHOLD_FILE).write_text(json.dumps(plain(threshold), indent=2) + "\n", encoding="utf-8")
     return out_dir

@@ -4,7 +4,11 @@
 
     waveform (B, S) at frontend.sample_rate, float in [-1, 1]
       -> LogMel (natural-log Slaney mel power, see :class:`singer_ssl.core.frontend.LogMel`)  (B, F, T)
-      -> (x - mean) / std        dataset-level scalars of the training features (buffers)
+      -> input scaling           ``dataset_std`` (default): (x - mean) / std * gain, dataset-level
+                                 scalars of the training features (buffers; gain 1 unless a published
+                                 checkpoint's convention says otherwise); ``none``: x unchanged (Torres
+                                 et al. 2023 feed the raw log-mel to the encoder, whose own per-item
+                                 scaling is x / max x)
       -> encoder (B, 1, F, T)                                                               (B, D_emb)
       -> projection head (L2-normalised)                                                    (B, D_proj)
 
@@ -22,6 +26,11 @@ from torch import nn
 
 from singer_ssl.core.errors import ConfigError
 
+#: how the log-mel is scaled before the encoder (``normalization.scaling`` in hyperparams.yaml)
+INPUT_SCALINGS = ("dataset_std", "none", "item_mean")
+#: how the two views go through the encoder in training (``train.view_batching``)
+VIEW_BATCHINGS = ("joint", "per_view")
+
 
 class SingerModel(nn.Module):
     """Front end + normalisation + encoder + projection head (see the module docstring).
@@ -31,10 +40,20 @@ class SingerModel(nn.Module):
         encoder: registry encoder with ``input_kind`` and ``embedding_dim``.
         head: projection head (B, D_emb) -> (B, D_proj).
         mean, std: dataset-level scalars of the training log-mels (ignored for waveform encoders).
+        input_scaling: ``dataset_std`` ((x - mean) / std * gain), ``none`` (x unchanged) or ``item_mean``
+            ((x - mean_item(x)) / std * gain, mean_item over frequency and time of each item: a waveform gain
+            adds a constant to the log-mel, so the encoder input is invariant to the recording level while no
+            frame reaches the log floor).
+        gain: factor after the standardisation (1 = plain standardisation; a published checkpoint's
+            input convention, e.g. Fonseca et al. 2021's sqrt(N), see :func:`singer_ssl.encoders.load_published`).
+        view_batching: how the trainer passes the two views (``joint``: one batch of 2B, batch-norm
+            statistics over both views; ``per_view``: each view separately, as Torres et al. 2023 and
+            Fonseca et al. 2021); read by :class:`singer_ssl.training.loop.TrainUnit`, no effect on embeddings.
     """
 
     def __init__(self, frontend: nn.Module | None, encoder: nn.Module, head: nn.Module,
-                 mean: float = 0.0, std: float = 1.0) -> None:
+                 mean: float = 0.0, std: float = 1.0, input_scaling: str = "dataset_std", gain: float = 1.0,
+                 view_batching: str = "joint") -> None:
         super().__init__()
         self.input_kind: str = str(encoder.input_kind)
         if self.input_kind not in ("logmel", "waveform"):
@@ -47,13 +66,33 @@ class SingerModel(nn.Module):
         self.head = head
         if not std > 0:
             raise ConfigError(f"normalisation std must be > 0, got {std!r}")
+        if input_scaling not in INPUT_SCALINGS:
+            raise ConfigError(f"input scaling must be one of {', '.join(INPUT_SCALINGS)}, got {input_scaling!r}")
+        if not float(gain) > 0 or (input_scaling == "none" and float(gain) != 1.0):
+            raise ConfigError(f"normalisation gain must be > 0 (and 1 with input scaling 'none'), got {gain!r}")
+        if view_batching not in VIEW_BATCHINGS:
+            raise ConfigError(f"view batching must be one of {', '.join(VIEW_BATCHINGS)}, got {view_batching!r}")
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
+        self.scale_input: bool = input_scaling in ("dataset_std", "item_mean")
+        self.item_mean: bool = input_scaling == "item_mean"
+        self.gain: float = float(gain)
+        self.view_batching: str = view_batching
         self.embedding_dim: int = int(encoder.embedding_dim)
 
     def normalize(self, logmel: torch.Tensor) -> torch.Tensor:
-        """(B, F, T) log-mel -> standardised (B, 1, F, T) encoder input."""
-        return ((logmel - self.mean) / self.std).unsqueeze(1)
+        """(B, F, T) log-mel -> (B, 1, F, T) encoder input: standardised (times ``gain`` when it is not 1)
+        with input scaling ``dataset_std``, each item's own mean log-mel subtracted instead of the dataset
+        mean with ``item_mean`` (level invariance), unchanged with ``none``."""
+        if not self.scale_input:
+            return logmel.unsqueeze(1)
+        if self.item_mean:
+            x = (logmel - logmel.mean(dim=(1, 2), keepdim=True)) / self.std
+        else:
+            x = (logmel - self.mean) / self.std
+        if self.gain != 1.0:
+            x = x * self.gain
+        return x.unsqueeze(1)
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """Waveform (B, S) -> embedding (B, D_emb) (front end applied for log-mel encoders)."""

@@ -34,6 +34,7 @@ from singer_ssl.core.params import (
     number_param,
 )
 from singer_ssl.model.heads import KINDS as HEAD_KINDS
+from singer_ssl.model.singer_model import INPUT_SCALINGS, VIEW_BATCHINGS
 from singer_ssl.training.optim import OPTIMIZERS, SCHEDULES
 from singer_ssl.training.sampler import check_batch_options
 
@@ -74,6 +75,8 @@ class TrainSettings:
     log_every: int = 10
     grad_clip: float | None = None
     deterministic: bool = True
+    input_scaling: str = "dataset_std"   # dataset_std | none | item_mean (SingerModel.normalize)
+    view_batching: str = "joint"         # joint | per_view (TrainUnit)
 
     @classmethod
     def from_section(cls, section: Any) -> TrainSettings:
@@ -108,7 +111,7 @@ class TrainSettings:
                              else number_param(m, "train.milestones", 0.0) for m in milestones),
             gamma=number("gamma"),
             epochs=integer("epochs", 1, allow_none=True),
-            max_steps=integer("max_steps", 1, allow_none=True),
+            max_steps=integer("max_steps", 0, allow_none=True),
             steps_per_epoch=integer("steps_per_epoch", 1, allow_none=True),
             val_fraction=number("val_fraction", high=1.0, high_open=True),
             val_batches=integer("val_batches", 1, allow_none=True),
@@ -121,6 +124,8 @@ class TrainSettings:
             log_every=integer("log_every", 1),
             grad_clip=number("grad_clip", allow_none=True),
             deterministic=bool_param(d["deterministic"], "train.deterministic"),
+            input_scaling=choice_param(d["input_scaling"], "train.input_scaling", INPUT_SCALINGS),
+            view_batching=choice_param(d["view_batching"], "train.view_batching", VIEW_BATCHINGS),
         )
         if any(m < 0 for m in checked.milestones):
             raise ConfigError(f"train.milestones: expected a list of epochs >= 0, got {milestones!r}")
@@ -140,12 +145,13 @@ class HeadConfig:
     kind: str = "silu_linear"
     dim: int = 128
     hidden: int = 512
+    l2: bool = True
 
     @classmethod
     def from_section(cls, section: Any) -> HeadConfig:
         d = {**asdict(cls()), **mapping_param(section, "head", [f.name for f in fields(cls)])}
         return cls(kind=choice_param(d["kind"], "head.kind", HEAD_KINDS), dim=int_param(d["dim"], "head.dim", 1),
-                   hidden=int_param(d["hidden"], "head.hidden", 1))
+                   hidden=int_param(d["hidden"], "head.hidden", 1), l2=bool_param(d["l2"], "head.l2"))
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,11 @@ class TrainConfig:
             raise ConfigError(f"encoders.{encoder}: expected a mapping of parameters, got {encoder_kwargs!r}")
         encoders.check_kwargs(encoder, encoder_kwargs)
         head = HeadConfig.from_section(params.get("head"))
+        wiring = objective.kwargs.get("predictor_input")
+        if wiring is not None and (wiring == "raw") == head.l2:
+            want = "raw" if head.l2 else "L2-normalised"
+            raise ConfigError(f"losses.{loss}.predictor_input: {wiring} needs {want} projections: set head.l2: "
+                              f"{str(not head.l2).lower()} (or the other predictor_input)")
         aug = AugmentConfig.from_section(params.get("augment"))
         tr = resolve_batch_size(TrainSettings.from_section(params.get("train")), objective)
         check_batch_options(objective.sampler, objective.batch, tr.batch_size, objective.name)

@@ -25,6 +25,29 @@ def frontend_from_attrs(feature_attrs: dict[str, Any]) -> dict[str, Any]:
     return frontend
 
 
+def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float) -> dict[str, Any]:
+    """``normalization``: the dataset scalars, plus ``scaling``/``gain`` when they are not the defaults
+    (``train.input_scaling``; the gain of a published checkpoint's input convention when the encoder
+    starts from one: :data:`singer_ssl.encoders.PUBLISHED_INPUT`)."""
+    out: dict[str, Any] = {"mean": float(mean), "std": float(std)}
+    if cfg.train.input_scaling != "dataset_std":
+        out["scaling"] = cfg.train.input_scaling
+        return out
+    convention = None if init is None else encoders.published_convention(cfg.encoder, encoders.init_path(
+        cfg.encoder, init))
+    if convention is not None and convention.standardize and convention.gain != 1.0:
+        out["gain"] = float(convention.gain)
+    return out
+
+
+def head_section(cfg: TrainConfig, dim: int | None) -> dict[str, Any]:
+    """``head``: kind, sizes, and ``l2: false`` when the head leaves projections raw."""
+    out: dict[str, Any] = {"kind": cfg.head.kind, "in_dim": dim, "dim": cfg.head.dim, "hidden": cfg.head.hidden}
+    if not cfg.head.l2:
+        out["l2"] = False
+    return out
+
+
 def hyperparams(cfg: TrainConfig, feature_attrs: dict[str, Any], mean: float, std: float,
                 segment_seconds: float | None = None, embedding_dim: int | None = None) -> dict[str, Any]:
     """Build the ``hyperparams.yaml`` mapping (schema in :mod:`singer_ssl.model.folder`).
@@ -42,15 +65,18 @@ def hyperparams(cfg: TrainConfig, feature_attrs: dict[str, Any], mean: float, st
     """
     frontend = frontend_from_attrs(feature_attrs)
     kwargs = encoders.kwargs_for_features(cfg.encoder, frontend["n_mels"], cfg.encoder_kwargs)
+    init = kwargs.pop(encoders.INIT_KEY, None)
     dim = None if embedding_dim is None else int(embedding_dim)
     objective = cfg.objective
+    encoder = {"name": cfg.encoder, "kwargs": plain(kwargs), "input_kind": cfg.encoder_kind, "embedding_dim": dim}
+    if init is not None:
+        encoder["init"] = str(init)
     return {
         "library": {"name": "singer-ssl", "version": singer_ssl.__version__},
         "frontend": frontend,
-        "normalization": {"mean": float(mean), "std": float(std)},
-        "encoder": {"name": cfg.encoder, "kwargs": plain(kwargs), "input_kind": cfg.encoder_kind,
-                    "embedding_dim": dim},
-        "head": {"kind": cfg.head.kind, "in_dim": dim, "dim": cfg.head.dim, "hidden": cfg.head.hidden},
+        "normalization": normalization(cfg, init, mean, std),
+        "encoder": encoder,
+        "head": head_section(cfg, dim),
         "loss": {"name": objective.name, "kwargs": plain(dict(objective.kwargs)),
                  "batch": plain(objective.batch_given)},
         "segment_seconds": None if segment_seconds is None else float(segment_seconds),
