@@ -34,7 +34,7 @@ from torch import nn
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import FIXED_ATTRS, FRONT_END_KEYS, LogMel, front_end_params, make_extractor, n_frames  # noqa: F401
-from singer_ssl.core.io import atomic_path
+from singer_ssl.core.io import atomic_path, open_h5
 from singer_ssl.core.params import (
     choice_param,
     dataset_spec,
@@ -261,9 +261,9 @@ def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike
     """Compute log-mels of every segment in ``segment_dir`` into ``out_path`` (HDF5, written atomically).
 
     Layout: ``logmel`` (N, n_mels, T) ``dtype`` chunked (1, n_mels, T); ``key``/``singer``/``source`` (N,)
-    utf-8 from the manifest (``key`` = ``segment``), in manifest order; attrs = the front-end params
-    (:data:`FRONT_END_KEYS`, ``fmax`` resolved) + :data:`FIXED_ATTRS` + ``mean``/``std`` (population, over
-    every log-mel value before the storage cast, accumulated in float64) + bookkeeping (``dataset``,
+    utf-8 from the manifest (``key`` = ``segment``, ``source`` = ``recording``), in manifest order; attrs = the
+    front-end params (:data:`FRONT_END_KEYS`, ``fmax`` resolved) + :data:`FIXED_ATTRS` + ``mean``/``std`` (population,
+    over every log-mel value before the storage cast, accumulated in float64) + bookkeeping (``dataset``,
     ``n_segments``, ``segment_samples``, ``dtype``, ``extractor``). Returns the attrs.
 
     Work is split into batches of ``batch_size`` segments; ``workers`` threads (default: the usable
@@ -325,7 +325,8 @@ def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike
             # No object timestamps: the same inputs give byte-identical files (stable DVC hashes).
             ds = h5.create_dataset("logmel", shape=(n, fe["n_mels"], t), dtype=dtype,
                                    chunks=(1, fe["n_mels"], t), track_times=False)
-            for col, h5name in (("segment", "key"), ("singer", "singer"), ("source", "source")):
+            # h5 ``source`` = the manifest's ``recording`` (the grouping id of views and probe splits)
+            for col, h5name in (("segment", "key"), ("singer", "singer"), ("recording", "source")):
                 h5.create_dataset(h5name, data=np.array([r[col] for r in rows], dtype=object), dtype=str_dt,
                                   track_times=False)
             with tqdm(total=n, desc=f"features {name}", unit="seg", dynamic_ncols=True,
@@ -407,7 +408,7 @@ class FeatureStore:
         if self._h5 is None or self._pid != os.getpid():
             if not self.path.is_file():
                 raise FileNotFoundError(f"features file not found: {self.path} (run the features stage)")
-            self._h5 = h5py.File(self.path, "r")
+            self._h5 = open_h5(self.path, "features file")
             self._pid = os.getpid()
         return self._h5
 

@@ -4,7 +4,8 @@
 (``datasets.<role>.<dataset>``, see :mod:`singer_ssl.data.layouts`) into the folder ``out``,
 written atomically (built in a temporary sibling folder, renamed when complete):
 ``<singer>/<name>.wav`` (mono PCM_16 at ``audio.sample_rate``; names per
-:mod:`singer_ssl.data.manifest`), ``manifest.csv`` (sorted by singer, source, start) and
+:mod:`singer_ssl.data.manifest`), ``manifest.csv`` (sorted by singer, source, start; ``recording`` from
+the layout's recording rule) and
 ``skipped.csv`` (``source,reason``).
 
 Per file: decode in blocks, mix to mono (channel mean), resample (soxr HQ, streaming), cut into
@@ -12,8 +13,11 @@ non-overlapping ``segment.seconds`` windows; ``remainder: drop`` drops the final
 ``pad`` zero-pads it when it holds at least half a window. Segments of digital silence are always
 skipped; with ``silence_db`` set, also segments whose RMS is below it (dBFS). Skips are recorded in
 skipped.csv: whole files as ``<kind>: <detail>`` (unreadable, empty, not audio, unsupported, corrupt,
-truncated, non-finite, too short, silent, no singer label, error) and single segments as
-``silent segment <k>: ...``. Files are processed by a pool of ``segment.workers`` processes
+truncated, non-finite, too short, silent, clipped, no singer label, error), folders the walk could not
+read as ``unreadable folder: <why>``, single segments as ``silent segment <k>: ...``, and files kept
+with samples hard-clipped (over full scale by at most 6 dB) as ``warning: clipped: ...``. Level rules
+(anti-phase stereo is ``silent``, float samples beyond +6 dBFS are ``clipped``):
+:func:`singer_ssl.core.audio.level_verdict`. Files are processed by a pool of ``segment.workers`` processes
 (0/null = all cores), each streaming its file, so memory stays flat whatever the dataset's size;
 the output does not depend on the number of workers. Inputs are only read.
 
@@ -61,6 +65,7 @@ from singer_ssl.data.manifest import (
 
 AUDIO_KEYS = ("sample_rate",)
 SEGMENT_KEYS = ("seconds", "remainder", "silence_db", "workers")
+MIN_SEGMENT_SECONDS = 0.1  # segment.seconds below it are refused before any work (fail fast)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ class SegmentConfig:
         seconds = number_param(seg.get("seconds", 4.0), "segment.seconds", 0.0, low_open=True)
         if round(seconds * sr) < 1:
             raise ConfigError(f"segment.seconds: {seconds:g} s is shorter than one sample at {sr} Hz")
+        if seconds < MIN_SEGMENT_SECONDS:  # fail fast: the features stage would refuse them after the work
+            raise ConfigError(f"segment.seconds: {seconds:g} s is shorter than {MIN_SEGMENT_SECONDS:g} s, the "
+                              "shortest window the front end and encoders are meant for (the published "
+                              "systems use 1-4 s)")
         remainder = choice_param(seg.get("remainder", "drop"), "segment.remainder", REMAINDERS)
         silence_db = seg.get("silence_db")
         if silence_db is not None:
@@ -179,7 +188,12 @@ def segment_file(task: FileTask, out_dir: str, cfg: SegmentConfig, dataset: str)
         reason = f"error: {type(e).__name__}: {e}"
     else:
         reason = None
-        if not rows:
+        verdict = reader.level_verdict()
+        if verdict is not None and verdict.startswith("warning:"):
+            skipped.insert(0, (task.source, verdict))
+        elif verdict is not None:
+            reason = verdict
+        elif not rows:
             duration = reader.n_samples / sr
             if reader.n_samples < reader.min_samples():
                 need = (f"{format_seconds(cfg.seconds)} s" if cfg.remainder == "drop"
@@ -209,6 +223,7 @@ class SegmentSummary:
     singers: set[str] = field(default_factory=set)
     skipped_files: Counter = field(default_factory=Counter)
     skipped_segments: int = 0
+    warnings: Counter = field(default_factory=Counter)
 
     def skips_text(self) -> str:
         parts = []
@@ -217,6 +232,9 @@ class SegmentSummary:
             parts.append(f"skipped {sum(self.skipped_files.values())} files ({kinds})")
         if self.skipped_segments:
             parts.append(f"skipped {self.skipped_segments} silent segments")
+        if self.warnings:
+            kinds = ", ".join(f"{k}: {n}" for k, n in sorted(self.warnings.items()))
+            parts.append(f"kept {sum(self.warnings.values())} files with warnings ({kinds})")
         return "; ".join(parts)
 
     def line(self) -> str:
@@ -266,6 +284,9 @@ def segment_dataset(name: str, spec: DatasetSpec | Mapping[str, Any], out: str |
                                       listing.unlabelled]
     if listing.unlabelled:
         summary.skipped_files["no singer label"] = len(listing.unlabelled)
+    skipped.extend(listing.problems)  # folders the walk could not read: recorded, never silently dropped
+    for _, why in listing.problems:
+        summary.skipped_files[_kind(why)] += 1
     workers = max(1, min(cfg.workers, len(tasks)))
     with atomic_path(out, is_dir=True) as tmp, contextlib.ExitStack() as stack:
         work = functools.partial(segment_file, out_dir=str(tmp), cfg=cfg, dataset=name)
@@ -287,6 +308,9 @@ def segment_dataset(name: str, spec: DatasetSpec | Mapping[str, Any], out: str |
                                f"{len(summary.singers)} ({', '.join(sorted(summary.singers)) or 'none'})"
                                + (f"; {skips}" if skips else ""))
         rows.sort(key=lambda r: (r["singer"], r["source"], r["start_s"]))
+        recording = {s.relpath: s.recording or s.relpath for s in listing.sources}  # the layout's recording rule
+        for r in rows:
+            r["recording"] = recording[r["source"]]
         skipped.sort(key=lambda r: r[0])  # stable: a file's segment rows keep their order
         write_manifest(tmp, rows)
         write_skipped(tmp, skipped)
@@ -302,7 +326,10 @@ def _collect(results, summary: SegmentSummary, rows: list, skipped: list, bar) -
             continue
         rows.extend(res.rows)
         skipped.extend(res.skipped)
-        summary.skipped_segments += len(res.skipped)
+        warned = [why for _, why in res.skipped if why.startswith("warning:")]
+        for why in warned:
+            summary.warnings[_kind(why[len("warning:"):].strip())] += 1
+        summary.skipped_segments += len(res.skipped) - len(warned)
         if res.rows:
             summary.n_files += 1
             summary.n_segments += len(res.rows)

@@ -19,6 +19,14 @@ Conventions
 - Levels: :func:`rms_dbfs` is ``20 log10(rms)`` relative to full scale 1.0 (a full-scale sine
   reads -3.01 dBFS). A signal is *digital silence* when its peak is below half a 16-bit step
   (:data:`SILENT_PEAK`): written as PCM_16 it would be all zeros.
+- Level rules of a whole file (:func:`level_verdict`, on the decoded samples before mix-down):
+  *anti-phase* - two or more channels whose mean (the mono mix-down) peaks more than
+  :data:`CANCEL_DB` (40 dB) below the loudest channel: the channels cancel (L = -R), and what is left
+  is rounding noise, so the file is skipped as ``silent: after mono mix-down ...``. *Over full scale*
+  - float samples beyond +-1 (only float/lossy formats can hold them): up to :data:`MAX_OVER_FULL_SCALE`
+  (+6 dBFS: decoder overshoot, mild overs) the file is kept, hard-clipped to +-1 at write time, and a
+  ``warning: clipped ...`` row is recorded; beyond it (e.g. a float WAV at 40x full scale) clipping
+  would flatten the waveform, so the file is skipped as ``clipped: ...``.
 
 Bad input raises :class:`AudioError`, whose ``kind`` is one of :data:`ERROR_KINDS` and whose
 message names the file and the reason. Inputs are only ever opened for reading.
@@ -46,6 +54,8 @@ SILENT_PEAK = 2.0**-16  # half a PCM_16 step (libsndfile scales by 2^15): rounds
 REMAINDERS = ("drop", "pad")
 ERROR_KINDS = ("unreadable", "empty", "not audio", "unsupported", "corrupt", "truncated", "non-finite")
 DEFAULT_BLOCK_FRAMES = 1 << 20  # ~24 s at 44.1 kHz per channel: the streaming reader's memory bound
+CANCEL_DB = 40.0  # mono mix-down peak this far below the loudest channel: anti-phase channels cancel
+MAX_OVER_FULL_SCALE = 2.0  # +6.02 dBFS: float peaks above it are skipped as clipped, up to it kept (warned)
 
 # libsndfile's open error codes (sndfile.h): 1 unrecognised format, 2 system, 3 malformed, 4 encoding.
 _OPEN_ERROR_KIND = {1: "not audio", 2: "unreadable", 3: "corrupt", 4: "unsupported"}
@@ -215,14 +225,42 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.ascontiguousarray(y.T, dtype=np.float32)
 
 
-def load_mono(path: str | os.PathLike, sr: int) -> np.ndarray:
+def level_verdict(channels: int, channel_peak: float, mono_peak: float) -> str | None:
+    """The level rule of a whole file (module docstring), from its channel count, the largest absolute
+    decoded sample of any channel and the largest absolute sample of the mono mix-down (both before
+    resampling): ``"silent: ..."`` (anti-phase) or ``"clipped: ..."`` (skip), ``"warning: clipped: ..."``
+    (kept), None when fine."""
+    if channels > 1 and channel_peak >= SILENT_PEAK and mono_peak < channel_peak * 10 ** (-CANCEL_DB / 20):
+        below = 20 * math.log10(channel_peak / mono_peak) if mono_peak > 0 else math.inf
+        return (f"silent: after mono mix-down (anti-phase: the {channels} channels cancel, mono peak "
+                f"{below:.1f} dB below the loudest channel's)")
+    if channel_peak > 1.0:
+        level = f"samples reach {channel_peak:.3g} ({20 * math.log10(channel_peak):+.1f} dBFS)"
+        if channel_peak > MAX_OVER_FULL_SCALE:
+            return (f"clipped: {level}, beyond +6 dBFS: hard-clipping to full scale would flatten it "
+                    "(rescale the file)")
+        return f"warning: clipped: {level}; hard-clipped to full scale (file kept)"
+    return None
+
+
+def load_mono(path: str | os.PathLike, sr: int, strict: bool = False) -> np.ndarray:
     """Read a whole file, mix to mono (channel mean) and resample to ``sr`` Hz: float32 ``(samples,)``.
 
     The one reader shared by the embed stage, :func:`singer_ssl.api.embed_files` and the CLI.
-    Raises :class:`AudioError` for a file that cannot be used (see :func:`read_audio`).
+    Raises :class:`AudioError` for a file that cannot be used (see :func:`read_audio`). With
+    ``strict`` also the segment stage's whole-file skips: digital silence, anti-phase channels and
+    samples beyond +6 dBFS (:func:`level_verdict`; kinds ``silent`` and ``clipped``).
     """
     x, file_sr = read_audio(path)
-    return resample(to_mono(x), file_sr, int(sr))
+    mono = to_mono(x)
+    if strict:
+        verdict = level_verdict(x.shape[0], peak(x), peak(mono))
+        if verdict is None and is_silent(mono):
+            verdict = "silent: digital silence throughout"
+        if verdict is not None and not verdict.startswith("warning:"):
+            kind, detail = verdict.split(": ", 1)
+            raise AudioError(path, kind, detail)
+    return resample(mono, file_sr, int(sr))
 
 
 def segment_samples(seconds: float, sr: int) -> int:
@@ -310,6 +348,8 @@ class SegmentReader:
         self.info: AudioInfo | None = None
         self.n_samples = 0
         self.peak = 0.0
+        self.channel_peak = 0.0  # largest absolute decoded sample of any channel (before mix-down)
+        self.mono_peak = 0.0  # largest absolute sample of the mono mix-down (before resampling)
 
     def _mono_resampled(self) -> Iterator[np.ndarray]:
         infos: list[AudioInfo] = []
@@ -321,6 +361,8 @@ class SegmentReader:
                     stream = soxr.ResampleStream(self.info.sample_rate, self.sr_out, 1, dtype="float32",
                                                  quality=RESAMPLE_QUALITY)
             mono = to_mono(block)
+            self.channel_peak = max(self.channel_peak, peak(block))
+            self.mono_peak = max(self.mono_peak, peak(mono))
             yield mono if stream is None else stream.resample_chunk(mono, last=False)
         if stream is not None:
             yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
@@ -345,6 +387,10 @@ class SegmentReader:
             x = np.zeros(n, dtype=np.float32)
             x[:rest] = pending
             yield k, k * n, k * n + rest, x
+
+    def level_verdict(self) -> str | None:
+        """:func:`level_verdict` of the file read so far (call after a complete iteration)."""
+        return level_verdict(self.info.channels if self.info else 1, self.channel_peak, self.mono_peak)
 
     def min_samples(self) -> int:
         """Shortest resampled signal that yields one segment under the remainder policy."""

@@ -129,3 +129,21 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     """Read a CSV file with a header row into a list of dicts."""
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def open_h5(path: str | os.PathLike, what: str = "HDF5 file"):
+    """``h5py.File(path, "r")``, with an unreadable, truncated or non-HDF5 file as a one-line ValueError.
+
+    h5py raises a bare ``OSError`` ("Unable to synchronously open file (truncated file: ...)") that names
+    neither the file's role nor what to do; ``what`` names the role (e.g. "features file").
+    """
+    import h5py  # local: core stays importable without h5py's start-up cost
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"{path}: not a readable {what} ({reason}); re-create it (dvc repro -f <stage>)") from None

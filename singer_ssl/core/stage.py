@@ -18,6 +18,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -40,11 +41,21 @@ def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional
     try:
         line = main(args)
     except USER_ERRORS as err:
-        print(f"error: {stage}: {one_line(err)}", file=sys.stderr)
+        print(f"error: {stage}: {one_line(err)}{restore_hint()}", file=sys.stderr)
         return 1
     if line:
         print(line)
     return 0
+
+
+#: how to put the workspace back after a failed ``dvc exp run`` (it edits params.yaml in place and may
+#: already have removed the outputs of the stages it was about to run)
+RESTORE_HINT = "; restore the workspace with: git checkout params.yaml && dvc checkout"
+
+
+def restore_hint() -> str:
+    """:data:`RESTORE_HINT` when running inside ``dvc exp run`` (DVC sets ``DVC_EXP_NAME``), else ``""``."""
+    return RESTORE_HINT if os.environ.get("DVC_EXP_NAME") else ""
 
 
 def one_line(err: BaseException) -> str:
