@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from singer_ssl.core.audio import load_mono, resample, segment_samples, to_mono
+from singer_ssl.core.audio import AudioError, load_mono, resample, segment_samples, to_mono
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.resample import Resample
 from singer_ssl.model.folder import (  # noqa: F401 - the model-folder contract, re-exported
@@ -249,11 +249,23 @@ def embed_files(
     model_dir: str | os.PathLike,
     device: str | torch.device | None = None,
     batch_size: int = 32,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(path, embedding numpy (D,))`` per file: :meth:`SingerEncoder.embed_file` streamed.
 
-    Unreadable files raise :class:`singer_ssl.core.audio.AudioError` naming the file.
+    Unreadable files raise :class:`singer_ssl.core.audio.AudioError` naming the file. With a ``skipped``
+    list, files are instead checked by the segment stage's whole-file rules (``load_mono(strict=True)``:
+    unreadable, corrupt, digital silence, anti-phase channels, samples beyond +6 dBFS) and each unusable
+    one is appended as ``(path, reason)`` and left out, as ``singer-ssl embed`` does.
     """
     model = load_model(model_dir, device=device, batch_size=batch_size)
     for f in files:
-        yield str(f), model.embed_file(f)
+        if skipped is None:
+            yield str(f), model.embed_file(f)
+            continue
+        try:
+            x = load_mono(f, model.sample_rate, strict=True)
+        except AudioError as err:
+            skipped.append((str(f), err.reason))
+            continue
+        yield str(f), model.embed(x, model.sample_rate)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,10 +140,19 @@ def test_verify_prints_the_cosine_and_the_decision(tmp_path, audio, model_dir, c
     stored.mkdir()
     for f in model_dir.iterdir():
         (stored / f.name).write_bytes(f.read_bytes())
-    hp = yaml.safe_load((stored / "hyperparams.yaml").read_text())
-    (stored / "hyperparams.yaml").write_text(yaml.safe_dump({**hp, "eer_threshold": cos - 0.001}))
+    (stored / "threshold.json").write_text(json.dumps({"eer_threshold": cos - 0.001, "eer": 12.5,
+                                                       "source": "validation singers"}))
     rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", stored], capsys)
-    assert "same singer" in out and "hyperparams.yaml" in out
+    assert rc == 0 and "same singer" in out and "threshold.json" in out and "12.50%" in out
+    (stored / "threshold.json").write_text(json.dumps({"eer_threshold": cos + 0.001}))
+    rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", stored], capsys)
+    assert "different singers" in out
+    rc, out, _ = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", stored,
+                      "--threshold", f"{cos - 0.001}"], capsys)  # --threshold overrides the stored one
+    assert "same singer" in out and "--threshold" in out
+    (stored / "threshold.json").write_text("{\"eer\": 3}")
+    rc, _, err = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", stored], capsys)
+    assert rc == 2 and "threshold.json" in err and err.count("\n") == 1
     rc, _, err = run(["verify", audio / "alice/a.wav", audio / "bob/broken.wav", "--model", model_dir], capsys)
     assert rc == 2 and "broken.wav" in err and err.count("\n") == 1
 
@@ -150,7 +161,12 @@ def test_preset_list(capsys):
     from singer_ssl.presets import available
 
     rc, out, _ = run(["preset", "--list"], capsys)
-    assert rc == 0 and out.split() == available() and "torres2023" in out
+    lines = out.splitlines()
+    assert rc == 0 and [line.split()[0] for line in lines] == available() and "torres2023" in out
+    for line in lines:  # each name with its file's first comment line (the paper and what it is)
+        name = line.split()[0]
+        first = next(t for t in (Path("presets") / f"{name}.yaml").read_text().splitlines() if t.startswith("#"))
+        assert line.split(None, 1)[1] == first.lstrip("# ").strip()
     rc, _, err = run(["preset"], capsys)
     assert rc == 2 and "--list" in err
 
@@ -158,7 +174,7 @@ def test_preset_list(capsys):
 def test_every_option_has_plain_help():
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"embed", "verify", "score", "preset", "compare", "summary"}
+    assert set(subs.choices) == {"embed", "verify", "score", "preset", "compare", "exps", "summary"}
     for name, sub in subs.choices.items():
         for action in sub._actions:
             if not isinstance(action, argparse._HelpAction):
@@ -166,3 +182,63 @@ def test_every_option_has_plain_help():
         text = sub.format_help()
         assert "``" not in text and "`" not in text, name
     assert "`" not in parser.format_help()
+
+
+def test_train_stores_the_validation_threshold_and_verify_decides_with_it(tmp_path, capsys):
+    """The train stage writes threshold.json (EER point of all validation-singer pairs, recomputed here with
+    the API and sklearn), prints one progress line per epoch without carriage returns when stderr is
+    not a terminal, and verify decides at the stored threshold."""
+    from scipy.interpolate import interp1d
+    from scipy.optimize import brentq
+    from sklearn.metrics import roc_curve
+
+    from singer_ssl.training.config import TrainConfig
+    from singer_ssl.training.data import load_segment_table, split_by_singer
+    from singer_ssl.training.run import train
+    from tests.synthetic import make_training_set, pipeline_paths
+    from tests.test_train import tiny_params
+
+    make_training_set(tmp_path)  # 6 singers x 2 songs x 3 one-second segments
+    params = tiny_params("ntxent", max_steps=2, steps_per_epoch=1)  # 2 epochs; val_fraction 0.34: 2 singers
+    paths = pipeline_paths(tmp_path)
+    capsys.readouterr()
+    train(TrainConfig.from_params(params), paths, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("train: epoch ")]
+    assert [ln.split(" (")[0] for ln in lines] == ["train: epoch 1/2", "train: epoch 2/2"], err
+    assert all("val in-batch EER" in ln and "train loss" in ln for ln in lines)
+
+    stored = json.loads((paths.model / "threshold.json").read_text())
+    table = load_segment_table(paths.features, paths.segments, ["toy"])
+    _, val_idx, _ = split_by_singer(table, params["train"]["val_fraction"], params["seed"])
+    files = [table.audio_path(int(i)) for i in val_idx]
+    emb = load_model(paths.model, device="cpu").embed_files(files)  # the API's path, not the trainer's
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    i, j = np.triu_indices(len(emb), k=1)
+    labels = (table.singer[val_idx][i] == table.singer[val_idx][j]).astype(int)
+    scores = (emb[i] * emb[j]).sum(1)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    want = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
+    assert stored["eer"] == pytest.approx(100 * want, abs=1e-3)
+    assert stored["n_trials"] == len(labels) == 66 and stored["n_target_trials"] == labels.sum()
+    far = np.mean(scores[labels == 0] >= stored["eer_threshold"] - 1e-6)
+    frr = np.mean(scores[labels == 1] < stored["eer_threshold"] - 1e-6)
+    assert abs(far - want) <= 1 / 36 + 1e-9 and abs(frr - want) <= 1 / 30 + 1e-9
+
+    a, b = files[0], files[-1]
+    rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu"], capsys)
+    score = float(out.split()[1])
+    assert rc == 0 and "threshold.json" in out
+    assert ("same singer" in out) == (score >= stored["eer_threshold"])
+
+
+def test_threshold_file_leaves_the_weights_untouched(tmp_path):
+    hp = yaml.safe_load(yaml.safe_dump(_hparams()))
+    for name, thr in (("plain", None), ("thr", {"eer_threshold": 0.5, "eer": 10.0})):
+        torch.manual_seed(0)
+        save_model_folder(build_model(hp).eval(), hp, tmp_path / name, threshold=thr)
+    for f in ("model.pt", "model.ts", "hyperparams.yaml"):
+        assert (tmp_path / "plain" / f).read_bytes() == (tmp_path / "thr" / f).read_bytes()
+    assert not (tmp_path / "plain" / "threshold.json").exists()
+    assert json.loads((tmp_path / "thr" / "threshold.json").read_text())["eer_threshold"] == 0.5

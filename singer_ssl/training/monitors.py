@@ -10,7 +10,9 @@ For a batch of two views' projections z1, z2 (B, D):
 - **alignment** (Wang & Isola 2020, α = 2): ``mean_i ||ẑ1_i - ẑ2_i||²``.
 - **uniformity** (t = 2): ``log mean_{i<j} exp(-2 ||ẑ_i - ẑ_j||²)``, averaged over the two views.
 
-ẑ = L2-normalised z. All functions take torch tensors (any device) and return Python floats.
+ẑ = L2-normalised z. All functions take torch tensors (any device) and return Python floats, except
+:func:`validation_threshold` (numpy): not a batch monitor but the EER threshold of all pairs of the
+held-out validation singers' segments at the end of training (the model folder's ``threshold.json``).
 """
 
 from __future__ import annotations
@@ -64,3 +66,50 @@ def batch_monitors(z1: torch.Tensor, z2: torch.Tensor, shift: int = 1) -> dict[s
     """``{"eer": %, "alignment": x, "uniformity": x}`` for one batch of projections."""
     labels, scores = pair_scores(z1, z2, shift)
     return {"eer": eer_percent(labels, scores), "alignment": alignment(z1, z2), "uniformity": uniformity(z1, z2)}
+
+
+def validation_threshold(embeddings: np.ndarray, singers: np.ndarray) -> dict[str, float | int] | None:
+    """The EER operating point of all pairs of held-out segments, for ``singer-ssl verify``.
+
+    Args:
+        embeddings: (N, D) encoder embeddings of the validation singers' segments (one window each, as
+            the pipeline embeds them). singers: (N,) singer labels.
+
+    Returns:
+        ``{eer_threshold, eer (%), n_segments, n_singers, n_trials, n_target_trials}``: every pair
+        ``i < j`` is a trial (target = same singer), scored by cosine similarity; EER and threshold by
+        :func:`singer_ssl.evaluation.metrics.eer`. ``None`` when there are fewer than two singers or no
+        target pair (no threshold can be defined).
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    singers = np.asarray(singers)
+    i, j = np.triu_indices(len(x), k=1)
+    labels = (singers[i] == singers[j]).astype(int)
+    if len(np.unique(singers)) < 2 or not labels.any():
+        return None
+    scores = np.einsum("nd,nd->n", x[i], x[j])
+    rate, threshold = eer(labels, scores)
+    return {"eer_threshold": float(threshold), "eer": float(rate), "n_segments": int(len(x)),
+            "n_singers": int(len(np.unique(singers))), "n_trials": int(len(labels)),
+            "n_target_trials": int(labels.sum())}
+
+
+def progress_line(epoch: int, n_epochs: int, step: int, total_steps: int, train_loss: float,
+                  val: dict[str, float] | None, seconds: float, best: dict | None = None) -> str:
+    """One progress line per epoch (the train stage prints it after each validation), e.g.::
+
+        epoch 3/10 (step 120/400): train loss 2.3012 | val loss 2.4100, val in-batch EER 31.2% | best val_loss 2.4100
+        (epoch 3) | 42 s
+
+    ``train_loss``: mean training loss over the epoch's steps; ``val``: the validation metrics
+    (``loss``, ``eer`` = in-batch EER %, see :func:`batch_monitors`), None without validation;
+    ``best``: the best epoch so far (``monitor``, ``value``, ``epoch``); ``seconds`` since the start.
+    """
+    parts = [f"epoch {epoch}/{n_epochs} (step {step}/{total_steps}): train loss {train_loss:.4f}"]
+    if val:
+        parts.append(f"val loss {val['loss']:.4f}, val in-batch EER {val['eer']:.1f}%")
+    if best is not None:
+        parts.append(f"best {best['monitor']} {best['value']:.4f} (epoch {best['epoch']})")
+    parts.append(f"{seconds:.0f} s")
+    return " | ".join(parts)

@@ -34,7 +34,11 @@ What a run does, in order:
    A NaN/inf loss stops with :class:`~singer_ssl.training.loop.NonFiniteLoss` naming the step; the last
    good checkpoint is kept and no model folder is written.
 5. **Logs**: dvclive in ``plots_dir`` (step metrics ``train/*`` every ``train.log_every`` steps,
-   ``val/*`` every epoch), a tqdm progress line and a final summary.
+   ``val/*`` every epoch), a tqdm progress bar only when stderr is a terminal (its ``in_batch_eer`` is the
+   in-batch EER of the last logged batch), one line per epoch (:func:`~singer_ssl.training.monitors.progress_line`:
+   train loss, validation loss and in-batch EER, time) and a final summary.
+6. **Threshold**: ``threshold.json`` in the model folder, the EER threshold of all pairs of the held-out
+   validation singers' segments embedded by the kept weights (``singer-ssl verify`` decides with it).
 
 Planned steps: ``epochs * steps_per_epoch`` (``steps_per_epoch: null`` = one pass over the training
 segments), capped by ``max_steps``. Same seed, data and device (CPU) give the same weights.
@@ -67,6 +71,7 @@ from singer_ssl.training.config import TrainConfig
 from singer_ssl.training.data import ViewDataset, collate_views, load_segment_table, split_by_singer, worker_init
 from singer_ssl.training.hyperparams import hyperparams
 from singer_ssl.training.loop import NonFiniteLoss, Trainer, TrainUnit
+from singer_ssl.training.monitors import progress_line, validation_threshold
 from singer_ssl.training.optim import build_optimizer, lr_factor, set_lr
 from singer_ssl.training.runtime import (
     Dist,
@@ -417,9 +422,11 @@ class TrainingRun:
             self.live = Live(str(live_dir), resume=self.resumed is not None, dvcyaml=False, save_dvc_exp=False,
                              report=None)
             _log(_describe(self.cfg, data, self.device, self.dist, self.unit), self.dist)
+        # the bar only on a terminal (disable=None): log files get the per-epoch lines, no carriage returns
+        talk = progress and self.dist.is_main
         bar = tqdm(total=data.total_steps, initial=self.start_step, unit="step", dynamic_ncols=True, file=sys.stderr,
-                   desc=f"train {self.cfg.loss}/{self.cfg.encoder}",
-                   disable=not (progress and self.dist.is_main))
+                   desc=f"train {self.cfg.loss}/{self.cfg.encoder}", disable=None if talk else True)
+        n_epochs, epoch_losses = math.ceil(data.total_steps / data.steps_per_epoch), []
         stopped_early = False  # a resumed run is an interrupted one: it had not stopped
         step, last_loss = self.start_step, float("nan")
         spe, log_every, ckpt_every = data.steps_per_epoch, tr.log_every, tr.checkpoint_every
@@ -429,6 +436,7 @@ class TrainingRun:
                 result = trainer.train_step(batch, step)
                 step += 1
                 last_loss = result.loss
+                epoch_losses.append(result.loss)
                 bar.update(1)
                 if step % log_every == 0 or step == 1:
                     monitors = trainer.monitors(result.z1, result.z2)
@@ -437,11 +445,21 @@ class TrainingRun:
                     self.log("train/tau", result.tau, step)
                     for k, v in monitors.items():
                         self.log(f"train/{k}", v, step)
-                    bar.set_postfix(loss=f"{result.loss:.4f}", eer=f"{monitors['eer']:.1f}%", refresh=False)
+                    bar.set_postfix(loss=f"{result.loss:.4f}", in_batch_eer=f"{monitors['eer']:.1f}%", refresh=False)
                 end = step == data.total_steps
                 if step % spe == 0 or end:
                     self.epoch = math.ceil(step / spe)
+                    if self.val_loader is not None:
+                        bar.set_postfix_str("validating", refresh=True)
+                    n_hist = len(self.history)
                     stopped_early = self.end_of_epoch(step)
+                    if talk:
+                        val = self.history[-1] if len(self.history) > n_hist else None
+                        tqdm.write("train: " + progress_line(self.epoch, n_epochs, step, data.total_steps,
+                                                             float(np.mean(epoch_losses)), val,
+                                                             time.perf_counter() - self.started, self.best),
+                                   file=sys.stderr)
+                    epoch_losses = []
                     if self.best is not None:
                         bar.set_postfix(loss=f"{result.loss:.4f}", best_val=f"{self.best['value']:.4f}",
                                         refresh=False)
@@ -479,13 +497,73 @@ class TrainingRun:
             final.load_state_dict(kept["state"] if kept is not None else _cpu_state(self.unit.model))
             self.hparams["training"] = {k: summary[k] for k in ("steps", "epochs", "select", "monitor", "best_value",
                                                                 "best_val_loss", "best_step", "kept_step")}
-            save_model_folder(final, self.hparams, self.paths.model)
+            threshold = self._threshold(final)
+            save_model_folder(final, self.hparams, self.paths.model, threshold=threshold)
             best_txt = ("no validation" if best is None
                         else f"best val {best['monitor']} {best['value']:.4f} at step {best['step']}")
             best_txt += f", kept the weights of step {summary['kept_step']}"
             _log(f"done: {step} steps, {self.epoch} epochs{' (early stop)' if stopped_early else ''}, {best_txt}, "
                  f"{summary['seconds']:.0f} s -> {self.paths.model}", self.dist)
         return summary
+
+
+    def _threshold(self, final: torch.nn.Module) -> dict[str, Any] | None:
+        """``threshold.json`` of the model folder: the EER threshold of all pairs of the held-out validation
+        singers' segments, embedded whole by the kept weights (:func:`validation_embeddings`); None (and a
+        log line) when validation holds out no singers."""
+        table, tr = self.data.table, self.cfg.train
+        _, val_idx, unit = split_by_singer(table, tr.val_fraction, self.cfg.seed)
+        found = None
+        if unit == "singer" and len(val_idx):
+            emb, idx = validation_embeddings(final.to(self.device), table, val_idx, self.cfg.seed, self.device)
+            found = validation_threshold(emb, table.singer[idx])
+        if found is None:
+            _log("no verification threshold stored (needs >= 2 held-out validation singers with >= 2 segments; "
+                 "train.val_fraction)", self.dist)
+            return None
+        _log(f"verification threshold: cosine {found['eer_threshold']:.4f} at EER {found['eer']:.2f}% over "
+             f"{found['n_trials']} pairs of {found['n_segments']} validation segments ({found['n_singers']} singers)",
+             self.dist)
+        return {"eer_threshold": found["eer_threshold"], "eer": found["eer"], "source": "validation singers",
+                "representation": "embedding", **{k: v for k, v in found.items() if k.startswith("n_")}}
+
+
+#: most validation segments embedded for the stored threshold (a seeded subset beyond it)
+THRESHOLD_MAX_SEGMENTS = 600
+
+
+def validation_embeddings(model: torch.nn.Module, table: Any, val_idx: np.ndarray, seed: int,
+                          device: torch.device, max_segments: int = THRESHOLD_MAX_SEGMENTS,
+                          batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings ``(n, D)`` of validation segments and their table indices ``(n,)``.
+
+    Each segment's wav file is embedded whole (one window: the segments have the model's window
+    length), by ``model(wave)`` in eval mode without autograd, as :mod:`singer_ssl.api` embeds a
+    window; at most ``max_segments`` segments (seeded subset, ascending).
+    """
+    import soundfile as sf
+
+    idx = np.asarray(val_idx)
+    if len(idx) > max_segments:
+        idx = np.sort(np.random.default_rng([int(seed), 0x7E5]).choice(idx, max_segments, replace=False))
+    model.eval()
+    out: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+
+    def flush() -> None:
+        if batch:
+            with torch.no_grad():
+                out.append(model(torch.from_numpy(np.stack(batch)).to(device)).float().cpu().numpy())
+            batch.clear()
+
+    for i in idx:
+        x, _ = sf.read(table.audio_path(int(i)), dtype="float32", always_2d=True)
+        x = x.mean(axis=1)
+        if batch and (len(x) != len(batch[0]) or len(batch) == batch_size):
+            flush()
+        batch.append(x)
+    flush()
+    return np.concatenate(out), idx
 
 
 def _checkpoint_step(path: Path) -> int | str:

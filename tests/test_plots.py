@@ -1,0 +1,188 @@
+"""Evaluate-stage figures and the offline DVC plot template (.dvc/plots), checked against independent computations."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import yaml
+from scipy.interpolate import interp1d
+from scipy.optimize import brentq
+from scipy.stats import norm
+from sklearn.metrics import roc_curve
+
+from singer_ssl.evaluation import report
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PLOTS = ROOT / ".dvc" / "plots"
+BUILTIN_TEMPLATES = {"simple", "linear", "confusion", "confusion_normalized", "scatter", "scatter_jitter", "smooth",
+                     "bar_horizontal", "bar_horizontal_sorted"}
+
+
+def _trials(seed: int = 0, n: int = 400):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.3).astype(int)
+    scores = np.clip(0.55 + 0.25 * labels + 0.12 * rng.normal(size=n), -1, 1)
+    return labels, scores
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    labels, scores = _trials()
+    rng = np.random.default_rng(1)
+    singers = np.repeat(np.array(["ann", "bob", "cy"]), 10)
+    emb = rng.normal(size=(30, 8)) + 3 * np.repeat(np.eye(3, 8), 10, axis=0)  # one cluster per singer
+    probe = {"y_true": ["ann", "bob", "cy"], "y_pred": ["ann", "cy", "cy"]}
+    out = tmp_path_factory.mktemp("plots")
+    report.write_plots(out, {"labels": labels, "scores": scores, "embedding": emb, "singers": singers,
+                             "probe": probe}, perplexity=5, max_points=30)
+    return out, labels, scores
+
+
+def test_det_csv_holds_probits_of_sklearn_rates(written):
+    out, labels, scores = written
+    fpr, tpr, _ = roc_curve(labels, scores)
+    det = _read(out / "det.csv")
+    np.testing.assert_allclose(det["fpr"].astype(float), fpr, atol=1e-6)
+    np.testing.assert_allclose(det["fnr"].astype(float), 1 - tpr, atol=1e-6)
+    eps = report.PROBIT_EPS
+    np.testing.assert_allclose(det["fpr_probit"].astype(float), norm.ppf(np.clip(fpr, eps, 1 - eps)), atol=1e-4)
+    np.testing.assert_allclose(det["fnr_probit"].astype(float), norm.ppf(np.clip(1 - tpr, eps, 1 - eps)), atol=1e-4)
+    roc = _read(out / "roc.csv")
+    np.testing.assert_allclose(roc["tpr"].astype(float), tpr, atol=1e-6)
+    for name in ("roc_det.png", "scores.png", "tsne.png", "tsne.csv", "confusion.csv", "singer_means.csv"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_eer_point_is_sklearn_brentq_eer(written):
+    _, labels, scores = written
+    fpr, tpr, thr = roc_curve(labels, scores)
+    want = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)  # SUPERB's EER
+    eer_pct, threshold = report.eer_point(labels, scores)
+    assert eer_pct == pytest.approx(100 * want, abs=1e-6)
+    # at the threshold the two error rates are both near the EER (a step function: within one trial)
+    far = np.mean(scores[labels == 0] >= threshold)
+    frr = np.mean(scores[labels == 1] < threshold)
+    step = 1 / min((labels == 0).sum(), (labels == 1).sum())
+    assert abs(far - want) <= step + 1e-9 and abs(frr - want) <= step + 1e-9
+
+
+def test_roc_det_and_histogram_mark_the_eer(written):
+    _, labels, scores = written
+    fpr, tpr, _ = roc_curve(labels, scores)
+    eer_pct, threshold = report.eer_point(labels, scores)
+    e = eer_pct / 100
+    fig, (a, b) = plt.subplots(1, 2)
+    report.plot_roc_det(a, b, fpr, tpr, eer_pct, threshold)
+    marks = [ln for ln in a.lines if ln.get_marker() == "o"]
+    assert len(marks) == 1 and np.allclose(marks[0].get_xydata(), [[e, 1 - e]])
+    marks = [ln for ln in b.lines if ln.get_marker() == "o"]
+    assert len(marks) == 1 and np.allclose(marks[0].get_xydata(), [[norm.ppf(e), norm.ppf(e)]])
+    curve = b.lines[0].get_xydata()  # DET on normal-deviate axes
+    np.testing.assert_allclose(curve[:, 0], norm.ppf(np.clip(fpr, 1e-4, 1 - 1e-4)))
+    ticks = {t.get_text(): t.get_position()[0] for t in b.get_xticklabels()}
+    assert ticks["1"] == pytest.approx(norm.ppf(0.01)) and ticks["40"] == pytest.approx(norm.ppf(0.4))
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    bins = report.score_bins(scores)
+    report.plot_scores(ax, scores, labels, bins, eer_pct, threshold)
+    vlines = [ln for ln in ax.lines if np.allclose(ln.get_xdata(), threshold)]
+    assert len(vlines) == 1
+    lo, hi = ax.get_xlim()  # fitted to the scores, not -1..1
+    span = scores.max() - scores.min()
+    assert scores.min() - 0.1 * span < lo < scores.min() and scores.max() < hi < scores.max() + 0.1 * span
+    plt.close(fig)
+
+
+def test_summary_bars_compare_model_and_both_baselines(tmp_path):
+    m = {"embedding": {"eer": 10.0, "eer_ci95": [9.0, 11.0], "eer_ci95_singer": [6.0, 15.0]},
+         "probe": {"acc": 0.9, "acc_std": 0.05},
+         "baselines": {"random_init": {"eer": 30.0, "eer_std": 4.0, "inits": 3, "probe": {"acc": 0.5, "acc_std": 0.1}},
+                       "mfcc": {"eer": 25.0, "eer_ci95": [24.0, 26.0], "probe": {"acc": 0.7, "acc_std": 0.02}}},
+         "counts": {"singers": 8, "segments": 100, "trials": 1000}}
+    bars = report.summary_bars(m)
+    assert bars["eer"] == [("model", 10.0, (6.0, 15.0)), ("random init (3)", 30.0, (26.0, 34.0)),
+                           ("MFCC", 25.0, (24.0, 26.0))]
+    assert [b[1] for b in bars["acc"]] == pytest.approx([90.0, 50.0, 70.0])
+    assert bars["acc"][1][2] == pytest.approx((40.0, 60.0))
+    report.write_summary(tmp_path / "summary.png", m, "demo")
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_offline_template_loads_nothing_from_the_network():
+    cfg = (ROOT / ".dvc" / "config").read_text()
+    assert re.search(r"^\s*html_template\s*=\s*plots/offline.html\s*$", cfg, re.M)
+    html = (PLOTS / "offline.html").read_text(encoding="utf-8")
+    assert "{plot_divs}" in html and "{scripts}" not in html  # DVC's CDN <script src> tags have no place to go
+    assert '<meta charset="utf-8">' in html
+    assert not re.search(r"""<(script|link|img)[^>]*(src|href)\s*=\s*["']?(https?:)?//""", html, re.I)
+    scripts = re.findall(r'<script type="text/javascript">\n(.*?)\n    </script>', html, re.S)
+    assert len(scripts) == 3
+    assert ".vega={}" in scripts[0] and ".vegaLite={}" in scripts[1] and "vegaEmbed" in scripts[2]
+    assert (PLOTS / "LICENSE-vega.txt").read_text().count("Redistribution and use") == 1
+
+
+def test_dvc_yaml_templates_exist_and_pair_train_with_validation():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    used = []
+    for stage in spec["stages"].values():
+        for entry in stage.get("do", stage).get("plots", []):
+            if isinstance(entry, dict):
+                used += [v.get("template") for v in entry.values() if isinstance(v, dict)]
+    used += [v.get("template") for p in spec["plots"] for v in p.values()]
+    for name in filter(None, used):
+        assert name in BUILTIN_TEMPLATES or (PLOTS / f"{name}.json").exists(), name
+    for p in spec["plots"]:
+        (title, v), = p.items()
+        assert "/" not in title  # a title in words, not a path
+        files = list(v["y"])
+        if "lr" not in files[0]:
+            assert [f.split("/")[-2] for f in files] == ["train", "val"]
+    det = json.loads((PLOTS / "det_probit.json").read_text())
+    values = det["encoding"]["x"]["axis"]["values"]
+    np.testing.assert_allclose(values, norm.ppf(np.array(report.DET_TICKS) / 100), atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_det_template_renders_with_the_vendored_scripts(tmp_path):
+    """The inlined vega + vega-lite compile and render the DET template offline, with percent tick labels."""
+    html = (PLOTS / "offline.html").read_text(encoding="utf-8")
+    scripts = re.findall(r'<script type="text/javascript">\n(.*?)\n    </script>', html, re.S)
+    spec = (PLOTS / "det_probit.json").read_text()
+    fpr = np.linspace(0.001, 0.5, 20)
+    data = [{"fpr_probit": float(norm.ppf(f)), "fnr_probit": float(norm.ppf(0.5 - f * 0.9))} for f in fpr]
+    for anchor, value in (('"<DVC_METRIC_DATA>"', json.dumps(data)), ("<DVC_METRIC_X>", "fpr_probit"),
+                          ("<DVC_METRIC_Y>", "fnr_probit"), ("<DVC_METRIC_TITLE>", "DET"),
+                          ('"<DVC_METRIC_PLOT_WIDTH>"', "300"), ('"<DVC_METRIC_PLOT_HEIGHT>"', "300"),
+                          ("<DVC_METRIC_X_LABEL>", "far"), ("<DVC_METRIC_Y_LABEL>", "frr"),
+                          ('"<DVC_METRIC_COLOR>"', "{}"), ('"<DVC_METRIC_STROKE_DASH>"', "{}")):
+        spec = spec.replace(anchor, value)
+    (tmp_path / "vega.js").write_text(scripts[0])
+    (tmp_path / "vl.js").write_text(scripts[1])
+    (tmp_path / "spec.json").write_text(spec)
+    js = """const fs = require('fs'), vm = require('vm'); const d = process.argv[1];
+const ctx = {console, structuredClone, setTimeout, clearTimeout}; ctx.self = ctx; vm.createContext(ctx);
+for (const f of ['/vega.js', '/vl.js']) vm.runInContext(fs.readFileSync(d + f, 'utf8'), ctx);
+const vg = ctx.vegaLite.compile(JSON.parse(fs.readFileSync(d + '/spec.json', 'utf8'))).spec;
+new ctx.vega.View(ctx.vega.parse(vg), {renderer: 'none'}).toSVG().then(s => process.stdout.write(s));"""
+    res = subprocess.run(["node", "-e", js, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-800:]
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", res.stdout)
+    for tick in ("0.1", "1", "10", "40"):  # percent labels on both axes
+        assert labels.count(tick) == 2, labels
