@@ -3,6 +3,10 @@
     python scripts/results_table.py                       # print the table of every metrics/*.json
     python scripts/results_table.py --write README.md     # replace the block between the markers
 
+Each dataset's numbers come from ``metrics/<dataset>_details.json`` (the evaluate stage's full metrics;
+``metrics/<dataset>.json`` holds only the headline numbers DVC displays); a folder from before that split,
+whose ``<dataset>.json`` holds everything, is read as well.
+
 The block in README.md sits between ``<!-- results:start -->`` and ``<!-- results:end -->`` and is
 written only by this script, so its numbers always come from a run (the line under the table names
 the machine and date of that run).
@@ -19,6 +23,18 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+DETAILS = "_details"
+
+
+def metrics_files(metrics_dir: Path) -> dict[str, dict]:
+    """Dataset name -> its full metrics dict: ``<name>_details.json``, else ``<name>.json`` (older layout)."""
+    out = {}
+    for path in sorted(metrics_dir.glob("*.json")):
+        if path.stem.endswith(DETAILS):
+            continue
+        details = path.with_name(f"{path.stem}{DETAILS}.json")
+        out[path.stem] = json.loads((details if details.exists() else path).read_text(encoding="utf-8"))
+    return out
 
 
 def _ci(block: dict, key: str) -> str:
@@ -61,10 +77,9 @@ def rows(metrics: dict) -> list[str]:
 def table(metrics_dir: Path, params: dict | None = None) -> str:
     """The whole block: one table per test dataset, then the provenance line."""
     parts = []
-    for path in sorted(metrics_dir.glob("*.json")):
-        m = json.loads(path.read_text(encoding="utf-8"))
+    for name, m in metrics_files(metrics_dir).items():
         c = m.get("counts", {})
-        parts.append(f"`{path.stem}` ({c.get('singers', '?')} singers, {c.get('segments', '?')} segments, "
+        parts.append(f"`{name}` ({c.get('singers', '?')} singers, {c.get('segments', '?')} segments, "
                      f"{c.get('trials', '?')} trials):\n")
         parts.append("| representation | EER % | 95 % CI (trials) | 95 % CI (singers) | minDCF | MNR % | probe acc |")
         parts.append("|---|---|---|---|---|---|---|")

@@ -1,4 +1,4 @@
-"""Command line: singer-ssl embed|verify|score|preset|compare|summary (singer-ssl COMMAND --help for the options).
+"""Command line: singer-ssl embed|verify|score|preset|compare|exps|summary (singer-ssl COMMAND --help for options).
 
     singer-ssl embed INPUT --model MODEL_DIR --out FILE
         INPUT is an audio file, a folder (every file under it whose extension is in
@@ -11,11 +11,15 @@
         file. The output format follows FILE's extension: .h5/.hdf5 (the pipeline's embedding store),
         .npz (arrays embedding (N, D), key, singer), .npy (the (N, D) matrix; keys and singers in
         FILE.keys.txt, "key<TAB>singer" per row), .txt/.ark.txt (Kaldi-style text, "key v1 v2 ... vD"
-        per line; keys must hold no whitespace). The parent folder of FILE must exist. Unreadable files
-        are skipped and listed once on stderr.
+        per line; keys must hold no whitespace). The parent folder of FILE must exist. A folder is walked
+        as the pipeline walks a dataset (hidden entries left out, links followed once) and files are
+        skipped by the segment stage's whole-file rules (unreadable, empty, corrupt, truncated, NaN, digital
+        silence, anti-phase channels, samples beyond +6 dBFS); every skip, unreadable folders included,
+        is listed once on stderr and in FILE.skipped.csv (source,reason), and counted on the last line.
     singer-ssl verify A B --model MODEL_DIR [--threshold T]
         Print the cosine score of two files' embeddings and, when a threshold is known (--threshold, or
-        eer_threshold in the model folder's hyperparams.yaml), the decision: same singer when score >= T.
+        the EER threshold the train stage stored in MODEL_DIR/threshold.json, computed on the held-out
+        validation singers), the decision: same singer when score >= T.
     singer-ssl score TRIALS --embeddings FILE.h5 [--representation embedding]
         Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format),
         scored as the evaluate stage scores it (singer_ssl.evaluation.verification).
@@ -25,10 +29,15 @@
     singer-ssl compare [--exps FILE.json] [--reference LOSS] [--metric eer] [--plot FILE.png]
         Per test dataset, a Markdown table of the experiments DVC stores (dvc exp show --json, or FILE),
         grouped by (loss, encoder): mean ± std over seeds, 95 % t-interval, and the paired difference to
-        the reference method over common seeds (singer_ssl.compare).
+        the reference method over common seeds (singer_ssl.compare); the baselines beside them. --plot
+        also draws it (.png, .svg, .pdf): means with intervals, random-init and MFCC baselines.
+    singer-ssl exps [--exps FILE.json]
+        One line per experiment DVC stores (loss, encoder, seed, EER, minDCF, MNR, probe accuracy,
+        random-init and MFCC EER), per test dataset, within 120 columns.
     singer-ssl summary [--metrics DIR]
-        One line per metrics/<dataset>.json (EER with its singer-level interval, minDCF, MNR, probe,
-        random-init and MFCC EER), also after dvc repro restored evaluate from the cache.
+        One line per test dataset of DIR (metrics/<dataset>_details.json: EER with its singer-level
+        interval, minDCF, MNR, probe, random-init and MFCC EER), also after dvc repro restored evaluate
+        from the cache.
 """
 
 from __future__ import annotations
@@ -49,11 +58,16 @@ class CliError(ValueError):
     """A bad command-line input: printed as one ``error:`` line, exit status 2."""
 
 
-def audio_files(root: Path) -> list[Path]:
-    """Every file under ``root`` (recursively, sorted) whose extension is in ``AUDIO_EXTENSIONS`` (any case)."""
-    from singer_ssl.core.audio import AUDIO_EXTENSIONS
+def audio_files(root: Path, problems: list[tuple[str, str]] | None = None) -> list[Path]:
+    """The audio files under ``root`` as the pipeline's walk finds them (:func:`singer_ssl.data.layouts.walk_audio`:
+    sorted, hidden entries left out, dangling links kept so that reading them reports them); folders that
+    cannot be read are appended to ``problems`` as ``(relpath, reason)``."""
+    from singer_ssl.data.layouts import walk_audio
 
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix[1:].lower() in AUDIO_EXTENSIONS)
+    rels, bad = walk_audio(root)
+    if problems is not None:
+        problems.extend(bad)
+    return [root / rel for rel in rels]
 
 
 def is_audio_path(path: Path) -> bool:
@@ -63,11 +77,12 @@ def is_audio_path(path: Path) -> bool:
     return path.suffix[1:].lower() in AUDIO_EXTENSIONS
 
 
-def embed_inputs(source: Path) -> list[tuple[Path, str, str]]:
-    """``(file, key, singer)`` rows of an ``embed`` INPUT (a file, a folder or a list file; module docstring)."""
+def embed_inputs(source: Path, problems: list[tuple[str, str]] | None = None) -> list[tuple[Path, str, str]]:
+    """``(file, key, singer)`` rows of an ``embed`` INPUT (a file, a folder or a list file; module docstring);
+    unreadable folders of a folder INPUT are appended to ``problems``."""
     if source.is_dir():
         rows = []
-        for f in audio_files(source):
+        for f in audio_files(source, problems):
             key = f.relative_to(source).as_posix()
             rows.append((f, key, key.split("/")[0] if "/" in key else source.resolve().name))
         if not rows:
@@ -132,48 +147,58 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from singer_ssl.api import load_model
-    from singer_ssl.core.audio import AudioError
+    from singer_ssl.core.audio import AudioError, load_mono
+    from singer_ssl.core.io import write_csv
 
     out = Path(args.out)
     fmt = output_format(out)
-    rows = embed_inputs(Path(args.input))
+    problems: list[tuple[str, str]] = []
+    rows = embed_inputs(Path(args.input), problems)
     if fmt == "kaldi":
         bad = next((k for _, k, _ in rows if any(c.isspace() for c in k)), None)
         if bad is not None:
             raise CliError(f"key {bad!r} contains whitespace, which Kaldi-style text cannot hold; write .h5 or .npz")
     model = load_model(args.model, device=args.device)
-    keys, singers, embs, skipped = [], [], [], []
+    keys, singers, embs, skipped = [], [], [], list(problems)
     for f, key, singer in tqdm(rows, desc="embed", disable=args.quiet):
-        try:
-            embs.append(model.embed_file(f))
+        try:  # the segment stage's whole-file skip rules (strict), then the model's windowed mean
+            embs.append(model.embed(load_mono(f, model.sample_rate, strict=True), model.sample_rate))
         except AudioError as err:
-            skipped.append(str(err))
+            skipped.append((key, err.reason))
             continue
         keys.append(key)
         singers.append(singer)
-    for why in skipped:
-        print(f"skipped {why}", file=sys.stderr)
+    for key, why in skipped:
+        print(f"skipped {key}: {why}", file=sys.stderr)
+    report = Path(f"{out}.skipped.csv")
+    write_csv(report, ("source", "reason"), skipped)  # always written: no stale report of an earlier run
     if not embs:
-        print(f"error: none of the {len(rows)} files could be read", file=sys.stderr)
+        print(f"error: none of the {len(rows)} files could be used (reasons in {report})", file=sys.stderr)
         return 1
     write_output(out, fmt, keys, singers, np.stack(embs), str(args.model))
-    print(f"embedded {len(keys)} files -> {out}" + (f"; skipped {len(skipped)} unreadable" if skipped else ""))
+    print(f"embedded {len(keys)} files -> {out}"
+          + (f"; skipped {len(skipped)} unreadable or unusable (reasons in {report})" if skipped else ""))
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from singer_ssl.api import load_model
+    from singer_ssl.model.folder import THRESHOLD_FILE, read_threshold
 
     model = load_model(args.model, device=args.device)
     a, b = model.embed_file(args.a), model.embed_file(args.b)
     score = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
     threshold, origin = args.threshold, "--threshold"
-    if threshold is None and model.hyperparams.get("eer_threshold") is not None:
-        threshold, origin = float(model.hyperparams["eer_threshold"]), f"{args.model}/hyperparams.yaml"
+    stored = read_threshold(args.model) if threshold is None else None
+    if stored is not None:
+        threshold = stored["eer_threshold"]
+        origin = (f"{Path(args.model) / THRESHOLD_FILE}: EER {float(stored.get('eer', float('nan'))):.2f}% on "
+                  f"{stored.get('source', 'validation data')}")
     print(f"score {score:.4f}")
     if threshold is None:
-        print(f"no decision: {args.model} stores no EER threshold (hyperparams.yaml has no eer_threshold); "
-              "pass --threshold, e.g. the eer_threshold of metrics/<dataset>.json")
+        print(f"no decision: {args.model} stores no EER threshold (no {THRESHOLD_FILE}: a model folder from "
+              "before thresholds were stored, or trained without validation singers); pass --threshold, e.g. "
+              "embedding.eer_threshold of metrics/<dataset>_details.json")
     else:
         verdict = "same singer" if score >= threshold else "different singers"
         print(f"{verdict} (threshold {threshold:.4f} from {origin})")
@@ -196,10 +221,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_preset(args: argparse.Namespace) -> int:
-    from singer_ssl.presets import apply_preset, available, overrides
+    from singer_ssl.presets import apply_preset, available, overrides, summary
 
     if args.list:
-        print("\n".join(available()))
+        names = available()
+        width = max(map(len, names), default=0)
+        print("\n".join(f"{name:<{width}}  {summary(name)}".rstrip() for name in names))
         return 0
     if args.name is None:
         raise CliError("preset: give a preset NAME or --list")
@@ -222,6 +249,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         plot(tables, args.metric, args.plot)
         print(f"plot -> {args.plot}")
+    return 0
+
+
+def _cmd_exps(args: argparse.Namespace) -> int:
+    from singer_ssl.compare import exps_table, load_exp_show, runs_from_exp_show
+
+    runs, skipped = runs_from_exp_show(load_exp_show(args.exps))
+    print(exps_table(runs), end="")
+    if skipped:
+        print(f"\nleft out (queued, failed or without metrics): {', '.join(skipped)}")
     return 0
 
 
@@ -254,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("b", help="second audio file")
     v.add_argument("--model", required=True, help="model folder written by the train stage (e.g. data/model)")
     v.add_argument("--threshold", type=float, default=None,
-                   help="decision threshold on the cosine score (e.g. eer_threshold of metrics/<dataset>.json); "
-                        "default: the model folder's eer_threshold when it stores one")
+                   help="decision threshold on the cosine score (e.g. embedding.eer_threshold of "
+                        "metrics/<dataset>_details.json); "
+                        "default: the EER threshold stored in the model folder's threshold.json")
     v.add_argument("--device", **device)
     v.set_defaults(func=_cmd_verify)
     s = sub.add_parser("score", help="EER/minDCF of a trial list on stored embeddings")
@@ -268,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_score)
     r = sub.add_parser("preset", help="list, print or apply a paper preset's parameter overrides")
     r.add_argument("name", nargs="?", default=None, help="preset name (see --list)")
-    r.add_argument("--list", action="store_true", help="print the available preset names, one per line")
+    r.add_argument("--list", action="store_true",
+                   help="print the available presets, one per line: name, paper, description")
     r.add_argument("--params", default="params.yaml",
                    help="params file to compare with or write (default: params.yaml)")
     r.add_argument("--write", action="store_true", help="merge the preset into --params instead of printing it")
@@ -281,12 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method the paired differences are taken to: a loss name or 'loss / encoder' "
                         "(default: ntxent when present, else the first method alphabetically)")
     c.add_argument("--metric", default="eer",
-                   help="metric compared: a key of the embedding block (eer, min_dcf, mnr) or a dotted path "
-                        "of metrics/<dataset>.json, e.g. probe.acc (default: eer)")
-    c.add_argument("--plot", default=None, help="also write means with 95 %% intervals per method to this image")
+                   help="metric compared: a key of metrics/<dataset>.json (eer, min_dcf, mnr, probe_acc, "
+                        "random_init_eer, mfcc_eer; default: eer)")
+    c.add_argument("--plot", default=None,
+                   help="also write the table as a figure (.png, .svg or .pdf): means with 95 %% intervals per "
+                        "method, random-init and MFCC baselines")
     c.set_defaults(func=_cmd_compare)
-    m = sub.add_parser("summary", help="one summary line per metrics/<dataset>.json")
-    m.add_argument("--metrics", default="metrics", help="folder of <dataset>.json files (default: metrics)")
+    x = sub.add_parser("exps", help="one line per DVC experiment: loss, encoder, seed, headline metrics "
+                                    "(within 120 columns)")
+    x.add_argument("--exps", default=None,
+                   help="JSON written by dvc exp show --json (default: run it in the current folder)")
+    x.set_defaults(func=_cmd_exps)
+    m = sub.add_parser("summary", help="one summary line per test dataset of metrics/")
+    m.add_argument("--metrics", default="metrics",
+                   help="folder of <dataset>.json / <dataset>_details.json files (default: metrics)")
     m.set_defaults(func=_cmd_summary)
     return p
 

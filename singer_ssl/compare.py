@@ -5,9 +5,12 @@ and the workspace, each ``{"rev", "name", "data": {"params": {"params.yaml": {"d
 "metrics": {"metrics/<dataset>.json": {"data": {...}}}, ...}, "experiments": [{"revs": [...]}]}``);
 :func:`runs_from_exp_show` flattens it to one :class:`Run` per experiment (queued or failed ones,
 which carry no metrics, are left out; the workspace and a baseline commit are kept unless they repeat
-another entry's params and metrics exactly). DVC's metrics columns hold numbers only, so the
-singer-level bootstrap interval (a list) does not reach ``dvc exp show``; the across-seed interval
-below takes its place.
+another entry's params and metrics exactly). What DVC stores per experiment is the flat headline file
+``metrics/<dataset>.json`` (:data:`singer_ssl.evaluation.run.HEADLINE`: ``eer``, ``min_dcf``, ``mnr``,
+``probe_acc``, ``random_init_eer``, ``mfcc_eer``, ``trials``); an experiment from before that file was
+split from ``metrics/<dataset>_details.json`` is read through the same names (:func:`metric_value`).
+DVC's metrics views hold numbers only, so the singer-level bootstrap interval (a list) does not reach
+``dvc exp show``; the across-seed interval below takes its place.
 
 :func:`compare` groups runs by method = (``loss``, ``encoder``) and, per test dataset, reports for
 each method the mean and sample standard deviation (ddof 1) of a metric over seeds, the 95 %
@@ -15,8 +18,14 @@ Student-t interval of that mean (mean ± t(0.975, n-1) s / sqrt(n)), and the pai
 reference method over the seeds both ran (same ``seed``, hence the same random-init baseline and
 training order), with its own t-interval. Fewer than 2 values give no interval ("n=1, no interval").
 Runs of a dataset whose test set differs from the majority (``datasets.test.<name>``, ``trials``,
-``segment`` params, or the ``counts`` of segments, singers, trials, target trials) are listed as not
-comparable and left out of that dataset's table.
+``segment`` params, or the number of trials) are listed as not comparable and left out of that
+dataset's table. The MFCC baseline (the same for every run of a test set) is given under the table;
+the random-init baseline (one per encoder and seed) is a column.
+
+:func:`plot` draws the same table: per dataset, each method's mean with its 95 % t-interval (a bare
+point for n = 1), its random-init baseline as a grey cross, the MFCC baseline as a dashed line.
+:func:`exps_table` is ``singer-ssl exps``: one line per experiment (loss, encoder, seed, headline
+metrics), within 120 columns.
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: column label -> dotted path in a metrics JSON (besides the compared metric)
-EXTRA_COLUMNS = {"MNR %": "embedding.mnr", "probe acc": "probe.acc", "random-init EER %": "baselines.random_init.eer"}
-#: counts that must agree for runs of one dataset to be compared
-COUNT_KEYS = ("segments", "singers", "trials", "target_trials")
+#: column label -> headline key of a metrics JSON (besides the compared metric)
+EXTRA_COLUMNS = {"MNR %": "mnr", "probe acc": "probe_acc", "random-init EER %": "random_init_eer"}
+#: headline counts that must agree for runs of one dataset to be compared
+COUNT_KEYS = ("trials",)
+#: the numbers ``singer-ssl exps`` shows per experiment (headline keys)
+EXPS_COLUMNS = ("eer", "min_dcf", "mnr", "probe_acc", "random_init_eer", "mfcc_eer")
 DASH = "—"
 
 
@@ -88,6 +99,7 @@ class DatasetTable:
     excluded: list[str]
     missing: list[str]
     notes: list[str]
+    mfcc: Stat | None = None  # the MFCC baseline's EER over the compared runs (one test set: one value)
 
 
 def get_path(tree: Any, dotted: str) -> Any:
@@ -97,6 +109,19 @@ def get_path(tree: Any, dotted: str) -> Any:
             return None
         tree = tree[part]
     return tree
+
+
+def metric_value(metrics: dict[str, Any], key: str) -> Any:
+    """``key`` of a headline metrics dict: a flat key (``eer``, ``probe_acc``), else a dotted path; an
+    experiment whose ``metrics/<dataset>.json`` still holds the nested details is read through
+    :data:`~singer_ssl.evaluation.run.HEADLINE` (``eer`` -> ``embedding.eer``); None when missing."""
+    from singer_ssl.evaluation.run import HEADLINE
+
+    if key in metrics:
+        return metrics[key]
+    if key in HEADLINE:
+        return get_path(metrics, HEADLINE[key])
+    return get_path(metrics, key)
 
 
 def t_stat(values: list[float]) -> Stat:
@@ -171,8 +196,11 @@ def load_exp_show(path: str | os.PathLike | None = None) -> Any:
 
 
 def metric_path(metric: str) -> str:
-    """Dotted metrics path of ``--metric``: a bare name is read under ``embedding``."""
-    return metric if "." in metric else f"embedding.{metric}"
+    """The key ``--metric`` names: a headline key (``eer``, ``mnr``, ``probe_acc``, ...) as given; the old
+    spellings ``probe.acc`` / ``embedding.<key>`` of the same numbers map to their headline key."""
+    from singer_ssl.evaluation.run import HEADLINE
+
+    return next((k for k, dotted in HEADLINE.items() if metric == dotted), metric)
 
 
 def test_set_signature(run: Run, dataset: str) -> str:
@@ -180,9 +208,9 @@ def test_set_signature(run: Run, dataset: str) -> str:
     and trials, segment params, counts). A null ``trials.seed`` (trials follow the top-level seed) is
     kept as null, so seeds stay comparable with each other."""
     p = run.params
-    counts = run.metrics[dataset].get("counts") or {}
+    m = run.metrics[dataset]
     sig = {"dataset": get_path(p, f"datasets.test.{dataset}"), "trials": p.get("trials"),
-           "segment": p.get("segment"), "counts": {k: counts.get(k) for k in COUNT_KEYS}}
+           "segment": p.get("segment"), "counts": {k: metric_value(m, k) for k in COUNT_KEYS}}
     return json.dumps(sig, sort_keys=True, default=str)
 
 
@@ -250,7 +278,7 @@ def dataset_table(runs: list[Run], dataset: str, metric: str, reference: str | N
     missing: dict[str, list[str]] = {}
 
     def value(r: Run, p: str) -> float | None:
-        v = get_path(r.metrics[dataset], p)
+        v = metric_value(r.metrics[dataset], p)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             missing.setdefault(p, []).append(r.name)
             return None
@@ -269,8 +297,9 @@ def dataset_table(runs: list[Run], dataset: str, metric: str, reference: str | N
                  if s in ref_vals and vals[s] is not None and ref_vals[s] is not None]
         paired = t_stat(diffs) if diffs and method != ref else None
         rows.append(MethodRow(method, sorted(seeds, key=str), t_stat(got) if got else None, extras, paired))
+    mfcc = [x for x in (value(r, "mfcc_eer") for ms in by_method.values() for r in ms.values()) if x is not None]
     miss = [f"{p}: {', '.join(sorted(set(names)))}" for p, names in sorted(missing.items())]
-    return DatasetTable(dataset, ref, rows, excluded, miss, notes)
+    return DatasetTable(dataset, ref, rows, excluded, miss, notes, t_stat(mfcc) if mfcc else None)
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -287,7 +316,7 @@ def _interval(s: Stat | None, digits: int = 2) -> str:
 
 def digits(path: str) -> int:
     """Decimals shown for a metric: 3 for fractions and costs (accuracy, minDCF), 2 for percentages."""
-    return 3 if path.rsplit(".", 1)[-1] in ("acc", "bacc", "min_dcf") else 2
+    return 3 if path.rsplit(".", 1)[-1] in ("acc", "bacc", "min_dcf", "probe_acc") else 2
 
 
 def format_table(t: DatasetTable, metric: str) -> str:
@@ -310,6 +339,9 @@ def format_table(t: DatasetTable, metric: str) -> str:
             delta, dci = f"{r.paired.mean:+.{k}f} (n={r.paired.n})", _interval(r.paired, k)
         lines.append(f"| {r.method} | {len(r.seeds)} | {ms} | {_interval(m, k)} | {extras} | {delta} | {dci} |")
     lines.append("")
+    if t.mfcc is not None:
+        spread = f" (std {t.mfcc.std:.2f} over {t.mfcc.n} runs)" if t.mfcc.std else ""
+        lines.append(f"baseline MFCC mean+std: EER {t.mfcc.mean:.2f} %{spread}")
     for e in t.excluded:
         lines.append(f"not comparable (left out): {e}")
     for m in t.missing:
@@ -327,8 +359,30 @@ def compare(runs: list[Run], metric: str = "eer", reference: str | None = None) 
     return [dataset_table(runs, d, metric, reference) for d in datasets]
 
 
+def plot_series(t: DatasetTable, metric: str) -> dict[str, Any]:
+    """What :func:`plot` draws for one dataset: ``labels``, ``means``, ``err_lo``/``err_hi`` (distances from
+    the mean to the 95 % t-interval's ends; 0 for n = 1), ``random_init`` (``[(x, row)]``, each method's
+    random-init EER) and ``mfcc`` (the MFCC baseline's EER or None); baselines only when ``metric`` is the EER."""
+    rows = [r for r in t.rows if r.metric is not None]
+    eer = metric_path(metric) == "eer"
+    rand = [(r.extras.get("random-init EER %"), y) for y, r in enumerate(rows)] if eer else []
+    return {
+        "labels": [f"{r.method} (n={r.metric.n}{', no interval' if r.metric.ci is None else ''})" for r in rows],
+        "means": [r.metric.mean for r in rows],
+        "err_lo": [r.metric.mean - r.metric.ci[0] if r.metric.ci else 0.0 for r in rows],
+        "err_hi": [r.metric.ci[1] - r.metric.mean if r.metric.ci else 0.0 for r in rows],
+        "random_init": [(x, y) for x, y in rand if x is not None],
+        "mfcc": t.mfcc.mean if eer and t.mfcc is not None else None,
+    }
+
+
 def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> None:
-    """Means with 95 % t-intervals per method (one panel per dataset), written atomically to ``out``."""
+    """The comparison as a figure, written atomically to ``out`` (format from its suffix: .png, .svg, .pdf).
+
+    One panel per test dataset (:func:`plot_series`): per method (y) its mean over seeds (x) with the 95 %
+    t-interval as error bar (none for n = 1, labelled so); when the compared metric is the EER, each
+    method's random-init baseline (mean over its seeds) as a grey cross and the MFCC baseline as a dashed line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -336,55 +390,113 @@ def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> Non
 
     from singer_ssl.core.io import atomic_path
 
-    fig, axes = plt.subplots(1, len(tables), figsize=(7 * len(tables), 0.5 * max(len(t.rows) for t in tables) + 2),
-                             squeeze=False)
+    suffix = Path(out).suffix.lstrip(".").lower() or "png"
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if suffix not in supported:
+        raise CompareError(f"--plot {out}: unknown image format {suffix!r}; use one of {', '.join(sorted(supported))}")
+    height = 0.6 * max(len(t.rows) for t in tables) + 2.4
+    fig, axes = plt.subplots(1, len(tables), figsize=(7 * len(tables), height), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, t in zip(axes[0], tables):
-        rows = [r for r in t.rows if r.metric is not None]
-        ys = list(range(len(rows)))
-        means = [r.metric.mean for r in rows]
-        lo = [r.metric.mean - r.metric.ci[0] if r.metric.ci else 0.0 for r in rows]
-        hi = [r.metric.ci[1] - r.metric.mean if r.metric.ci else 0.0 for r in rows]
-        ax.errorbar(means, ys, xerr=[lo, hi], fmt="o", capsize=4)
-        ax.set_yticks(ys, [f"{r.method} (n={r.metric.n})" for r in rows])
-        ax.set_xlabel(f"{metric_path(metric)}: mean over seeds, 95 % t-interval")
-        ax.set_title(t.dataset)
-    fig.tight_layout()
-    suffix = Path(out).suffix.lstrip(".") or "png"
+        d = plot_series(t, metric)
+        ys = list(range(len(d["means"])))
+        handles["mean over seeds, 95 % t-interval"] = ax.errorbar(d["means"], ys, xerr=[d["err_lo"], d["err_hi"]],
+                                                                  fmt="o", capsize=4)
+        ax.set_yticks(ys, d["labels"])
+        ax.set_ylim(len(ys) - 0.5, -0.5)  # the reference method on top
+        if d["random_init"]:
+            handles["same encoder, random weights"] = ax.plot(*zip(*d["random_init"]), "x", color="grey",
+                                                              markersize=8)[0]
+        if d["mfcc"] is not None:
+            handles["MFCC baseline"] = ax.axvline(d["mfcc"], color="tab:red", linestyle="--")
+        ax.set_xlabel(f"{metric_path(metric)} (mean over seeds)")
+        ax.set_title(f"{t.dataset} (reference: {t.reference})")
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize="small",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=suffix, dpi=120)
     plt.close(fig)
 
 
+def _cell(x: Any, key: str) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return DASH
+    return f"{x:.{digits(key)}f}"
+
+
+def _line(cells: Any, widths: list[int]) -> str:
+    """Text columns (the first 4) left-aligned and cut with ``~`` to their width, numbers right-aligned."""
+    out = []
+    for i, (c, w) in enumerate(zip(cells, widths)):
+        c = c if len(c) <= w else c[:w - 1] + "~"
+        out.append(c.ljust(w) if i < 4 else c.rjust(w))
+    return "  ".join(out).rstrip()
+
+
+def exps_table(runs: list[Run], width: int = 120) -> str:
+    """``singer-ssl exps``: per test dataset, one line per experiment (name, loss, encoder, seed and
+    :data:`EXPS_COLUMNS`), plain aligned text no wider than ``width`` (long names are cut with ``~``)."""
+    if not runs:
+        raise CompareError("no finished experiments with metrics (run `dvc exp run` first)")
+    head = ("experiment", "loss", "encoder", "seed", *EXPS_COLUMNS)
+    blocks = []
+    for dataset in sorted({d for r in runs for d in r.metrics}):
+        lines = [[r.name, str(r.params.get("loss", "?")), str(r.params.get("encoder", "?")), str(r.seed),
+                  *(_cell(metric_value(r.metrics[dataset], k), k) for k in EXPS_COLUMNS)]
+                 for r in runs if dataset in r.metrics]
+        widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
+        spare = width - (sum(widths) + 2 * (len(head) - 1))
+        for i in range(3):  # cut the name, loss and encoder columns (in that order) until the line fits
+            if spare >= 0:
+                break
+            cut = min(-spare, widths[i] - max(len(head[i]), 6))
+            if cut > 0:
+                widths[i] -= cut
+                spare += cut
+        blocks.append("\n".join([dataset, _line(head, widths), *(_line(x, widths) for x in lines)]))
+    return "\n\n".join(blocks) + "\n"
+
+
 def summary_line(dataset: str, m: dict[str, Any]) -> str:
-    """One line of a metrics JSON: EER with its singer-level 95 % interval (trial-level when the file has
-    no singer-level one), minDCF, MNR, probe accuracy, random-init and MFCC EER; missing values "—"."""
+    """One line of a dataset's metrics (the details dict, or a headline dict when no details file exists):
+    EER with its singer-level 95 % interval (trial-level when there is no singer-level one), minDCF, MNR,
+    probe accuracy, random-init and MFCC EER; missing values "—"."""
     e = m.get("embedding") or {}
     ci, kind = e.get("eer_ci95_singer"), "singer-level"
     if not ci:
         ci, kind = e.get("eer_ci95"), "trial-level"
     ci_s = f" [{kind} 95 % CI {ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
     p = m.get("probe") or {}
-    probe = _num(p.get("acc"), 3) + (f" (std {p['acc_std']:.3f})" if p.get("acc_std") is not None else "")
+    probe = _num(metric_value(m, "probe_acc"), 3) + (f" (std {p['acc_std']:.3f})"
+                                                     if p.get("acc_std") is not None else "")
     r = get_path(m, "baselines.random_init") or {}
-    rinit = _num(r.get("eer")) + ("%" if r.get("eer") is not None else "")
+    r_eer = metric_value(m, "random_init_eer")
+    rinit = _num(r_eer) + ("%" if r_eer is not None else "")
     if r.get("eer_std") is not None:
         rinit += f" (std {r['eer_std']:.2f}, {r.get('inits', '?')} inits)"
-    mfcc = get_path(m, "baselines.mfcc.eer")
-    return (f"{dataset}: EER {_num(e.get('eer'))}%{ci_s} minDCF {_num(e.get('min_dcf'), 3)} "
-            f"MNR {_num(e.get('mnr'))}% probe acc {probe} | random-init EER {rinit} | "
+    mfcc, eer = metric_value(m, "mfcc_eer"), metric_value(m, "eer")
+    return (f"{dataset}: EER {_num(eer)}%{ci_s} minDCF {_num(metric_value(m, 'min_dcf'), 3)} "
+            f"MNR {_num(metric_value(m, 'mnr'))}% probe acc {probe} | random-init EER {rinit} | "
             f"mfcc EER {_num(mfcc)}{'%' if mfcc is not None else ''}")
 
 
 def summary(metrics_dir: str | os.PathLike) -> list[str]:
-    """:func:`summary_line` of every ``metrics_dir``/*.json, sorted by dataset name."""
-    files = sorted(Path(metrics_dir).glob("*.json"))
+    """:func:`summary_line` per dataset of ``metrics_dir`` (sorted by name): ``<dataset>_details.json`` when
+    present, else ``<dataset>.json`` (the headline file, or a whole metrics file of an older run)."""
+    from singer_ssl.evaluation.run import DETAILS_SUFFIX
+
+    files = [f for f in sorted(Path(metrics_dir).glob("*.json")) if not f.stem.endswith(DETAILS_SUFFIX)]
     if not files:
         raise CompareError(f"no metrics files in {metrics_dir}; run `dvc repro` first")
     out = []
     for f in files:
+        details = f.with_name(f"{f.stem}{DETAILS_SUFFIX}.json")
+        src = details if details.exists() else f
         try:
-            m = json.loads(f.read_text(encoding="utf-8"))
+            m = json.loads(src.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
-            raise CompareError(f"cannot read {f}: {err}") from None
+            raise CompareError(f"cannot read {src}: {err}") from None
         out.append(summary_line(f.stem, m if isinstance(m, dict) else {}))
     return out

@@ -10,8 +10,10 @@ and pairs can repeat (as in Torres et al. 2023, SonyCSLParis/ssl-singer-identity
 - no trial pairs a file with itself, and no unordered pair appears twice;
 - positives are spread evenly over the singers (water-filling: each singer gets its share, capped by
   its number of distinct pairs); within a singer a pair is drawn as a uniform first segment and a
-  uniform partner; with ``cross_recording`` the partner comes from another source recording whenever
-  the singer has more than one (positives are then never two cuts of the same take);
+  uniform partner; with ``cross_recording`` the partner comes from another recording whenever
+  the singer has more than one (positives are then never two cuts of the same take); a recording is
+  the manifest's ``recording`` (the dataset layout's rule: by default the source file, for M4Singer the
+  song folder, so two phrases of one song never make a cross-recording target);
 - negatives: a uniform pair of distinct singers, then a uniform segment of each (Torres et al.'s process),
   repeated draws rejected;
 - sampling is vectorised (rejection of duplicates in batches); all candidate pairs are enumerated only
@@ -97,8 +99,25 @@ class TrialsConfig:
         return cls(dataset, n_pairs, seed, cross, external.get(dataset))
 
 
+#: the folder (relative to the repository root) that dvc.yaml declares as a dep of every trials stage
+EXTERNAL_DIR = "trials"
+
+
+def _check_tracked(path: str, where: str) -> None:
+    """Under DVC (``DVC_ROOT`` set, as in every ``dvc repro`` stage command) an external list must lie in
+    ``<root>/trials/``, the dep DVC hashes: a list elsewhere could change without re-running trials."""
+    root = os.environ.get("DVC_ROOT")
+    if not root:
+        return
+    folder = Path(root, EXTERNAL_DIR).resolve()
+    if folder not in Path(path).resolve().parents:
+        raise ConfigError(f"{where}: {path} is outside {EXTERNAL_DIR}/, the folder dvc.yaml declares as the "
+                          f"trials stage's dependency; move the list into {EXTERNAL_DIR}/ so editing it re-runs trials")
+
+
 def _external_lists(value: Any, test_names: Sequence[str]) -> dict[str, str]:
-    """``trials.external`` as ``{test dataset: path}`` (null/empty entries dropped); ConfigError names a bad key."""
+    """``trials.external`` as ``{test dataset: path}`` (null/empty entries dropped); ConfigError names a bad key
+    or, under DVC, a list outside ``trials/`` (:func:`_check_tracked`)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -112,6 +131,7 @@ def _external_lists(value: Any, test_names: Sequence[str]) -> dict[str, str]:
             continue
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"trials.external.{key}: expected the path of a trial list, got {path!r}")
+        _check_tracked(str(path), f"trials.external.{key}")
         out[key] = str(path)
     return out
 
@@ -245,7 +265,8 @@ def generate_trials(keys: Sequence[str], singers: Sequence[str], sources: Sequen
     """Draw ``n_pairs`` verification trials ``(label, key1, key2)`` (label 1 = same singer).
 
     ``keys``, ``singers`` and ``sources`` are parallel sequences (one entry per segment; ``sources`` =
-    the recording each segment was cut from). See the module docstring for the sampling scheme.
+    the recording each segment was cut from: the manifest's ``recording``, e.g. an M4Singer song folder).
+    See the module docstring for the sampling scheme.
     Raises TrialsError when keys repeat, or when no positive (no singer with two segments) or no
     negative (a single singer) trial exists. Warns when fewer distinct pairs exist than requested.
     """
@@ -403,7 +424,7 @@ def read_trials(path: str | os.PathLike) -> tuple[np.ndarray, list[str], list[st
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"trial list not found: {path}")
-    labels, key1, key2, _ = parse_trials(path.read_text(encoding="utf-8"), str(path))
+    labels, key1, key2, _ = parse_trials(_read_list(path), str(path))
     return labels, key1, key2
 
 
@@ -426,13 +447,24 @@ def validate_trials(labels: np.ndarray, key1: Sequence[str], key2: Sequence[str]
         raise TrialsError(f"{source}: all {labels.size} trials are {kind}; EER needs both classes")
 
 
+def _read_list(path: Path) -> str:
+    """A trial list's text; TrialsError naming the file for a binary (non-UTF-8) or unreadable one."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TrialsError(f"trial list {path}: not UTF-8 text (byte {e.start}); expected 'label,key1,key2' "
+                          "or 'enroll test target|nontarget' lines") from None
+    except OSError as e:
+        raise TrialsError(f"trial list {path}: cannot be read: {e.strerror or e}") from None
+
+
 def load_external_trials(path: str | os.PathLike, known_keys: Iterable[str],
                          dataset: str = "the dataset") -> list[Trial]:
     """Read and validate a user-supplied trial list (Torres et al. 2023 csv or Kaldi), as ``(label, key1, key2)``."""
     path = Path(path)
     if not path.is_file():
         raise TrialsError(f"external trial list for {dataset} not found: {path}")
-    labels, key1, key2, _ = parse_trials(path.read_text(encoding="utf-8"), str(path))
+    labels, key1, key2, _ = parse_trials(_read_list(path), str(path))
     validate_trials(labels, key1, key2, known_keys, str(path), dataset)
     return [(int(lab), a, b) for lab, a, b in zip(labels.tolist(), key1, key2)]
 
@@ -468,14 +500,14 @@ def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike) 
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            trials = generate_trials(keys, [r["singer"] for r in rows], [r["source"] for r in rows],
+            trials = generate_trials(keys, [r["singer"] for r in rows], [r["recording"] for r in rows],
                                      n_pairs=cfg.n_pairs, seed=cfg.seed, cross_recording=cfg.cross_recording)
         for w in caught:
             print(f"warning: {name}: {w.message}", file=sys.stderr)
         how = f"generated, seed {cfg.seed}"
     write_trials(out, trials)
     s = summarize_trials(trials, {r["segment"]: r["singer"] for r in rows},
-                         {r["segment"]: r["source"] for r in rows})
+                         {r["segment"]: r["recording"] for r in rows})
     return (f"{name}: {s['trials']} trials ({s['positives']} target, {s['negatives']} non-target; "
             f"{s['singers']} singers; {s['same_recording_positives']} same-recording targets; {how}) -> {out}")
 

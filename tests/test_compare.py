@@ -3,7 +3,9 @@
 The fake input follows the JSON `dvc exp show --json` (dvc 3.x) printed for a throwaway repo with two
 metrics files and `dvc exp run -S seed=.. -S loss=..`: baselines (the workspace, the commit) with
 ``data.params["params.yaml"].data``, ``data.metrics["metrics/<ds>.json"].data`` and ``experiments:
-[{"revs": [state], "name", "executor"}]`` holding one state per experiment.
+[{"revs": [state], "name", "executor"}]`` holding one state per experiment. ``metrics/<ds>.json`` is the
+evaluate stage's flat headline file (built by ``singer_ssl.evaluation.run.headline``), or, for experiments
+from before that split, the nested details (``nested=True``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,26 @@ from scipy import stats
 
 from singer_ssl import compare as cmp
 from singer_ssl.cli import main
+from singer_ssl.evaluation.run import headline
 
 COUNTS = {"segments": 133, "singers": 8, "trials": 8644, "target_trials": 929}
 
 
-def metrics(eer: float, mnr: float = 5.0, acc: float | None = 0.8, rinit: float = 25.0, trials: int = 8644) -> dict:
+def details(eer: float, mnr: float = 5.0, acc: float | None = 0.8, rinit: float = 25.0, trials: int = 8644,
+            mfcc: float = 25.2) -> dict:
+    """A details dict (``metrics/<ds>_details.json``) with these numbers."""
     m = {"embedding": {"eer": eer, "eer_threshold": 0.9, "min_dcf": 0.99, "mnr": mnr},
-         "baselines": {"random_init": {"eer": rinit, "eer_std": 1.0, "inits": 3}, "mfcc": {"eer": 25.2}},
+         "baselines": {"random_init": {"eer": rinit, "eer_std": 1.0, "inits": 3}, "mfcc": {"eer": mfcc}},
          "counts": {**COUNTS, "trials": trials}}
     if acc is not None:
         m["probe"] = {"acc": acc, "acc_std": 0.01, "runs": 5}
     return m
+
+
+def metrics(*args, nested: bool = False, **kwargs) -> dict:
+    """What ``dvc exp show`` holds for ``metrics/<ds>.json``: the headline (or the old nested file)."""
+    d = details(*args, **kwargs)
+    return d if nested else headline(d)
 
 
 def state(rev: str, name: str | None, params: dict, per_ds: dict[str, dict] | None) -> dict:
@@ -118,7 +129,7 @@ def test_table_matches_numpy_scipy(tmp_path, capsys):
         x = np.array(list(EER[loss].values()))
         row = rows[method]
         assert row["n seeds"] == "3"
-        assert row["embedding.eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
+        assert row["eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
         lo, hi = ci95(x)
         assert row["95 % CI of mean"] == f"[{lo:.2f}, {hi:.2f}]"
         assert row["MNR %"] == f"{np.mean(list(MNR[loss].values())):.2f}"
@@ -126,7 +137,7 @@ def test_table_matches_numpy_scipy(tmp_path, capsys):
         assert row["random-init EER %"] == "25.00"
     # paired over the common seeds 1 and 2 only (seed 3 / seed 4 ran for one method)
     d = np.array([EER["vicreg"][s] - EER["ntxent"][s] for s in (1, 2)])
-    delta_col = f"Δ embedding.eer vs {ref} (paired)"
+    delta_col = f"Δ eer vs {ref} (paired)"
     assert rows[other][delta_col] == f"{d.mean():+.2f} (n=2)"
     lo, hi = ci95(d)
     assert rows[other]["95 % CI of Δ"] == f"[{lo:.2f}, {hi:.2f}]"
@@ -143,12 +154,13 @@ def test_reference_option_and_metric():
     d = np.array([MNR["ntxent"][s] - MNR["vicreg"][s] for s in (1, 2)])
     assert row.paired.mean == pytest.approx(d.mean())
     assert row.paired.std == pytest.approx(d.std(ddof=1))
-    (t,) = cmp.compare(runs, metric="probe.acc")
     acc = np.array([0.5 + s / 10 for s in EER["vicreg"]])
     d = np.array([0.5 + s / 10 - (0.5 + s / 10) for s in (1, 2)])
-    row = table_rows(cmp.format_table(t, "probe.acc"))["vicreg / audiontt2020"]
-    assert row["probe.acc mean ± std"] == f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
-    assert row["Δ probe.acc vs ntxent / audiontt2020 (paired)"] == f"{d.mean():+.3f} (n=2)"
+    for spelling in ("probe_acc", "probe.acc"):  # the headline key, or the details path of the same number
+        (t,) = cmp.compare(runs, metric=spelling)
+        row = table_rows(cmp.format_table(t, spelling))["vicreg / audiontt2020"]
+        assert row["probe_acc mean ± std"] == f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
+        assert row["Δ probe_acc vs ntxent / audiontt2020 (paired)"] == f"{d.mean():+.3f} (n=2)"
     with pytest.raises(cmp.CompareError, match="--reference byol"):
         cmp.compare(runs, reference="byol")
 
@@ -160,9 +172,9 @@ def test_single_seed_has_no_interval():
     (t,) = cmp.compare(runs)
     rows = table_rows(cmp.format_table(t, "eer"))
     assert rows["ntxent / audiontt2020"]["95 % CI of mean"] == "n=1, no interval"
-    assert rows["ntxent / audiontt2020"]["embedding.eer mean ± std"] == "14.00"
+    assert rows["ntxent / audiontt2020"]["eer mean ± std"] == "14.00"
     other = rows["vicreg / audiontt2020"]
-    assert other["Δ embedding.eer vs ntxent / audiontt2020 (paired)"] == "+16.00 (n=1)"
+    assert other["Δ eer vs ntxent / audiontt2020 (paired)"] == "+16.00 (n=1)"
     assert other["95 % CI of Δ"] == "n=1, no interval"
 
 
@@ -175,7 +187,7 @@ def test_incomparable_trials_are_listed_and_excluded():
     rows = table_rows(text)
     x = np.array(list(EER["vicreg"].values()))
     assert rows["vicreg / audiontt2020"]["n seeds"] == "3"
-    assert rows["vicreg / audiontt2020"]["embedding.eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
+    assert rows["vicreg / audiontt2020"]["eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
 
 
 def test_other_test_set_params_are_not_comparable():
@@ -194,7 +206,7 @@ def test_missing_metric_dash_and_named_once():
     text = cmp.format_table(cmp.compare(runs)[0], "eer")
     assert table_rows(text)["ntxent / audiontt2020"]["probe acc"] == "—"
     assert table_rows(text)["vicreg / audiontt2020"]["probe acc"] == "0.800"
-    assert text.count("missing (—): probe.acc: a1, a2") == 1
+    assert text.count("missing (—): probe_acc: a1, a2") == 1
 
 
 def test_duplicate_seed_and_mixed_params_noted():
@@ -232,14 +244,15 @@ def test_dvc_failure_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_summary_prints_the_numbers(tmp_path, capsys):
-    m = metrics(13.882, mnr=4.912, acc=0.8723)
+    m = details(13.882, mnr=4.912, acc=0.8723)
     m["embedding"]["eer_ci95"] = [12.9, 14.8]
     m["embedding"]["eer_ci95_singer"] = [8.25, 19.75]
-    (tmp_path / "b-set.json").write_text(json.dumps(m))
-    old = metrics(20.0)
+    (tmp_path / "b-set_details.json").write_text(json.dumps(m))  # the evaluate stage's pair of files
+    (tmp_path / "b-set.json").write_text(json.dumps(headline(m)))
+    old = details(20.0)
     old["embedding"]["eer_ci95"] = [19.0, 21.0]
     del old["baselines"]["mfcc"]
-    (tmp_path / "a-set.json").write_text(json.dumps(old))
+    (tmp_path / "a-set.json").write_text(json.dumps(old))  # a metrics folder from before the split
     assert main(["summary", "--metrics", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
@@ -249,3 +262,75 @@ def test_summary_prints_the_numbers(tmp_path, capsys):
         "(std 0.010) | random-init EER 25.00% (std 1.00, 3 inits) | mfcc EER 25.20%",
     ]
     assert main(["summary", "--metrics", str(tmp_path / "none")]) == 2
+
+
+def test_headline_file_is_flat_ordered_and_copies_the_details():
+    d = details(13.9, mnr=4.9, acc=0.86, rinit=30.2, mfcc=25.2)
+    h = headline(d)
+    assert list(h) == ["eer", "min_dcf", "mnr", "probe_acc", "random_init_eer", "mfcc_eer", "trials"]
+    assert h == {"eer": 13.9, "min_dcf": 0.99, "mnr": 4.9, "probe_acc": 0.86, "random_init_eer": 30.2,
+                 "mfcc_eer": 25.2, "trials": 8644}
+    assert "probe_acc" not in headline(details(13.9, acc=None))  # a missing number stays missing
+
+
+def test_old_nested_experiments_compare_like_headline_ones():
+    """Experiments whose metrics/<ds>.json still holds the nested details give the same table."""
+    def table(nested: bool) -> str:
+        exps = [(f"{loss}-s{s}", params(loss, s), {"builtin-test": metrics(v, mnr=MNR[loss][s], nested=nested)})
+                for loss, seeds in EER.items() for s, v in seeds.items()]
+        runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+        return cmp.format_table(cmp.compare(runs)[0], "eer")
+
+    assert table(True) == table(False)
+    mixed = [("new", params("ntxent", 1), {"builtin-test": metrics(14.0)}),
+             ("old", params("ntxent", 2), {"builtin-test": metrics(16.0, nested=True)})]
+    (t,) = cmp.compare(cmp.runs_from_exp_show(exp_show(mixed))[0])
+    assert not t.excluded and t.rows[0].metric.mean == pytest.approx(15.0)
+
+
+def test_mfcc_baseline_under_the_table():
+    text = cmp.format_table(cmp.compare(cmp.runs_from_exp_show(exp_show(two_methods()))[0])[0], "eer")
+    assert "baseline MFCC mean+std: EER 25.20 %\n" in text
+
+
+def test_exps_lists_each_experiment_within_120_columns(tmp_path, capsys):
+    long = "a-very-long-experiment-name-that-would-not-fit-" * 2
+    exps = two_methods() + [(long, params("barlow", 5, encoder="ecapa_tdnn_with_a_long_name"),
+                             {"builtin-test": metrics(21.5, mnr=7.25, acc=0.9, rinit=33.3, mfcc=25.2)})]
+    path = tmp_path / "exps.json"
+    path.write_text(json.dumps(exp_show(exps)))
+    assert main(["exps", "--exps", str(path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 120
+    assert lines[0] == "builtin-test" and lines[1].split() == ["experiment", "loss", "encoder", "seed", "eer",
+                                                               "min_dcf", "mnr", "probe_acc", "random_init_eer",
+                                                               "mfcc_eer"]
+    cells = {ln.split()[0]: ln.split() for ln in lines[2:] if ln and not ln.startswith("left out")}
+    assert cells["ntxent-s2"][1:] == ["ntxent", "audiontt2020", "2", f"{EER['ntxent'][2]:.2f}", "0.990",
+                                      f"{MNR['ntxent'][2]:.2f}", "0.700", "25.00", "25.20"]
+    cut = next(c for name, c in cells.items() if name.startswith("a-very"))
+    assert cut[0].endswith("~") and cut[-6:] == ["21.50", "0.990", "7.25", "0.900", "33.30", "25.20"]
+    assert len(cells) == 7 and "left out (queued, failed or without metrics): queued-one (queued)" in out
+
+
+def test_plot_series_matches_the_table_and_baselines(tmp_path):
+    runs, _ = cmp.runs_from_exp_show(exp_show(two_methods()))
+    (t,) = cmp.compare(runs)
+    d = cmp.plot_series(t, "eer")
+    for i, loss in enumerate(("ntxent", "vicreg")):
+        x = np.array(list(EER[loss].values()))
+        lo, hi = ci95(x)
+        assert d["means"][i] == pytest.approx(x.mean())
+        assert d["err_lo"][i] == pytest.approx(x.mean() - lo) and d["err_hi"][i] == pytest.approx(hi - x.mean())
+    assert d["random_init"] == [(25.0, 0), (25.0, 1)] and d["mfcc"] == pytest.approx(25.2)
+    assert cmp.plot_series(t, "mnr")["mfcc"] is None  # EER baselines are not drawn on another metric's axis
+    single = [("a", params("ntxent", 1), {"builtin-test": metrics(14.0)})]
+    (t1,) = cmp.compare(cmp.runs_from_exp_show(exp_show(single))[0])
+    d1 = cmp.plot_series(t1, "eer")
+    assert d1["err_lo"] == [0.0] and d1["labels"] == ["ntxent / audiontt2020 (n=1, no interval)"]
+    cmp.plot([t], "eer", tmp_path / "c.svg")
+    assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:400]
+    with pytest.raises(cmp.CompareError, match="unknown image format 'xyz'"):
+        cmp.plot([t], "eer", tmp_path / "c.xyz")
+    assert not (tmp_path / "c.xyz").exists()

@@ -49,6 +49,8 @@ def test_builtin_layout(tmp_path: Path):
         ("bob/song1.wav", "bob"), ("bob/take/x.ogg", "bob"),
     ]
     assert scan_sources(spec).unlabelled == ["loose.wav"]
+    # a built-in song is one file: each file is its own recording
+    assert [s.recording for s in scan_sources(spec).sources] == [s.relpath for s in scan_sources(spec).sources]
 
 
 def test_vocalset_layout(tmp_path: Path):
@@ -69,6 +71,7 @@ def test_vocalset_layout(tmp_path: Path):
     ]
     assert listing.sources[0].context == ("arpeggios", "belt")  # folders below the singer folder
     assert listing.unlabelled == ["FULL/stray.wav"]
+    assert [s.recording for s in listing.sources] == [s.relpath for s in listing.sources]  # one take per file
 
 
 def test_m4singer_layout(tmp_path: Path):
@@ -85,6 +88,9 @@ def test_m4singer_layout(tmp_path: Path):
         ("Alto-1#安河桥/0000.wav", "Alto-1"), ("Alto-1#美错/0000.wav", "Alto-1"),
         ("Alto-1#美错/0001.wav", "Alto-1"), ("Tenor-5#song x/0003.wav", "Tenor-5"),
     ]
+    # the song folder is the recording: phrases of one song share it, songs and singers do not
+    assert [s.recording for s in listing.sources] == ["Alto-1#安河桥", "Alto-1#美错", "Alto-1#美错",
+                                                      "Tenor-5#song x"]
     prefixes = source_prefixes(listing.sources)
     # the song folder stays in the name: the two songs' 0000.wav must not collide
     assert prefixes["Alto-1#美错/0000.wav"] == "Alto-1-美错_0000"
@@ -103,6 +109,9 @@ def test_nus48e_layout_sing_only_and_refined(tmp_path: Path):
     both = list_sources({"path": str(root), "layout": "nus48e", "glob": ["*/*/*.wav"]})
     assert [r for r, _ in both] == ["ADIZ/read/01.wav", "ADIZ/sing/01.wav", "ADIZ/sing/13.wav",
                                     "JLEE/read/05.wav", "JLEE/sing/05.wav"]
+    # sung and read versions of one song are different recordings: each file is its own
+    listing = scan_sources(resolve_spec({"path": str(root), "layout": "nus48e", "glob": ["*/*/*.wav"]}))
+    assert [s.recording for s in listing.sources] == [s.relpath for s in listing.sources]
 
 
 def test_vctk_layout_092_and_080(tmp_path: Path):
@@ -123,6 +132,10 @@ def test_vctk_layout_092_and_080(tmp_path: Path):
     # explicit exclude adds to the layout's (mic2 stays excluded)
     assert list_sources({"path": str(root), "layout": "vctk", "exclude": ["p226"]}) == [
         ("wav48_silence_trimmed/p225/p225_001_mic1.flac", "p225")]
+    # the trees show no session: each utterance file is its own recording
+    for tree in (root, old):
+        listing = scan_sources(resolve_spec({"path": str(tree), "layout": "vctk"}))
+        assert [s.recording for s in listing.sources] == [s.relpath for s in listing.sources]
 
 
 # ---------------------------------------------------------------------------------- custom rules
@@ -140,6 +153,35 @@ def test_custom_regex_level_and_exclude(tmp_path: Path):
     path_excl = list_sources({"path": str(root), "glob": "s*/**/*.wav", "singer": {"level": 1},
                               "exclude": ["s2/**"]})
     assert path_excl == [("s1/dave/a.wav", "dave")]
+
+
+def test_custom_recording_rules(tmp_path: Path):
+    root = make_tree(tmp_path / "c", ["ann/live/t1_a.wav", "ann/live/t1_b.wav", "ann/live/t2_a.wav",
+                                      "ann/studio/x.wav", "ann/solo.wav", "ben/live/t1_a.wav"])
+
+    def recordings(rule):
+        spec = resolve_spec({"path": str(root), **({"recording": rule} if rule else {})})
+        return {s.relpath: s.recording for s in scan_sources(spec).sources}
+
+    files = ["ann/live/t1_a.wav", "ann/live/t1_b.wav", "ann/live/t2_a.wav", "ann/solo.wav", "ann/studio/x.wav",
+             "ben/live/t1_a.wav"]
+    assert recordings(None) == {f: f for f in files}  # default: the file
+    # level 1: the folder below the singer; a file directly in the singer folder stays its own recording
+    assert recordings({"level": 1}) == {
+        "ann/live/t1_a.wav": "ann/live", "ann/live/t1_b.wav": "ann/live", "ann/live/t2_a.wav": "ann/live",
+        "ann/solo.wav": "ann/solo.wav", "ann/studio/x.wav": "ann/studio", "ben/live/t1_a.wav": "ben/live"}
+    # regex: the path up to the group's end, so ann's and ben's take t1 stay apart; no match -> the file
+    assert recordings({"regex": r"/(?P<recording>t\d+)_"}) == {
+        "ann/live/t1_a.wav": "ann/live/t1", "ann/live/t1_b.wav": "ann/live/t1", "ann/live/t2_a.wav": "ann/live/t2",
+        "ann/solo.wav": "ann/solo.wav", "ann/studio/x.wav": "ann/studio/x.wav", "ben/live/t1_a.wav": "ben/live/t1"}
+    # an explicit rule replaces the layout's (M4Singer's song folder -> each phrase file)
+    m4 = make_tree(tmp_path / "m4", ["Alto-1#s/0000.wav", "Alto-1#s/0001.wav"])
+    spec = resolve_spec({"path": str(m4), "layout": "m4singer", "recording": {"regex": r"(?P<recording>\d+)\.wav"}})
+    assert [s.recording for s in scan_sources(spec).sources] == ["Alto-1#s/0000", "Alto-1#s/0001"]
+    with pytest.raises(ConfigError, match=r"^ds\.recording\.regex: .*needs a named group \(\?P<recording>"):
+        resolve_spec({"path": str(root), "recording": {"regex": "(?P<singer>x)"}}, "ds")
+    with pytest.raises(ConfigError, match=r"^ds\.recording\.level: expected an integer >= 0"):
+        resolve_spec({"path": str(root), "recording": {"level": -1}}, "ds")
 
 
 def test_glob_double_star_matches_zero_folders(tmp_path: Path):
@@ -177,7 +219,8 @@ def test_bad_specs_raise_config_error(spec, match):
 
 @pytest.mark.parametrize("spec,message", [
     ({"path": "x", "presett": "vocalset"},
-     "datasets.test.vs.presett: unknown dataset key 'presett'; valid choices: exclude, glob, layout, path, singer"),
+     "datasets.test.vs.presett: unknown dataset key 'presett'; valid choices: exclude, glob, layout, path, "
+     "recording, singer"),
     ({"path": "x", "layout": "vocalsett"}, "datasets.test.vs.layout: unknown dataset layout 'vocalsett'"),
     ({"path": "x", "singer": {"level": -1}}, "datasets.test.vs.singer.level: expected an integer >= 0, got -1"),
     ({"path": "x", "singer": {"regex": "([a-z]+)"}}, "datasets.test.vs.singer.regex: '([a-z]+)' needs a named group"),
@@ -252,14 +295,18 @@ def test_long_prefix_truncated_but_unique():
 
 def test_manifest_round_trip(tmp_path: Path):
     rows = [{"segment": "a/x_0_0_4_4s.wav", "singer": "a", "source": "a/x.wav", "start_s": 0.0, "end_s": 4.0,
-             "dataset": "d"},
+             "dataset": "d", "recording": "a"},
             {"segment": "a/x_1_4_6.5_4s.wav", "singer": "a", "source": "a/x.wav", "start_s": 4.0,
-             "end_s": 6.523, "dataset": "d"}]
+             "end_s": 6.523, "dataset": "d", "recording": "a"}]
     path = write_manifest(tmp_path, rows)
     assert path.read_text().splitlines()[0] == ",".join(MANIFEST_COLUMNS)
-    assert path.read_text().splitlines()[2] == "a/x_1_4_6.5_4s.wav,a,a/x.wav,4,6.523,d"
+    assert path.read_text().splitlines()[2] == "a/x_1_4_6.5_4s.wav,a,a/x.wav,4,6.523,d,a"
     back = read_manifest(tmp_path)
     assert back == rows and isinstance(back[1]["end_s"], float)
+    # a manifest from before the recording column: each row's recording is its source file, no error
+    (tmp_path / "manifest.csv").write_text("segment,singer,source,start_s,end_s,dataset\n"
+                                           "a/x_0.wav,a,a/x.wav,0,4,d\nb/y_0.wav,b,b/y.wav,0,4,d\n")
+    assert [r["recording"] for r in read_manifest(tmp_path)] == ["a/x.wav", "b/y.wav"]
     write_skipped(tmp_path, [("b/y.wav", "corrupt: bad, really")])
     assert read_skipped(tmp_path) == [{"source": "b/y.wav", "reason": "corrupt: bad, really"}]
 
@@ -281,7 +328,8 @@ def test_read_manifest_errors_are_one_line_segment_errors(tmp_path: Path):
                               "run the segment stage first")
     (folder / "manifest.csv").write_text("segment,singer\na/x.wav,a\n")
     with pytest.raises(SegmentError, match=r"^dataset 'vs': .*manifest.csv: missing column\(s\) source, start_s, "
-                                           r"end_s, dataset; expected segment,singer,source,start_s,end_s,dataset$"):
+                                           r"end_s, dataset; expected "
+                                           r"segment,singer,source,start_s,end_s,dataset,recording$"):
         read_manifest(folder / "manifest.csv", "vs")
     write_manifest(folder, [])
     with pytest.raises(SegmentError, match=r"^dataset 'vocalset': .*manifest.csv lists no segments \(every source"):
@@ -292,3 +340,33 @@ def test_read_manifest_errors_are_one_line_segment_errors(tmp_path: Path):
     (folder / "manifest.csv").write_text(",".join(MANIFEST_COLUMNS) + "\na/x_0.wav,a,a/x.wav,0,inf,d\n")
     with pytest.raises(SegmentError, match=r"row 2 \('a/x_0.wav'\): start_s/end_s must be finite"):
         read_manifest(folder)
+
+
+def test_segment_writes_the_layout_recording(tmp_path: Path):
+    """The segment stage's manifest carries each row's recording (M4Singer: the song folder)."""
+    import numpy as np
+    import soundfile as sf
+
+    from singer_ssl.segment import SegmentConfig, segment_dataset
+
+    sr = 8000
+    rng = np.random.default_rng(0)
+    files = ["Alto-1#s1/0000.wav", "Alto-1#s1/0001.wav", "Alto-1#s2/0000.wav", "Bass-2#s1/0000.wav"]
+    for rel in files:
+        (tmp_path / "m4" / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "m4" / rel, 0.1 * rng.standard_normal(2 * sr), sr, subtype="PCM_16")
+    segment_dataset("m4", {"path": str(tmp_path / "m4"), "layout": "m4singer"}, tmp_path / "out",
+                    SegmentConfig(sr, 1.0, "drop", None, 1))
+    rows = read_manifest(tmp_path / "out")
+    assert sorted((r["source"], r["recording"]) for r in rows) == sorted(
+        (f, f.split("/")[0]) for f in files for _ in range(2))  # 2 one-second segments per file
+    header = (tmp_path / "out" / "manifest.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.split(",")[-1] == "recording"
+    # the features' ``source`` (what the views and the probe group by, through embed) is that recording
+    from singer_ssl.features import FeatureStore, extract_features
+
+    extract_features(tmp_path / "out", tmp_path / "f.h5", sample_rate=sr, n_fft=256, hop=128, n_mels=16,
+                     device="cpu", workers=1, progress=False)
+    store = FeatureStore(tmp_path / "f.h5")
+    assert list(store.sources) == [r["recording"] for r in rows]
+    store.close()

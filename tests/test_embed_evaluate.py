@@ -66,7 +66,7 @@ def test_defaults_when_the_sections_are_absent(params):
     ("embed.degrade_16k", "yes", "embed.degrade_16k: expected true or false, got 'yes'"),
     ("embed.device", "gpu", "embed.device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
     ("embed.batchsize", 8, "embed.batchsize: unknown parameter; valid keys of embed: batch_size, degrade_16k, device, "
-                           "random_inits"),
+                           "invariance, random_inits"),
     ("embed.random_inits", 0, "embed.random_inits: expected an integer >= 1, got 0"),
     ("embed.random_inits", 1.5, "embed.random_inits: expected an integer >= 1, got 1.5"),
     ("seed", "abc", "seed: expected an integer >= 0, got 'abc'"),
@@ -121,7 +121,7 @@ def test_yaml11_exponent_strings_are_numbers(params):
 def test_only_test_datasets(params):
     with pytest.raises(ConfigError, match="'builtin-train' is a train dataset; embed runs on test datasets"):
         EmbedConfig.from_params(params, "builtin-train")
-    with pytest.raises(ConfigError, match="valid choices: builtin-test, builtin-train"):
+    with pytest.raises(ConfigError, match="valid choices: builtin-ood, builtin-test, builtin-train"):
         EvaluateConfig.from_params(params, "nope")
 
 
@@ -220,7 +220,14 @@ def test_cli_score_and_evaluate_share_one_scoring_function(tmp_path, params, mon
     cfg = EvaluateConfig.from_params(_set(_set(_set(params, "evaluate.bootstrap", 20), "evaluate.probe.max_epochs", 3),
                                           "evaluate.tsne.max_points", 20), DATASET)
     line = evaluate_run(cfg, emb, trials, tmp_path / "m.json", tmp_path / "plots")
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = json.loads((tmp_path / "m_details.json").read_text())
+    # the headline file DVC shows: flat, ordered, the same numbers as the details (baselines included)
+    head = json.loads((tmp_path / "m.json").read_text())
+    assert list(head) == ["eer", "min_dcf", "mnr", "probe_acc", "random_init_eer", "mfcc_eer", "trials"]
+    assert head == {"eer": metrics["embedding"]["eer"], "min_dcf": metrics["embedding"]["min_dcf"],
+                    "mnr": metrics["embedding"]["mnr"], "probe_acc": metrics["probe"]["acc"],
+                    "random_init_eer": metrics["baselines"]["random_init"]["eer"],
+                    "mfcc_eer": metrics["baselines"]["mfcc"]["eer"], "trials": metrics["counts"]["trials"]}
     assert line.startswith(f"{DATASET}: EER {metrics['embedding']['eer']:.2f}%")
     assert len(calls) == 4  # embedding, projection, two baselines
     assert calls[0][1] == metrics["embedding"]["eer"]
@@ -245,6 +252,7 @@ def test_evaluate_names_missing_matrices(tmp_path, params):
         evaluate_run(EvaluateConfig.from_params(params, DATASET), emb, tmp_path / "t.txt", tmp_path / "m.json",
                      tmp_path / "plots")
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "plots").exists()
+    assert not (tmp_path / "m_details.json").exists()
 
 
 def test_evaluate_averages_random_inits_and_probe_runs(tmp_path, params):
@@ -259,7 +267,7 @@ def test_evaluate_averages_random_inits_and_probe_runs(tmp_path, params):
     p = _set(_set(p, "evaluate.probe.max_epochs", 15), "evaluate.probe.runs", 3)
     cfg = EvaluateConfig.from_params(p, DATASET)
     line = evaluate_run(cfg, emb, trials, tmp_path / "m.json", tmp_path / "plots")
-    m = json.loads((tmp_path / "m.json").read_text())
+    m = json.loads((tmp_path / "m_details.json").read_text())
 
     es = read_embeddings(emb)
     singers, sources = np.asarray(es.singers), np.asarray(es.sources)

@@ -38,7 +38,9 @@ def test_rows_carry_the_numbers_of_the_metrics_file():
 def test_write_replaces_only_the_marked_block(tmp_path):
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    (metrics / "toy.json").write_text(json.dumps(METRICS))
+    # the evaluate stage's two files: the flat headline (what DVC shows) and the details the table is built from
+    (metrics / "toy.json").write_text(json.dumps({"eer": 13.876, "min_dcf": 0.9912, "trials": 8644}))
+    (metrics / "toy_details.json").write_text(json.dumps(METRICS))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{results_table.START}\nold numbers 15.5\n{results_table.END}\noutro\n")
     assert results_table.main(["--metrics", str(metrics), "--params", str(tmp_path / "none.yaml"),
@@ -47,6 +49,14 @@ def test_write_replaces_only_the_marked_block(tmp_path):
     assert text.startswith("intro\n") and text.endswith("outro\n")
     assert "old numbers" not in text and "`toy` (8 singers, 133 segments, 8644 trials)" in text
     assert "**13.9**" in text and text.count(results_table.START) == 1
+    assert "toy_details" not in text  # one table per dataset, not one per file
+    assert results_table.metrics_files(metrics) == {"toy": METRICS}
+
+
+def test_reads_a_metrics_folder_from_before_the_split(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps(METRICS))  # everything in <dataset>.json, no details file
+    assert results_table.metrics_files(tmp_path) == {"old": METRICS}
+    assert "**13.9**" in results_table.table(tmp_path)
 
 
 def test_missing_metrics_or_markers_is_one_line_error(tmp_path, capsys):

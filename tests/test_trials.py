@@ -358,3 +358,31 @@ def test_trials_config_checks_only_its_sections():
                "audio": {"sample_rate": 0}, "evaluate": 3,
                "datasets": {**TRIAL_PARAMS["datasets"], "train": {"tr": {"path": "a", "layout": "nope"}}}}
     assert TrialsConfig.from_params({**TRIAL_PARAMS, **garbage}, "t1") == TrialsConfig.from_params(TRIAL_PARAMS, "t1")
+
+
+def test_trials_stage_uses_the_manifest_recording(tmp_path: Path, monkeypatch, capsys):
+    """Cross-recording targets follow the manifest's ``recording`` (M4Singer-like: phrase files of one song)."""
+    project = _project(tmp_path)
+    manifest = project / "data/segments/test/toy/manifest.csv"
+    keys, singers, sources = _dataset({"a": [3, 3, 3], "b": [3, 3], "c": [2, 2]})
+    song = {"a/rec0.wav": "a#s1", "a/rec1.wav": "a#s1", "a/rec2.wav": "a#s2",  # two phrase files of song s1
+            "b/rec0.wav": "b#s1", "b/rec1.wav": "b#s1", "c/rec0.wav": "c/rec0.wav", "c/rec1.wav": "c/rec1.wav"}
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["segment", "singer", "source", "start_s", "end_s", "dataset", "recording"])
+        for k, s, src in zip(keys, singers, sources):
+            w.writerow([k, s, src, 0, 4, "toy", song[src]])
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    assert _cli(*STAGE_ARGS) == 0
+    labels, k1, k2 = read_trials(project / "data/trials/toy.txt")
+    rec = {k: song[s] for k, s in zip(keys, sources)}
+    pos = [(a, b) for lab, a, b in zip(labels.tolist(), k1, k2) if lab == 1]
+    a_pos = [(x, y) for x, y in pos if x.startswith("a/")]
+    assert a_pos and all(rec[x] != rec[y] for x, y in a_pos)  # never two phrases of one song
+    assert all(rec[x] == rec[y] for x, y in pos if x.startswith("b/"))  # b has one recording: within it
+    # the file-level rule would have paired a's two phrase files of song s1
+    src = dict(zip(keys, sources))
+    by_file = generate_trials(keys, singers, sources, 40, seed=11)
+    assert any(rec[a] == rec[b] and src[a] != src[b] for lab, a, b in by_file if lab == 1 and a.startswith("a/"))
+    assert "same-recording targets" in capsys.readouterr().out

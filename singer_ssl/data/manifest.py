@@ -3,13 +3,16 @@
 The segment stage writes, for each dataset, a folder::
 
     <singer>/<name>.wav     mono PCM_16 segments (names below)
-    manifest.csv            segment,singer,source,start_s,end_s,dataset   (one row per segment)
+    manifest.csv            segment,singer,source,start_s,end_s,dataset,recording   (one row per segment)
     skipped.csv             source,reason                                  (one row per skip)
 
 ``segment`` is the wav's path relative to the folder (``<singer>/<name>.wav``, also the key of the
-features file and of the trial lists), ``source`` the recording it was cut from (relative to the
-dataset folder), ``start_s``/``end_s`` its span in that recording in seconds (``end_s`` is the real
-end of a zero-padded final segment). The features, trials and train stages read it back through
+features file and of the trial lists), ``source`` the file it was cut from (relative to the
+dataset folder), ``start_s``/``end_s`` its span in that file in seconds (``end_s`` is the real
+end of a zero-padded final segment), ``recording`` the recording that file belongs to (the layout's
+``recording`` rule, :func:`singer_ssl.data.layouts.recording_of`; by default the file itself; M4Singer:
+the song folder). A manifest written before the ``recording`` column existed reads back with
+``recording`` = ``source``. The features, trials and train stages read it back through
 :func:`read_manifest`, which fails with one line naming the dataset and the file.
 
 Segment names (Torres et al.'s ``{subdir}_{subsubdir}_{file}_{k}_{start}_{end}_{n}s.wav``, under
@@ -38,7 +41,9 @@ from singer_ssl.core.io import read_csv, write_csv
 
 MANIFEST_NAME = "manifest.csv"
 SKIPPED_NAME = "skipped.csv"
-MANIFEST_COLUMNS = ("segment", "singer", "source", "start_s", "end_s", "dataset")
+MANIFEST_COLUMNS = ("segment", "singer", "source", "start_s", "end_s", "dataset", "recording")
+#: columns a manifest must have (``recording`` came later: missing, it defaults to ``source``)
+REQUIRED_COLUMNS = MANIFEST_COLUMNS[:6]
 SKIPPED_COLUMNS = ("source", "reason")
 MANIFEST_FLOATS = ("start_s", "end_s")  # read back as float seconds; every other column stays str
 _MAX_PREFIX_BYTES = 180  # keeps a segment name well under the 255-byte file-name limit
@@ -55,11 +60,13 @@ class SegmentError(DatasetError):
 
 class Source(NamedTuple):
     """One listed file: ``relpath`` (posix, relative to the dataset folder), safe ``singer`` label,
-    and ``context``: the folders below the singer folder (used in segment names)."""
+    ``context``: the folders below the singer folder (used in segment names), and ``recording``: the
+    recording it belongs to (a path prefix; empty = the file itself)."""
 
     relpath: str
     singer: str
     context: tuple[str, ...]
+    recording: str = ""
 
 
 # --------------------------------------------------------------------------------------- naming
@@ -125,9 +132,11 @@ def _csv_path(folder: str | os.PathLike, filename: str) -> Path:
 
 def write_manifest(folder: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Atomically write ``<folder>/manifest.csv`` (columns MANIFEST_COLUMNS, rows in the given order;
-    times with 6 decimals, trailing zeros dropped). Returns the file's path."""
+    times with 6 decimals, trailing zeros dropped; a row without ``recording`` gets its ``source``).
+    Returns the file's path."""
     path = _csv_path(folder, MANIFEST_NAME)
-    out = ([format_seconds(float(r[c]), 6) if c in MANIFEST_FLOATS else r[c] for c in MANIFEST_COLUMNS]
+    out = ([format_seconds(float(r[c]), 6) if c in MANIFEST_FLOATS
+            else (r.get(c) or r["source"]) if c == "recording" else r[c] for c in MANIFEST_COLUMNS]
            for r in rows)
     write_csv(path, MANIFEST_COLUMNS, out)
     return path
@@ -136,9 +145,10 @@ def write_manifest(folder: str | os.PathLike, rows: Iterable[Mapping[str, Any]])
 def read_manifest(folder: str | os.PathLike, dataset: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``<folder>/manifest.csv`` (or of a manifest file path), in file order.
 
-    Each row is a dict of str fields, ``start_s``/``end_s`` as float seconds. Raises SegmentError
+    Each row is a dict of str fields, ``start_s``/``end_s`` as float seconds, always with a ``recording``
+    (an older manifest without that column, or an empty cell: the row's ``source``). Raises SegmentError
     (a DatasetError), one line naming ``dataset`` (default: the folder's name) and the file, when
-    the manifest is missing, lacks a column of MANIFEST_COLUMNS, lists no segment, or holds a
+    the manifest is missing, lacks a column of REQUIRED_COLUMNS, lists no segment, or holds a
     time that is not a number.
     """
     path = _csv_path(folder, MANIFEST_NAME)
@@ -147,7 +157,7 @@ def read_manifest(folder: str | os.PathLike, dataset: str | None = None) -> list
         raise SegmentError(f"dataset {name!r}: no manifest at {path}; run the segment stage first")
     with open(path, encoding="utf-8") as f:
         header = f.readline().strip().split(",")
-    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise SegmentError(f"dataset {name!r}: {path}: missing column(s) {', '.join(missing)}; "
                            f"expected {','.join(MANIFEST_COLUMNS)}")
@@ -164,6 +174,8 @@ def read_manifest(folder: str | os.PathLike, dataset: str | None = None) -> list
         if not all(math.isfinite(t) for t in times):
             raise SegmentError(f"dataset {name!r}: {path}: row {line} ({r['segment']!r}): start_s/end_s must be finite")
         r.update(zip(MANIFEST_FLOATS, times))
+        if not r.get("recording"):
+            r["recording"] = r["source"]
     return rows
 
 

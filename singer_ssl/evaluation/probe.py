@@ -1,4 +1,4 @@
-"""Linear-probe singer identification on frozen embeddings, split by source recording.
+"""Linear-probe singer identification on frozen embeddings, split by recording.
 
 Reference followed: BYOL-A's linear evaluation (Niizumi et al.; ``evaluate.py`` of github:nttcslab/byol-a,
 which trains ``TorchMLPClassifier`` of github:daisukelab/general-learning ``MLP/torch_mlp_clf.py`` at commit
@@ -17,7 +17,8 @@ which trains ``TorchMLPClassifier`` of github:daisukelab/general-learning ``MLP/
 
 Where we deliberately differ:
 
-- splits are by *source recording* (``groups``), stratified by singer (:func:`split_by_group`): all segments
+- splits are by *recording* (``groups``: the manifest's ``recording``, e.g. a whole M4Singer song folder,
+  by default the source file), stratified by singer (:func:`split_by_group`): all segments
   of a recording land in one split, so the probe measures singer identity across recordings rather than
   recording/channel memorisation. BYOL-A uses each dataset's fixed train/valid/test lists; here every run
   draws its own grouped split (BYOL-A's repeats only re-initialise the classifier);
@@ -213,8 +214,9 @@ def probe_singer_id(
     """Singer identification accuracy of a linear classifier on frozen embeddings (closed set, unseen recordings).
 
     Args:
-        emb: (N, D) frozen embeddings of segments. singers: (N,) singer labels. groups: (N,) source-recording ids
-            (manifest ``source``); no recording is split across train/val/test (:func:`split_by_group`).
+        emb: (N, D) frozen embeddings of segments. singers: (N,) singer labels. groups: (N,) recording ids
+            (manifest ``recording``, stored as the embeddings' ``source``); no recording is split across
+            train/val/test (:func:`split_by_group`).
         seed: seeds the split, the weight initialisation and the batch order; the result is deterministic for a
             seed on a given device.
         lr, weight_decay, max_epochs, patience, batch_size: Adam / early-stopping settings (defaults: BYOL-A's,

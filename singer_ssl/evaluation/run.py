@@ -8,15 +8,23 @@ files. For each representation (the encoder's embedding, its projection, each ba
 - verification (:mod:`singer_ssl.evaluation.verification`): EER (%) with its threshold and a
   percentile-bootstrap 95 % interval, minDCF, MNR (%);
 - linear-probe singer identification (:mod:`singer_ssl.evaluation.probe`, BYOL-A's protocol, split by
-  source recording): mean and standard deviation of the accuracy and balanced accuracy over
-  ``evaluate.probe.runs`` seeded runs (run ``i``: seed ``evaluate.seed + i``).
+  recording, the manifest's ``recording`` carried as the embeddings' ``source``): mean and standard
+  deviation of the accuracy and balanced accuracy over ``evaluate.probe.runs`` seeded runs (run ``i``:
+  seed ``evaluate.seed + i``).
 
 The random-init baseline is averaged over the embed stage's ``embed.random_inits`` initialisations
 (``baseline/random_init/embedding``, then ``baseline/random_init/init<k>/embedding``): each metric is
 the mean over initialisations, ``*_std`` their population standard deviation, and ``per_init`` lists
 each initialisation's own values (its probe accuracy being the mean over the probe runs).
 
-Metrics JSON::
+Two metrics files per dataset. ``metrics/<dataset>.json`` (``metrics:`` in ``dvc.yaml``, what
+``dvc metrics show/diff`` and ``dvc exp show`` display) holds the headline numbers only, flat, the
+baselines beside the trained encoder (:data:`HEADLINE`, copied from the details)::
+
+    {eer, min_dcf, mnr, probe_acc, random_init_eer, mfcc_eer, trials}
+
+``metrics/<dataset>_details.json`` (a plain ``outs:`` file, so DVC's tables stay narrow; DVC drops
+list values from its metrics views anyway) holds everything::
 
     embedding, projection: {eer, eer_ci95, eer_threshold, min_dcf, mnr}
     probe: {acc, acc_std, bacc, bacc_std, runs}           (of the embedding)
@@ -26,6 +34,9 @@ Metrics JSON::
                     probe: {acc, acc_std, bacc, bacc_std, runs}, inits,
                     per_init: {eer: [...], min_dcf: [...], mnr: [...], probe_acc: [...]}}
     degraded_16k: {embedding, projection}: {...}         (only when the embed stage wrote them)
+    invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
+                 target_score_mean: {reference, <transform>: ...}, nontarget_score_mean}
+                                                          (only with embed.invariance; singer_ssl.evaluation.invariance)
     counts: {segments, singers, trials, target_trials, mnr_queries, mnr_negatives,
              probe_train, probe_val, probe_test}          (probe_*: segments in the first run's split)
 
@@ -54,6 +65,10 @@ PROBE_KEYS = ("lr", "weight_decay", "max_epochs", "patience", "batch_size", "val
 TSNE_KEYS = ("perplexity", "max_points")
 #: the matrices the embed stage always writes (``degraded_16k/*`` only with ``embed.degrade_16k``)
 REQUIRED_VECTORS = ("embedding", "projection", "baseline/random_init/embedding", "baseline/mfcc/embedding")
+#: headline key -> dotted path in the details JSON (the order of ``metrics/<dataset>.json``)
+HEADLINE = {"eer": "embedding.eer", "min_dcf": "embedding.min_dcf", "mnr": "embedding.mnr", "probe_acc": "probe.acc",
+            "random_init_eer": "baselines.random_init.eer", "mfcc_eer": "baselines.mfcc.eer", "trials": "counts.trials"}
+DETAILS_SUFFIX = "_details"
 #: the further random initialisations (``embed.random_inits`` > 1): ``baseline/random_init/init<k>/embedding``
 RANDOM_INIT_MORE = re.compile(r"^baseline/random_init/init([1-9][0-9]*)/embedding$")
 
@@ -198,6 +213,24 @@ def average_inits(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """The flat headline metrics (:data:`HEADLINE`, in that order) of a details dict; missing paths left out."""
+    out: dict[str, Any] = {}
+    for key, dotted in HEADLINE.items():
+        value: Any = details
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def details_path(metrics_path: str | os.PathLike) -> Path:
+    """``metrics/<dataset>_details.json`` beside the headline file ``metrics/<dataset>.json``."""
+    p = Path(metrics_path)
+    return p.with_name(f"{p.stem}{DETAILS_SUFFIX}{p.suffix or '.json'}")
+
+
 def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
                      trials_path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """The metrics dict (schema in the module docstring) and the plot data of one dataset."""
@@ -235,27 +268,41 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
             rep: verification(v[f"degraded_16k/{rep}"], singers, trials, **scoring)[0]
             for rep in ("embedding", "projection")
         }
+    from singer_ssl.evaluation.invariance import invariance_report
+
+    invariance, invariance_scores = (None, {})
+    if es.invariance:
+        invariance, invariance_scores = invariance_report(v["embedding"], singers, sources, es.invariance_rows,
+                                                          es.invariance, labels, trials.idx1, trials.idx2)
+    if invariance is not None:
+        out["invariance"] = invariance
     out["counts"] = {
         "segments": len(es.keys), "singers": len(set(es.singers)), "trials": len(labels),
         "target_trials": int(labels.sum()), "mnr_queries": nq, "mnr_negatives": nneg,
         "probe_train": main_probe["n_train"], "probe_val": main_probe["n_val"], "probe_test": main_probe["n_test"],
     }
     plot_data = {"labels": labels, "scores": main_scores, "embedding": v["embedding"], "singers": singers,
-                 "probe": main_probe}
+                 "probe": main_probe, "invariance": (invariance, invariance_scores)}
     return out, plot_data
 
 
 def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: str | os.PathLike,
         metrics_path: str | os.PathLike, plots_dir: str | os.PathLike) -> str:
-    """Evaluate one dataset: write ``plots_dir``/* then ``metrics_path``; return the summary line."""
+    """Evaluate one dataset: write ``plots_dir``/*, the details file (:func:`details_path`), then the headline
+    ``metrics_path``; return the summary line."""
     from singer_ssl.core.io import write_json
-    from singer_ssl.evaluation.report import write_plots
+    from singer_ssl.evaluation.report import write_plots, write_summary
 
     t0 = time.perf_counter()
     result, plot_data = evaluate_dataset(cfg, embeddings_path, trials_path)
     write_plots(Path(plots_dir), plot_data, perplexity=cfg.tsne.perplexity, max_points=cfg.tsne.max_points,
                 seed=cfg.seed)
-    write_json(Path(metrics_path), result)
+    write_summary(Path(plots_dir) / "summary.png", result, cfg.dataset)
+    from singer_ssl.evaluation.invariance import write_invariance_plot
+
+    write_invariance_plot(Path(plots_dir) / "invariance.png", *plot_data["invariance"])
+    write_json(details_path(metrics_path), result)
+    write_json(Path(metrics_path), headline(result))
     e, r, m = result["embedding"], result["baselines"]["random_init"], result["baselines"]["mfcc"]
     return (
         f"{cfg.dataset}: EER {e['eer']:.2f}% [{e['eer_ci95'][0]:.2f}, {e['eer_ci95'][1]:.2f}] "

@@ -8,7 +8,8 @@ manifest's ``segment`` column = the HDF5 ``key``); the pipeline passes ``data/fe
 Views (``augment.views``):
 
 - ``file`` (Torres et al. 2023): the two views are random crops of two *different* segments of the same
-  source recording (the same segment when the recording has only one).
+  recording (the same segment when the recording has only one); a recording is the manifest's
+  ``recording`` (stored as the features' ``source``: the source file by default, an M4Singer song folder).
 - ``clip`` (Fonseca et al. 2021): two random crops ("patches") of the same segment.
 
 Two input modes:
@@ -70,7 +71,8 @@ class SegmentTable:
         keys: (N,) manifest ``segment`` (``<singer>/<name>.wav``, relative to the dataset folder).
         singer: (N,) global singer id (``-1`` = unknown); ids index ``singer_names``.
         singer_names: ``"<dataset>/<singer>"`` for each id (sorted).
-        source: (N,) global id of the source recording (``"<dataset>/<source>"``).
+        source: (N,) global id of the recording (``"<dataset>/<recording>"``; the features' ``source``
+            holds the manifest's ``recording``).
         attrs: front-end attributes (identical across datasets).
         mean, std: log-mel mean / standard deviation pooled over every value of every dataset.
         n_frames: frames T of the stored log-mels (the shortest over datasets).
