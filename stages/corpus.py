@@ -3,8 +3,9 @@
     python stages/corpus.py <output folder> [--params params.yaml]
 
 Reads ``corpus.*`` (see :mod:`singer_ssl.data.builtin_corpus`) and writes
-``<output folder>/builtin-train`` and ``<output folder>/builtin-test``, each atomically, each with
-``singers.csv`` and ``corpus.json`` at its root. Same params -> byte-identical files, whatever
+``<output folder>/builtin-train``, ``<output folder>/builtin-test`` and the out-of-domain
+``<output folder>/builtin-ood`` (Klatt synthesis, :mod:`singer_ssl.data.ood_corpus`), each
+atomically, each with ``singers.csv`` and ``corpus.json`` at its root. Same params -> byte-identical files, whatever
 ``corpus.workers``. A bad parameter fails, naming it, before anything is written.
 dvc.yaml: ``python stages/corpus.py data/raw``.
 """

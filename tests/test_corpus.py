@@ -25,7 +25,9 @@ CFG = {
     "seed": 7,
     "n_train_singers": 3,
     "n_test_singers": 2,
+    "n_ood_singers": 0,  # the out-of-domain set: tests/test_ood_corpus.py
     "songs_per_singer": 2,
+    "test_songs_per_singer": None,  # = songs_per_singer
     "min_seconds": 3.0,
     "max_seconds": 4.0,
     "sample_rates": [22050, 44100, 48000],

@@ -30,6 +30,8 @@ Output (one folder per split, each written atomically)::
 
     <out_root>/builtin-train/<singer>/<album>/<NN_title>.wav         (also <singer>/<NN_title>.wav and
     <out_root>/builtin-test/...                                       <singer>/<album>/disc_N/<NN_title>.wav)
+    <out_root>/builtin-ood/ood-sNN/<NN_title>.wav                    (n_ood_singers; a different synthesiser,
+                                                                      :mod:`singer_ssl.data.ood_corpus`)
     <out_root>/<split>/singers.csv, corpus.json                       (descriptions at the dataset root)
 
 The singer label is the first path component (the ``builtin`` dataset layout,
@@ -135,13 +137,20 @@ class CorpusConfig:
     """Parameters of the built-in corpus (``params.yaml`` section ``corpus``).
 
     ``workers`` (processes, one singer each at a time) does not change the output.
-    ``train_name``/``test_name`` are the two dataset folders (absent from params.yaml).
+    ``train_name``/``test_name``/``ood_name`` are the dataset folders (absent from params.yaml).
+    ``n_ood_singers`` singers of the out-of-domain test set (:mod:`singer_ssl.data.ood_corpus`, a
+    different synthesiser) share the length range, ``sample_rates`` and ``stereo_fraction``.
+    ``test_songs_per_singer`` (None: ``songs_per_singer``) is the song count of every test singer,
+    in-domain and out-of-domain: a test set's singer-level interval narrows with more singers far
+    more than with more songs per singer, so the evaluation budget buys more singers with fewer songs.
     """
 
     seed: int = 123
     n_train_singers: int = 24
-    n_test_singers: int = 8
+    n_test_singers: int = 16
+    n_ood_singers: int = 16
     songs_per_singer: int = 6
+    test_songs_per_singer: int | None = 3
     min_seconds: float = 8.0
     max_seconds: float = 20.0
     sample_rates: tuple[int, ...] = (22050, 44100, 48000)
@@ -149,6 +158,7 @@ class CorpusConfig:
     workers: int = 2
     train_name: str = "builtin-train"
     test_name: str = "builtin-test"
+    ood_name: str = "builtin-ood"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> CorpusConfig:
@@ -177,7 +187,9 @@ class CorpusConfig:
                 kw[key] = number_param(value, where, 0.0, low_open=True)
             elif key == "stereo_fraction":
                 kw[key] = number_param(value, where, 0.0, 1.0)
-            elif key in ("train_name", "test_name"):
+            elif key == "test_songs_per_singer":
+                kw[key] = None if value is None else int_param(value, where, minimum=1)
+            elif key in ("train_name", "test_name", "ood_name"):
                 if not isinstance(value, str):
                     raise ConfigError(f"{where}: expected a folder name, got {value!r}")
                 kw[key] = value
@@ -186,6 +198,12 @@ class CorpusConfig:
         out = cls(**kw)
         out.validate()
         return out
+
+    def songs(self, split: str) -> int:
+        """Songs per singer of ``split`` (``train``: ``songs_per_singer``; ``test``/``ood``: the test count)."""
+        if split == "train" or self.test_songs_per_singer is None:
+            return self.songs_per_singer
+        return self.test_songs_per_singer
 
     def validate(self) -> None:
         """Raise a one-line ConfigError naming the first inconsistent parameter."""
@@ -197,10 +215,14 @@ class CorpusConfig:
             raise bad(f"n_train_singers: expected an integer >= 1, got {self.n_train_singers!r}")
         if self.n_test_singers < 0:
             raise bad(f"n_test_singers: expected an integer >= 0, got {self.n_test_singers!r}")
+        if self.n_ood_singers < 0:
+            raise bad(f"n_ood_singers: expected an integer >= 0, got {self.n_ood_singers!r}")
         if self.n_train_singers + self.n_test_singers > len(_FIRST) * len(_LAST):
             raise bad(f"n_train_singers + n_test_singers must be <= {len(_FIRST) * len(_LAST)}")
         if self.songs_per_singer < 1:
             raise bad(f"songs_per_singer: expected an integer >= 1, got {self.songs_per_singer!r}")
+        if self.test_songs_per_singer is not None and self.test_songs_per_singer < 1:
+            raise bad(f"test_songs_per_singer: expected an integer >= 1, got {self.test_songs_per_singer!r}")
         if self.seed < 0:
             raise bad(f"seed: expected an integer >= 0, got {self.seed!r}")
         if not 2.0 <= self.min_seconds <= self.max_seconds:
@@ -213,11 +235,11 @@ class CorpusConfig:
             raise bad(f"stereo_fraction: expected a number >= 0.0 and <= 1.0, got {self.stereo_fraction}")
         if self.workers < 1:
             raise bad(f"workers: expected an integer >= 1, got {self.workers}")
-        for name in (self.train_name, self.test_name):
+        for name in (self.train_name, self.test_name, self.ood_name):
             if not name or name in (".", "..") or "/" in name or "\\" in name:
-                raise bad(f"train_name/test_name: expected plain folder names, got {name!r}")
-        if self.train_name == self.test_name:
-            raise bad("train_name/test_name: must differ")
+                raise bad(f"train_name/test_name/ood_name: expected plain folder names, got {name!r}")
+        if len({self.train_name, self.test_name, self.ood_name}) < 3:
+            raise bad("train_name/test_name/ood_name: must differ")
 
 
 @dataclass(frozen=True)
@@ -408,7 +430,7 @@ def make_singer(cfg: CorpusConfig, index: int) -> Singer:
 def plan_songs(cfg: CorpusConfig, singer: Singer) -> list[SongPlan]:
     """File names, durations, rates, channels and levels of one singer's songs."""
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2, singer.index]))
-    n = cfg.songs_per_singer
+    n = cfg.songs(singer.split)
     albums = [f"{a}_{b}" for a, b in zip(rng.choice(_ADJ, 3, replace=False), rng.choice(_NOUN, 3, replace=False))]
     titles = [f"{a}_{b}" for a, b in zip(rng.choice(_ADJ, n), rng.choice(_NOUN, n))]
     if singer.layout == "flat":
@@ -710,29 +732,39 @@ def _fresh_process_context():
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["numpy", "scipy.signal", "soxr", "soundfile", "parselmouth",
-                                    "singer_ssl.data.builtin_corpus"])  # fmt: skip
+                                    "singer_ssl.data.builtin_corpus", "singer_ssl.data.ood_corpus"])  # fmt: skip
         return ctx
     return mp.get_context("spawn")
 
 
-def _run_singer_jobs(cfg: CorpusConfig, roots: dict[str, Path]) -> list[tuple[Singer, list[dict[str, Any]]]]:
-    """Run one ``_singer_job`` per singer, each in a new process; results in singer order.
+def _run_singer_jobs(cfg: CorpusConfig, roots: dict[str, Path]) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """Run one job per singer, each in a new process; results in job order.
 
-    eSpeak (inside Praat) keeps global state between utterances (e.g. the glottal oscillator's
-    phase), so an utterance depends on everything synthesised before it in the same process. A
-    fresh process per singer makes its audio a function of the config alone. A worker's exception
-    (or a dead worker) stops the run: pending singers are cancelled and the error is re-raised.
+    Jobs: ``_singer_job`` for every train/test singer (results ``(Singer, song rows)``), then
+    :func:`singer_ssl.data.ood_corpus.singer_job` for every OOD singer (``(singers.csv row, song rows)``),
+    all in one pool. eSpeak (inside Praat) keeps global state between utterances (e.g. the glottal
+    oscillator's phase), so an utterance depends on everything synthesised before it in the same
+    process. A fresh process per singer makes its audio a function of the config alone (KlattGrid
+    keeps no such state; its jobs share the pool). A worker's exception (or a dead worker) stops
+    the run: pending singers are cancelled and the error is re-raised.
     """
-    draws = _singer_draws(cfg)
-    jobs = [(cfg, d["index"], str(roots[d["split"]])) for d in draws]
-    workers = min(cfg.workers, len(jobs))
+    from singer_ssl.data import ood_corpus
+
+    jobs: list[tuple[Any, tuple]] = [
+        (_singer_job, (cfg, d["index"], str(roots[d["split"]]))) for d in _singer_draws(cfg) if d["split"] in roots
+    ]
+    if "ood" in roots:
+        jobs += [(ood_corpus.singer_job, (cfg.seed, i, cfg.n_ood_singers, cfg.songs("ood"), cfg.min_seconds,
+                                          cfg.max_seconds, cfg.sample_rates, cfg.stereo_fraction, str(roots["ood"])))
+                 for i in range(cfg.n_ood_singers)]  # fmt: skip
+    workers = max(1, min(cfg.workers, len(jobs)))
     ctx = _fresh_process_context()
     if sys.version_info < (3, 11):  # no max_tasks_per_child in concurrent.futures
         with ctx.Pool(processes=workers, maxtasksperchild=1) as mp_pool:
-            return [r.get() for r in [mp_pool.apply_async(_singer_job, job) for job in jobs]]
+            return [r.get() for r in [mp_pool.apply_async(fn, job) for fn, job in jobs]]
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1)
     try:
-        futures = [pool.submit(_singer_job, *job) for job in jobs]
+        futures = [pool.submit(fn, *job) for fn, job in jobs]
         results = [f.result() for f in futures]
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -759,13 +791,32 @@ def write_dataset_description(
     write_text(root / "corpus.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
 
-def generate_corpus(out_root: str | os.PathLike, **cfg: Any) -> dict[str, Any]:
-    """Synthesise the train and test datasets under ``out_root``.
+def _write_ood_description(root: Path, name: str, config: CorpusConfig, singers: list[dict[str, Any]],
+                           songs: list[dict[str, Any]]) -> None:
+    """``singers.csv`` and ``corpus.json`` of the out-of-domain dataset (rows from ``ood_corpus.singer_row``)."""
+    write_csv(root / "singers.csv", list(singers[0]), [list(r.values()) for r in singers])
+    keep = ("seed", "n_ood_singers", "songs_per_singer", "test_songs_per_singer", "min_seconds", "max_seconds",
+            "sample_rates", "stereo_fraction")
+    meta = {
+        "description": "Out-of-domain synthetic singing corpus made by singer_ssl.data.ood_corpus: Klatt formant "
+        "synthesis (Praat KlattGrid), Peterson & Barney (1952) vowel formants, per-recording EQ and reverb. "
+        "Singer label = first path component.",
+        "dataset": name,
+        "split": "ood",
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k in keep},
+        "singers": singers,
+        "songs": songs,
+    }
+    write_text(root / "corpus.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
-    Keyword arguments are ``CorpusConfig`` fields (or pass ``config=CorpusConfig(...)``). Both dataset
+
+def generate_corpus(out_root: str | os.PathLike, **cfg: Any) -> dict[str, Any]:
+    """Synthesise the train, test and out-of-domain test datasets under ``out_root``.
+
+    Keyword arguments are ``CorpusConfig`` fields (or pass ``config=CorpusConfig(...)``). The dataset
     folders are built in temporary siblings and renamed into place only when every file is written;
-    on any error neither is changed. Work runs in a pool of ``workers`` processes (call this from
-    under ``if __name__ == "__main__":`` in scripts). Returns a summary::
+    on any error none is changed. A dataset with 0 singers is not written. Work runs in a pool of
+    ``workers`` processes (call this from under ``if __name__ == "__main__":`` in scripts). Returns a summary::
 
         {"seconds": wall time, "datasets": {name: {"path", "split", "singers", "songs", "audio_seconds"}}}
     """
@@ -777,8 +828,8 @@ def generate_corpus(out_root: str | os.PathLike, **cfg: Any) -> dict[str, Any]:
     config.validate()
     out_root = Path(out_root)
     t0 = time.perf_counter()
-    names = {"train": config.train_name, "test": config.test_name}
-    counts = {"train": config.n_train_singers, "test": config.n_test_singers}
+    names = {"train": config.train_name, "test": config.test_name, "ood": config.ood_name}
+    counts = {"train": config.n_train_singers, "test": config.n_test_singers, "ood": config.n_ood_singers}
     summary: dict[str, Any] = {"datasets": {}}
     with contextlib.ExitStack() as stack:
         roots = {
@@ -788,9 +839,15 @@ def generate_corpus(out_root: str | os.PathLike, **cfg: Any) -> dict[str, Any]:
         }
         results = _run_singer_jobs(config, roots)
         for split, root in roots.items():
-            singers = [s for s, _ in results if s.split == split]
-            songs = [row for s, rows in results if s.split == split for row in rows]
-            write_dataset_description(root, names[split], split, config, singers, songs)
+            if split == "ood":
+                ood = [(s, rows) for s, rows in results if isinstance(s, dict)]
+                singers = [s for s, _ in ood]
+                songs = [row for _, rows in ood for row in rows]
+                _write_ood_description(root, names[split], config, singers, songs)
+            else:
+                singers = [s for s, _ in results if isinstance(s, Singer) and s.split == split]
+                songs = [row for s, rows in results if isinstance(s, Singer) and s.split == split for row in rows]
+                write_dataset_description(root, names[split], split, config, singers, songs)
             summary["datasets"][names[split]] = {
                 "path": str(out_root / names[split]), "split": split, "singers": len(singers),
                 "songs": len(songs), "audio_seconds": round(sum(r["seconds"] for r in songs), 2),
@@ -809,5 +866,5 @@ def summary_line(summary: dict[str, Any], out: str | os.PathLike) -> str:
 
 
 def run(cfg: CorpusConfig, out: str | os.PathLike) -> str:
-    """Synthesise both datasets under folder ``out`` (see :func:`generate_corpus`); the summary line."""
+    """Synthesise the datasets under folder ``out`` (see :func:`generate_corpus`); the summary line."""
     return summary_line(generate_corpus(out, config=cfg), out)
