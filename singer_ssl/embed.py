@@ -5,7 +5,10 @@
 the trained model's embedding and projection, the random-init baseline (``embed.random_inits``
 initialisations) and the MFCC baseline (:mod:`singer_ssl.evaluation.baselines`) and, with
 ``embed.degrade_16k``, the embeddings of the audio degraded to 16 kHz (Torres et al.'s ``-du``:
-down-sample to 16 kHz and back with soxr before the front end).
+down-sample to 16 kHz and back with soxr before the front end) and, with ``embed.invariance``, the
+trained embedding of a few segments per singer after each controlled transform (pitch shift, gain, noise,
+band-pass, reverb, 16 kHz round trip: :mod:`singer_ssl.augment.controlled`) for the evaluate stage's
+invariance report (:mod:`singer_ssl.evaluation.invariance`).
 
 All encoders run batched in eval mode under ``torch.inference_mode`` on the configured device.
 Log-mel encoders read the stored features (no audio decoding); waveform encoders, and the 16 kHz
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from singer_ssl.augment.controlled import InvarianceConfig, Transform, select_rows
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.frontend import FRONT_END_KEYS
 from singer_ssl.core.params import bool_param, device_param, int_param, section, test_dataset
@@ -33,7 +37,7 @@ from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 from singer_ssl.model.folder import load_eager, read_hyperparams
 
 #: the keys of the ``embed`` section
-EMBED_KEYS = ("batch_size", "device", "degrade_16k", "random_inits")
+EMBED_KEYS = ("batch_size", "device", "degrade_16k", "random_inits", "invariance")
 DEGRADED_SR = 16000  # Hz, the rate of the ``degrade_16k`` round trip
 
 
@@ -43,7 +47,8 @@ class EmbedConfig:
 
     ``batch_size`` segments per forward pass; ``device`` ``auto`` (CUDA when available), ``cpu``,
     ``cuda`` or ``cuda:N``; ``degrade_16k`` also embeds the audio down-sampled to 16 kHz and back;
-    ``random_inits`` random initialisations of the random-init baseline (seeds ``seed``, ``seed + 1``, ...).
+    ``random_inits`` random initialisations of the random-init baseline (seeds ``seed``, ``seed + 1``, ...);
+    ``invariance`` the invariance report's plan (``None``: off, also when ``embed.invariance`` is absent).
     """
 
     dataset: str
@@ -52,6 +57,7 @@ class EmbedConfig:
     device: str = "auto"
     degrade_16k: bool = False
     random_inits: int = 3
+    invariance: InvarianceConfig | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any], dataset: str) -> EmbedConfig:
@@ -68,6 +74,7 @@ class EmbedConfig:
             device=device_param(sec.get("device", "auto"), "embed.device"),
             degrade_16k=bool_param(sec.get("degrade_16k", False), "embed.degrade_16k"),
             random_inits=int_param(sec.get("random_inits", 3), "embed.random_inits", minimum=1),
+            invariance=InvarianceConfig.from_mapping(sec.get("invariance")),
         )
 
 
@@ -79,9 +86,12 @@ def run(cfg: EmbedConfig, features_path: str | os.PathLike, segments_dir: str | 
     """
     t0 = time.perf_counter()
     es = embed_dataset(features_path, segments_dir, model_dir, out_path, seed=cfg.seed, batch_size=cfg.batch_size,
-                       device=cfg.device, degrade_16k=cfg.degrade_16k, random_inits=cfg.random_inits)
+                       device=cfg.device, degrade_16k=cfg.degrade_16k, random_inits=cfg.random_inits,
+                       invariance=cfg.invariance)
     dims = ", ".join(f"{k} {v.shape[1]}-d" for k, v in es.vectors.items() if "/init" not in k)
-    return (f"{cfg.dataset}: embedded {len(es.keys)} segments ({dims}; {cfg.random_inits} random inits) "
+    inv = (f"; {len(es.invariance_rows)} segments x {len(es.invariance)} invariance transforms"
+           if es.invariance else "")
+    return (f"{cfg.dataset}: embedded {len(es.keys)} segments ({dims}; {cfg.random_inits} random inits{inv}) "
             f"in {time.perf_counter() - t0:.1f} s -> {out_path}")
 
 
@@ -121,6 +131,26 @@ def _embed_model(model, store, seg_dir: Path, batch_size: int, dev, from_wave: b
     return np.concatenate(embs), np.concatenate(projs)
 
 
+@torch.inference_mode()
+def _embed_transformed(model, seg_dir: Path, keys: list[str], rows: np.ndarray, transforms: tuple[Transform, ...],
+                       seed: int, batch_size: int, dev) -> dict[str, np.ndarray]:
+    """Trained embedding (K, D) of the segments ``rows`` after each transform: ``{spec: matrix}``.
+
+    Each segment's audio is read once at the front end's rate and transformed with ``seed`` and its row
+    number (:meth:`singer_ssl.augment.controlled.Transform.apply`), then embedded through the waveform path.
+    """
+    from singer_ssl.core import audio
+
+    sr = int(model.frontend_sample_rate)
+    out: dict[str, list[np.ndarray]] = {t.spec: [] for t in transforms}
+    for sl in tqdm(list(_batches(len(rows), batch_size)), desc="embed invariance", leave=False):
+        waves = [audio.load_mono(seg_dir / keys[r], sr) for r in rows[sl]]
+        for t in transforms:
+            x = np.stack([t.apply(w, sr, seed=seed, item=int(r)) for w, r in zip(waves, rows[sl])])
+            out[t.spec].append(model.embed_wave(torch.from_numpy(x).to(dev))[0].float().cpu().numpy())
+    return {spec: np.concatenate(v) for spec, v in out.items()}
+
+
 def embed_dataset(
     features: str | os.PathLike,
     segments: str | os.PathLike,
@@ -131,6 +161,7 @@ def embed_dataset(
     device: str = "auto",
     degrade_16k: bool = False,
     random_inits: int = 3,
+    invariance: InvarianceConfig | None = None,
 ) -> EmbeddingSet:
     """Embed every item of ``features`` with the model in ``model_dir`` and the baselines; write ``out``.
 
@@ -139,7 +170,8 @@ def embed_dataset(
     weights training starts from), ``baseline/random_init/init<k>/{embedding,projection}`` for
     ``k = 1 .. random_inits - 1`` (``torch.manual_seed(seed + k)``), ``baseline/mfcc/embedding`` and, with
     ``degrade_16k``, ``degraded_16k/{embedding,projection}``. The file's ``random_init_seeds`` attribute lists
-    the seeds in that order.
+    the seeds in that order. With ``invariance``, the ``invariance`` group holds the trained embedding of
+    :func:`~singer_ssl.augment.controlled.select_rows` (seeded by ``seed``) after each of its transforms.
     """
     from singer_ssl.features import FeatureStore
 
@@ -176,6 +208,11 @@ def embed_dataset(
         vectors["degraded_16k/embedding"] = d_emb
         vectors["degraded_16k/projection"] = d_proj
     es = EmbeddingSet(list(store.keys), list(store.singers), list(store.sources), vectors)
+    if invariance is not None:
+        es.invariance_rows = select_rows(np.asarray(es.singers), np.asarray(es.sources),
+                                         invariance.segments_per_singer, seed)
+        es.invariance = _embed_transformed(model, seg_dir, es.keys, es.invariance_rows, invariance.transforms,
+                                           seed, batch_size, dev)
     write_embeddings(out, es, attrs={"model_dir": str(model_dir), "features": str(features),
                                      "random_init_seeds": np.asarray(seeds, dtype=np.int64)})
     return es

@@ -2,8 +2,9 @@
 
     python stages/embed.py <dataset> <model folder> <features.h5> <segments folder> <out.h5> [--params params.yaml]
 
-Reads ``seed`` and ``embed.{batch_size, device, degrade_16k}``, the model folder, the dataset's
-features file (and its segments' audio for waveform encoders or ``embed.degrade_16k``); writes the
+Reads ``seed`` and ``embed.{batch_size, device, degrade_16k, random_inits, invariance}``, the model folder,
+the dataset's features file (and its segments' audio for waveform encoders, ``embed.degrade_16k`` or
+``embed.invariance``); writes the
 embedding file atomically (see :mod:`singer_ssl.embed`, layout in :mod:`singer_ssl.evaluation.store`).
 dvc.yaml: ``python stages/embed.py <key> data/model data/features/test/<key>.h5 data/segments/test/<key>
 data/embeddings/<key>.h5``.

@@ -1,0 +1,132 @@
+"""The invariance report: how far controlled transforms of one side of a target pair move the EER.
+
+A singer embedding should not change when the same voice is pitch-shifted, made quieter, noisier,
+band-limited, reverberant or down-sampled. The embed stage (``embed.invariance``) embeds transformed copies
+(:mod:`singer_ssl.augment.controlled`) of a deterministic subset of segments, at most
+``segments_per_singer`` per singer (:func:`singer_ssl.augment.controlled.select_rows`), into the embedding
+file's ``invariance`` group. The evaluate stage then builds, for every transform, target trials
+``(a, T(b))``: ``b`` a subset segment, transformed, ``a`` every other segment of the same singer,
+untransformed, from another source recording when the singer has one (:func:`target_pairs`); the
+non-target trials are the trial list's own (untransformed). Each transform is summarised by the EER (%,
+:func:`singer_ssl.evaluation.metrics.eer`) of those target trials against those non-target trials, next to
+the *reference* EER of the same pairs untransformed, ``(a, b)``. The vectors are the trained encoder's
+``embedding``. No transform needs the trial list, so the embed stage does not depend on the trials stage
+(both are built from the segments in parallel).
+
+Metrics block ``invariance`` (in ``metrics/<dataset>.json``)::
+
+    {representation: "embedding", segments, target_trials, nontarget_trials, reference_eer,
+     eer: {<transform spec>: eer, ...},
+     target_score_mean: {reference: ..., <transform spec>: ..., ...}, nontarget_score_mean}
+
+and one plot, ``invariance.png``: the EER per transform with the reference EER as a line, and the target
+cosine-score distribution per transform beside the untransformed target and non-target distributions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def target_pairs(singers: np.ndarray, sources: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Target trials of the report: ``(a, j)`` with ``a`` a row (untransformed side) and ``j`` a position in ``rows``.
+
+    For subset row ``b = rows[j]``: every row ``a != b`` of the same singer from another source when the
+    singer has another source, else every ``a != b`` of the same singer. Both (M,) int64, ordered by ``j``, ``a``.
+    """
+    singers, sources = np.asarray(singers), np.asarray(sources)
+    a_out, j_out = [], []
+    for j, b in enumerate(np.asarray(rows, dtype=np.int64)):
+        same = np.flatnonzero(singers == singers[b])
+        same = same[same != b]
+        other = same[sources[same] != sources[b]]
+        partners = other if other.size else same
+        a_out.append(partners)
+        j_out.append(np.full(partners.size, j, dtype=np.int64))
+    if not a_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(a_out).astype(np.int64), np.concatenate(j_out)
+
+
+def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    nu = np.maximum(np.linalg.norm(u, axis=1), 1e-8)
+    nv = np.maximum(np.linalg.norm(v, axis=1), 1e-8)
+    return np.sum(u * v, axis=1) / (nu * nv)
+
+
+def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.ndarray, rows: np.ndarray,
+                      transformed: dict[str, np.ndarray], labels: np.ndarray, idx1: np.ndarray,
+                      idx2: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """The ``invariance`` metrics block and the score arrays for the plot.
+
+    ``embedding`` (N, D) untransformed; ``rows`` (K,) the transformed subset; ``transformed`` maps each
+    transform spec to its (K, D) embeddings (row j = ``rows[j]`` transformed); ``labels``, ``idx1``, ``idx2``
+    the trial list (only its non-target trials, label 0, are used). Returns ``(None, {})`` when no target
+    pair exists (every subset singer has a single segment). Scores: ``reference``, each spec and ``nontarget``.
+    """
+    from singer_ssl.evaluation.metrics import eer
+
+    rows = np.asarray(rows, dtype=np.int64)
+    a, j = target_pairs(singers, sources, rows)
+    neg = np.asarray(labels) == 0
+    if a.size == 0 or not neg.any():
+        return None, {}
+    nontarget = _cos(embedding[np.asarray(idx1)[neg]], embedding[np.asarray(idx2)[neg]])
+    y = np.r_[np.ones(a.size, dtype=int), np.zeros(nontarget.size, dtype=int)]
+    scores = {"reference": _cos(embedding[a], embedding[rows[j]])}
+    for spec, vecs in transformed.items():
+        scores[spec] = _cos(embedding[a], np.asarray(vecs)[j])
+    eers = {name: float(eer(y, np.r_[s, nontarget])[0]) for name, s in scores.items()}
+    block = {
+        "representation": "embedding", "segments": int(rows.size), "target_trials": int(a.size),
+        "nontarget_trials": int(nontarget.size), "reference_eer": eers.pop("reference"), "eer": eers,
+        "target_score_mean": {name: float(s.mean()) for name, s in scores.items()},
+        "nontarget_score_mean": float(nontarget.mean()),
+    }
+    return block, {**scores, "nontarget": nontarget}
+
+
+def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
+                          scores: dict[str, np.ndarray]) -> None:
+    """``invariance.png``: EER per transform (bars) with the reference EER (line), and target-score boxes.
+
+    Without a report (``block`` None: ``embed.invariance`` off, or no target pair) the image says so, so the
+    pipeline's declared plot file always exists.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from singer_ssl.core.io import atomic_path
+
+    if block is None:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no invariance report\n(embed.invariance off, or no same-singer pair)",
+                ha="center", va="center")
+    else:
+        names = list(block["eer"])
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 0.9 * len(names) + 5), 4.2))
+        ax1.bar(range(len(names)), [block["eer"][n] for n in names], color="tab:blue")
+        ax1.axhline(block["reference_eer"], color="k", ls="--", label=f"untransformed {block['reference_eer']:.1f} %")
+        ax1.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax1.set_ylabel("EER (%)")
+        ax1.set_title(f"transformed targets vs untransformed non-targets ({block['target_trials']} / "
+                      f"{block['nontarget_trials']} trials)", fontsize=8)
+        ax1.legend(fontsize=8)
+        box = ["nontarget", "reference", *names]
+        ax2.boxplot([scores[n] for n in box], showfliers=False)
+        ax2.set_xticks(range(1, len(box) + 1), ["non-target", "untransformed", *names], rotation=45, ha="right")
+        ax2.set_ylabel("cosine score")
+        ax2.set_title("same-singer score distribution per transform", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
