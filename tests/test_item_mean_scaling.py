@@ -1,0 +1,71 @@
+"""``train.input_scaling: item_mean``: each item's mean log-mel is removed before the encoder, so the
+embedding does not depend on the recording level (a gain is an additive constant on a log-mel)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from singer_ssl.core.frontend import LogMel, front_end_params
+from singer_ssl.model.folder import build_model, load_model_folder, save_model_folder
+from singer_ssl.training.config import TrainConfig
+from singer_ssl.training.hyperparams import hyperparams
+
+ATTRS = {**front_end_params(8000, n_fft=256, hop=64, n_mels=16), "center": True, "window": "hann", "mel": "slaney"}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _model_folder(tmp_path, scaling: str):
+    """A small audiontt2020 model folder (dataset mean -4, std 3) with the given ``train.input_scaling``."""
+    params = {"seed": 1, "loss": "ntxent", "encoder": "audiontt2020", "losses": {"ntxent": {"temperature": 0.2}},
+              "encoders": {"audiontt2020": {"embedding_dim": 16}}, "head": {"kind": "mlp", "dim": 8, "hidden": 12},
+              "augment": {"views": "file", "crop_seconds": 0.5}, "train": {"input_scaling": scaling},
+              "datasets": {"train": {"toy": {"path": "toy"}}}}
+    cfg = TrainConfig.from_params(params)
+    hp = hyperparams(cfg, ATTRS, -4.0, 3.0, 1.0)
+    hp = hyperparams(cfg, ATTRS, -4.0, 3.0, 1.0, build_model(hp).embedding_dim)
+    torch.manual_seed(0)
+    model = build_model(hp)
+    with torch.no_grad():  # non-trivial batch-norm statistics (a fresh BN is close to an identity)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return hp, save_model_folder(model.eval(), hp, tmp_path / "model")
+
+
+def _wave() -> torch.Tensor:
+    """Two 1 s tones + noise at 8 kHz, far above the log floor (1e-8) at every gain used below."""
+    t = torch.arange(8000) / 8000.0
+    g = torch.Generator().manual_seed(3)
+    tone = torch.stack([torch.sin(2 * torch.pi * 220.0 * t), torch.sin(2 * torch.pi * 330.0 * t)])
+    return 0.3 * tone + 0.05 * torch.randn(2, 8000, generator=g)
+
+
+def test_item_mean_input_is_the_log_mel_minus_its_own_mean(tmp_path):
+    hp, folder = _model_folder(tmp_path, "item_mean")
+    assert hp["normalization"] == {"mean": -4.0, "std": 3.0, "scaling": "item_mean"}
+    loaded, _ = load_model_folder(folder)
+    wave = _wave()
+    with torch.no_grad():
+        logmel = LogMel(8000, 256, 64, 16)(wave)
+        expected = loaded.encoder(((logmel - logmel.mean(dim=(1, 2), keepdim=True)) / 3.0).unsqueeze(1))
+        torch.testing.assert_close(loaded(wave), expected)
+        torch.testing.assert_close(torch.jit.load(str(folder / "model.ts"))(wave), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, -6.0, 6.0])
+def test_item_mean_embedding_is_gain_invariant_and_dataset_std_is_not(tmp_path, gain_db):
+    wave = _wave()
+    g = 10.0 ** (gain_db / 20.0)
+    for scaling in ("item_mean", "dataset_std"):
+        _, folder = _model_folder(tmp_path / scaling, scaling)
+        model = torch.jit.load(str(folder / "model.ts"))
+        with torch.no_grad():
+            a, b = model(wave), model(g * wave)
+        diff = float((a - b).abs().max())
+        if scaling == "item_mean":
+            assert diff < 1e-5 * max(1.0, float(a.abs().max())), diff
+        else:  # the control: the same encoder on dataset-standardised input does see the level
+            assert diff > 1e-3, diff
