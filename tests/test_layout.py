@@ -299,3 +299,17 @@ def test_deps_checker_finds_a_missing_dep(tmp_path: Path):
     stage["deps"] = ["pkg/core", "pkg/step.py", "pkg/extra/__init__.py"]
     dvc.write_text(yaml.safe_dump({"stages": {"step": stage}}))
     assert missing_deps(tmp_path, dvc, "pkg") == {"step": ["pkg/extra/helper.py", "stages/step.py"]}
+
+
+def test_train_declares_every_result_setting_and_no_runtime_one():
+    """Editing train.log_every (how often it logs) must not retrain; editing any other train.* key must."""
+    import dataclasses
+
+    from singer_ssl.training.config import RUNTIME_KEYS, TrainSettings
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["train"]
+    declared = {p.split(".", 1)[1] for p in stage["params"] if isinstance(p, str) and p.startswith("train.")}
+    assert "train" not in stage["params"]
+    assert declared == {f.name for f in dataclasses.fields(TrainSettings)} - set(RUNTIME_KEYS)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert declared <= set(params["train"])  # DVC refuses a declared param that params.yaml lacks

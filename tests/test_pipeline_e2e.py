@@ -3,14 +3,17 @@
 1. `dvc exp run -S ...` (reduced config) runs every stage; outputs and metrics schema are checked,
    and the trained default (NT-Xent) encoder beats the random-init baseline on builtin-test.
 2. A second `dvc repro` runs nothing.
-3. `dvc exp run -S loss=vicreg` re-runs only train, embed and evaluate, and `dvc metrics diff`
-   shows the changed EER.
-4. `dvc exp run $(singer-ssl preset byol-laptop)`: the trained BYOL encoder beats the random-init
+3. A two-method x two-seed sweep (the first run and three short experiments) and `singer-ssl compare`
+   on it: 2 methods, n=2 each, means equal to those of the per-experiment metrics.
+4. `dvc exp run -S loss=vicreg` re-runs only train, embed and evaluate, and `dvc metrics diff`
+   shows the changed EER (`--all`: with the baselines; `dvc metrics show` within 120 columns).
+5. `dvc exp run $(singer-ssl preset byol-laptop)`: the trained BYOL encoder beats the random-init
    baseline on builtin-test.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -38,7 +41,15 @@ REDUCED = {
     "evaluate.mnr_queries": 300,
     "evaluate.tsne.max_points": 300,
     "evaluate.probe.max_epochs": 100,
+    "corpus.n_test_singers": 8,  # builtin-test as before the default grew: 8 singers x 6 songs
+    "corpus.test_songs_per_singer": 6,
+    "corpus.n_ood_singers": 4,  # the out-of-domain test set (builtin-ood), small
+    "embed.invariance.segments_per_singer": 1,
 }
+# a few steps and light evaluation, for runs that check what re-runs rather than what is learnt
+SHORT = ["-S", "train.max_steps=4", "-S", "train.steps_per_epoch=2", "-S", "train.checkpoint_every=2",
+         "-S", "evaluate.probe.runs=1", "-S", "evaluate.probe.max_epochs=20", "-S", "evaluate.bootstrap=20",
+         "-S", "evaluate.mnr_queries=100", "-S", "evaluate.tsne.max_points=30", "-S", "embed.random_inits=1"]
 
 
 def _env() -> dict[str, str]:
@@ -56,8 +67,14 @@ def _run(args: list[str], cwd: Path, timeout: int = 900) -> str:
     return out
 
 
-def _stages_run(out: str) -> set[str]:
+def _all_stages_run(out: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def _stages_run(out: str) -> set[str]:
+    """Stages DVC ran, the raw-folder listings left out (``scan-*`` are ``always_changed``: they re-list the raw
+    folders at every repro, in seconds, and their unchanged listing keeps everything after them cached)."""
+    return {s for s in _all_stages_run(out) if not s.startswith("scan-")}
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +107,7 @@ def first_run(project: Path) -> str:
 
 def test_full_pipeline_outputs(project: Path, first_run: str):
     ran = _stages_run(first_run)
+    assert {"scan-train@builtin-train", "scan-test@builtin-test", "scan-test@builtin-ood"} <= _all_stages_run(first_run)
     assert {"corpus", "segment-train@builtin-train", "segment-test@builtin-test", "features-train@builtin-train",
             "features-test@builtin-test", "trials@builtin-test", "train", "embed@builtin-test",
             "evaluate@builtin-test"} <= ran
@@ -98,7 +116,14 @@ def test_full_pipeline_outputs(project: Path, first_run: str):
         assert f["logmel"].shape[1] == 64 and f["logmel"].shape[0] == len(f["key"])
     for name in ("model.pt", "model.ts", "hyperparams.yaml"):
         assert (project / "data/model" / name).exists()
-    m = json.loads((project / "metrics/builtin-test.json").read_text())
+    head = json.loads((project / "metrics/builtin-test.json").read_text())
+    m = json.loads((project / "metrics/builtin-test_details.json").read_text())
+    # the headline file DVC shows is flat and copies the details' numbers, baselines included
+    assert head == {"eer": m["embedding"]["eer"], "min_dcf": m["embedding"]["min_dcf"], "mnr": m["embedding"]["mnr"],
+                    "probe_acc": m["probe"]["acc"], "random_init_eer": m["baselines"]["random_init"]["eer"],
+                    "mfcc_eer": m["baselines"]["mfcc"]["eer"], "trials": m["counts"]["trials"]}
+    rows = list(csv.DictReader(open(project / "data/segments/test/builtin-test/manifest.csv", encoding="utf-8")))
+    assert all(r["recording"] == r["source"] for r in rows)  # a built-in song is one file: one recording
     for rep in ("embedding", "projection"):
         assert set(m[rep]) >= {"eer", "eer_ci95", "eer_threshold", "min_dcf", "mnr"}
         assert m[rep]["eer_ci95"][0] <= m[rep]["eer"] <= m[rep]["eer_ci95"][1]
@@ -106,6 +131,9 @@ def test_full_pipeline_outputs(project: Path, first_run: str):
     for base in ("random_init", "mfcc"):
         assert set(m["baselines"][base]) >= {"eer", "min_dcf", "mnr", "probe"}
     assert m["counts"]["singers"] == 8 and m["counts"]["trials"] > 1000
+    assert {"segment-test@builtin-ood", "embed@builtin-ood", "evaluate@builtin-ood"} <= ran
+    assert (project / "metrics/builtin-ood.json").exists()
+    assert len({p.name for p in (project / "data/raw/builtin-ood").iterdir() if p.is_dir()}) == 4
     for plot in ("roc.csv", "det.csv", "scores.png", "tsne.csv", "tsne.png", "confusion.csv", "singer_means.csv"):
         assert (project / "plots/builtin-test" / plot).stat().st_size > 0
     # The trained encoder (default loss) clearly beats the same encoder with random weights.
@@ -113,19 +141,67 @@ def test_full_pipeline_outputs(project: Path, first_run: str):
 
 
 def test_second_repro_is_noop(project: Path, first_run: str):
+    lock = (project / "dvc.lock").read_bytes()
     out = _run(["dvc", "repro"], project)
-    assert not _stages_run(out), out
-    assert "up to date" in _run(["dvc", "status"], project)
+    assert not _stages_run(out), out  # only the raw-folder listings ran, and found nothing new
+    assert (project / "dvc.lock").read_bytes() == lock
+    status = _run(["dvc", "status"], project)
+    named = re.findall(r"^(\S+):$", status, flags=re.M)
+    assert all(n.startswith("scan-") for n in named) and "changed outs" not in status, status
+
+
+def test_two_methods_two_seeds_compare(project: Path, first_run: str, tmp_path: Path):
+    """A two-method x two-seed sweep and `singer-ssl compare` on it: the first run is (ntxent, seed 123); three
+    short experiments add (ntxent, 7), (dcl, 123), (dcl, 7). The table has 2 methods with n=2 each, and its means
+    equal those of the per-experiment metrics read straight from `dvc exp show --json`."""
+    from singer_ssl.compare import metric_value
+
+    for loss, seed in (("ntxent", 7), ("dcl", 123), ("dcl", 7)):
+        _run(["dvc", "exp", "run", "-S", f"loss={loss}", "-S", f"seed={seed}", *SHORT], project, timeout=600)
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], project))
+    exps_json = tmp_path / "exps.json"
+    exps_json.write_text(json.dumps(shown))
+    found: dict[tuple[str, int], tuple[str, dict]] = {}  # (loss, seed) -> (experiment name, metrics files)
+    for base in shown:
+        for rng in base.get("experiments") or []:
+            for st in rng["revs"]:
+                p = st["data"]["params"]["params.yaml"]["data"]
+                found[(p["loss"], p["seed"])] = (st.get("name") or rng.get("name"), st["data"]["metrics"])
+    assert set(found) == {(loss, seed) for loss in ("ntxent", "dcl") for seed in (123, 7)}, sorted(found)
+    out = _run([sys.executable, "-m", "singer_ssl.cli", "compare", "--exps", str(exps_json),
+                "--plot", str(tmp_path / "cmp.png")], project)
+    assert (tmp_path / "cmp.png").stat().st_size > 0
+    for dataset in ("builtin-test", "builtin-ood"):
+        table = out.split(f"### {dataset}")[1].split("###")[0]
+        rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
+                for ln in table.splitlines() if ln.startswith("| ") and "n seeds" not in ln}
+        assert set(rows) == {"ntxent / audiontt2020", "dcl / audiontt2020"}, table
+        for loss in ("ntxent", "dcl"):
+            row = rows[f"{loss} / audiontt2020"]
+            assert row[1] == "2", table  # n seeds
+            eers = [metric_value(found[(loss, s)][1][f"metrics/{dataset}.json"]["data"], "eer") for s in (123, 7)]
+            assert row[2].split(" ± ")[0] == f"{sum(eers) / 2:.2f}", (row, eers)
+        assert "not comparable" not in table
+        assert "note: ntxent / audiontt2020: its runs differ in" in table  # the first run trained longer
+    exps = _run([sys.executable, "-m", "singer_ssl.cli", "exps", "--exps", str(exps_json)], project)
+    assert max(len(line) for line in exps.splitlines()) <= 120, exps
+    _run(["dvc", "exp", "apply", found[("ntxent", 123)][0]], project)  # the later tests start from the first run
 
 
 def test_loss_switch_reruns_only_training_half(project: Path, first_run: str):
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "byol baseline"], project)
-    out = _run(["dvc", "exp", "run", "-S", "loss=vicreg"], project, timeout=1200)
-    assert _stages_run(out) == {"train", "embed@builtin-test", "evaluate@builtin-test"}, out
+    out = _run(["dvc", "exp", "run", "-S", "loss=vicreg", *SHORT], project, timeout=1200)
+    assert _stages_run(out) == {"train", "embed@builtin-test", "evaluate@builtin-test", "embed@builtin-ood",
+                                "evaluate@builtin-ood"}, out
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
     changed = diff["metrics/builtin-test.json"]
-    assert "embedding.eer" in changed and changed["embedding.eer"]["diff"] != 0
+    assert "eer" in changed and changed["eer"]["diff"] != 0
+    # `--all` (the README's invocation) keeps the baselines, which a loss switch may leave unchanged
+    every = json.loads(_run(["dvc", "metrics", "diff", "--all", "--json"], project))["metrics/builtin-test.json"]
+    assert {"eer", "random_init_eer", "mfcc_eer"} <= set(every)
+    shown = _run(["dvc", "metrics", "show"], project)
+    assert max(len(line) for line in shown.splitlines()) <= 120, shown
 
 
 def test_trained_byol_beats_random_init(project: Path, first_run: str):
@@ -134,7 +210,7 @@ def test_trained_byol_beats_random_init(project: Path, first_run: str):
     flags = overrides("byol-laptop", project / "params.yaml", project / "presets")
     out = _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=200"], project, timeout=1500)
     assert "train" in _stages_run(out), out
-    m = json.loads((project / "metrics/builtin-test.json").read_text())
+    m = json.loads((project / "metrics/builtin-test_details.json").read_text())
     hp = yaml.safe_load((project / "data/model/hyperparams.yaml").read_text())
     assert hp["loss"]["name"] == "byol" and hp["training"]["monitor"] == "eer"
     assert m["embedding"]["eer"] < m["baselines"]["random_init"]["eer"] - 3.0, m
