@@ -119,7 +119,7 @@ def _read_waves(seg_dir: Path, keys: list[str], sr: int, degrade_16k: bool) -> n
 def _embed_model(model, store, seg_dir: Path, batch_size: int, dev, from_wave: bool, degrade_16k: bool, label: str):
     sr = int(model.frontend_sample_rate) if hasattr(model, "frontend_sample_rate") else None
     embs, projs = [], []
-    for sl in tqdm(list(_batches(len(store), batch_size)), desc=f"embed {label}", leave=False):
+    for sl in tqdm(list(_batches(len(store), batch_size)), desc=f"embed {label}", leave=False, disable=None):
         if from_wave:
             x = torch.from_numpy(_read_waves(seg_dir, store.keys[sl], sr, degrade_16k)).to(dev)
             h, z = model.embed_wave(x)
@@ -143,7 +143,7 @@ def _embed_transformed(model, seg_dir: Path, keys: list[str], rows: np.ndarray, 
 
     sr = int(model.frontend_sample_rate)
     out: dict[str, list[np.ndarray]] = {t.spec: [] for t in transforms}
-    for sl in tqdm(list(_batches(len(rows), batch_size)), desc="embed invariance", leave=False):
+    for sl in tqdm(list(_batches(len(rows), batch_size)), desc="embed invariance", leave=False, disable=None):
         waves = [audio.load_mono(seg_dir / keys[r], sr) for r in rows[sl]]
         for t in transforms:
             x = np.stack([t.apply(w, sr, seed=seed, item=int(r)) for w, r in zip(waves, rows[sl])])

@@ -313,3 +313,17 @@ def test_train_declares_every_result_setting_and_no_runtime_one():
     assert declared == {f.name for f in dataclasses.fields(TrainSettings)} - set(RUNTIME_KEYS)
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     assert declared <= set(params["train"])  # DVC refuses a declared param that params.yaml lacks
+
+
+def test_every_progress_bar_is_quiet_in_log_files():
+    """Every tqdm bar in the package says when it is off (``disable=None``: only on a terminal), so a stage
+    writing to a log file prints no carriage-return floods."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "singer_ssl").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tqdm":
+                if not any(k.arg == "disable" for k in node.keywords):
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not missing, missing
