@@ -721,7 +721,7 @@ def test_dvc_hostile(tmp_path: Path):
     params["segment"].update(seconds=0.5, workers=1)
     params["trials"].update(n_pairs=4, external={"toy": "trials/toy.txt"})
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
-    for d in ("data/raw/builtin-train", "data/raw/builtin-test", "trials"):
+    for d in ("data/raw/builtin-train", "data/raw/builtin-test", "data/raw/builtin-ood", "trials"):
         (proj / d).mkdir(parents=True)
         (proj / d / "keep").write_text("x")
     root = dataset(proj / "raw" / "test")
