@@ -462,7 +462,8 @@ def exps_table(runs: list[Run], width: int = 120) -> str:
 def summary_line(dataset: str, m: dict[str, Any]) -> str:
     """One line of a dataset's metrics (the details dict, or a headline dict when no details file exists):
     EER with its singer-level 95 % interval (trial-level when there is no singer-level one), minDCF, MNR,
-    probe accuracy, random-init and MFCC EER; missing values "—"."""
+    probe accuracy, random-init and MFCC EER, and the paired differences to both baselines when the details hold
+    them (``versus``); missing values "—"."""
     e = m.get("embedding") or {}
     ci, kind = e.get("eer_ci95_singer"), "singer-level"
     if not ci:
@@ -477,9 +478,12 @@ def summary_line(dataset: str, m: dict[str, Any]) -> str:
     if r.get("eer_std") is not None:
         rinit += f" (std {r['eer_std']:.2f}, {r.get('inits', '?')} inits)"
     mfcc, eer = metric_value(m, "mfcc_eer"), metric_value(m, "eer")
+    from singer_ssl.evaluation.run import versus_line
+
+    versus = f" | {versus_line(m)}" if m.get("versus") else ""
     return (f"{dataset}: EER {_num(eer)}%{ci_s} minDCF {_num(metric_value(m, 'min_dcf'), 3)} "
             f"MNR {_num(metric_value(m, 'mnr'))}% probe acc {probe} | random-init EER {rinit} | "
-            f"mfcc EER {_num(mfcc)}{'%' if mfcc is not None else ''}")
+            f"mfcc EER {_num(mfcc)}{'%' if mfcc is not None else ''}{versus}")
 
 
 def summary(metrics_dir: str | os.PathLike) -> list[str]:

@@ -247,6 +247,8 @@ def test_summary_prints_the_numbers(tmp_path, capsys):
     m = details(13.882, mnr=4.912, acc=0.8723)
     m["embedding"]["eer_ci95"] = [12.9, 14.8]
     m["embedding"]["eer_ci95_singer"] = [8.25, 19.75]
+    m["versus"] = {"random_init": {"eer_diff": -11.118, "eer_diff_ci95_singer": [-16.0, -6.5], "beaten": True},
+                   "mfcc": {"eer_diff": -11.318, "eer_diff_ci95_singer": [-20.0, 0.5], "beaten": False}}
     (tmp_path / "b-set_details.json").write_text(json.dumps(m))  # the evaluate stage's pair of files
     (tmp_path / "b-set.json").write_text(json.dumps(headline(m)))
     old = details(20.0)
@@ -259,7 +261,8 @@ def test_summary_prints_the_numbers(tmp_path, capsys):
         "a-set: EER 20.00% [trial-level 95 % CI 19.00, 21.00] minDCF 0.990 MNR 5.00% probe acc 0.800 "
         "(std 0.010) | random-init EER 25.00% (std 1.00, 3 inits) | mfcc EER —",
         "b-set: EER 13.88% [singer-level 95 % CI 8.25, 19.75] minDCF 0.990 MNR 4.91% probe acc 0.872 "
-        "(std 0.010) | random-init EER 25.00% (std 1.00, 3 inits) | mfcc EER 25.20%",
+        "(std 0.010) | random-init EER 25.00% (std 1.00, 3 inits) | mfcc EER 25.20% | EER difference, singer-level "
+        "95 % CI: vs random-init -11.12 [-16.00, -6.50] beaten, vs mfcc -11.32 [-20.00, +0.50] (not beaten)",
     ]
     assert main(["summary", "--metrics", str(tmp_path / "none")]) == 2
 

@@ -15,7 +15,7 @@ from singer_ssl.cli import main as cli
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.params import load_params
 from singer_ssl.embed import EmbedConfig, check_frontend
-from singer_ssl.evaluation import verification
+from singer_ssl.evaluation import metrics, verification
 from singer_ssl.evaluation.probe import probe_singer_id
 from singer_ssl.evaluation.run import EvaluateConfig, ProbeConfig, TsneConfig, random_init_names
 from singer_ssl.evaluation.run import run as evaluate_run
@@ -298,6 +298,20 @@ def test_evaluate_averages_random_inits_and_probe_runs(tmp_path, params):
     assert r["per_init"]["probe_acc"] == pytest.approx(init_accs)
     assert (r["probe"]["acc"], r["probe"]["acc_std"]) == pytest.approx((np.mean(init_accs), np.std(init_accs)))
     assert r["probe"]["runs"] == 3
+    # the paired comparison: trained minus the baseline (random init averaged over its 3 initialisations), its
+    # singer-level interval from the same singer draws for every system, `beaten` iff the interval is below 0
+    emb_scores = metrics.cosine_scores(es.vectors["embedding"], t.idx1, t.idx2)
+    init_scores = [metrics.cosine_scores(es.vectors[n], t.idx1, t.idx2) for n in names]
+    mfcc_scores = metrics.cosine_scores(es.vectors["baseline/mfcc/embedding"], t.idx1, t.idx2)
+    for base, refs in (("random_init", init_scores), ("mfcc", [mfcc_scores])):
+        got = m["versus"][base]
+        assert got["eer_diff"] == pytest.approx(m["embedding"]["eer"] - m["baselines"][base]["eer"])
+        draws = [metrics.singer_bootstrap_samples(t.labels, sc, singers[t.idx1], singers[t.idx2], n_boot=20,
+                                                  seed=cfg.seed)["eer"] for sc in (emb_scores, *refs)]
+        diffs = draws[0] - np.mean(draws[1:], axis=0)
+        assert got["eer_diff_ci95_singer"] == pytest.approx(list(np.nanpercentile(diffs, [2.5, 97.5])))
+        assert got["beaten"] == (got["eer_diff_ci95_singer"][1] < 0)
+    assert "vs random-init" in line and "vs mfcc" in line
     assert f"random-init EER {r['eer']:.2f}% (std {r['eer_std']:.2f}, 3 inits)" in line
 
 

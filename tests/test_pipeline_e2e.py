@@ -3,12 +3,11 @@
 1. `dvc exp run -S ...` (reduced config) runs every stage; outputs and metrics schema are checked,
    and the trained default (NT-Xent) encoder beats the random-init baseline on builtin-test.
 2. A second `dvc repro` runs nothing.
-3. A two-method x two-seed sweep (the first run and three short experiments) and `singer-ssl compare`
-   on it: 2 methods, n=2 each, means equal to those of the per-experiment metrics.
-4. `dvc exp run -S loss=vicreg` re-runs only train, embed and evaluate, and `dvc metrics diff`
-   shows the changed EER (`--all`: with the baselines; `dvc metrics show` within 120 columns).
-5. `dvc exp run $(singer-ssl preset byol-laptop)`: the trained BYOL encoder beats the random-init
-   baseline on builtin-test.
+3. `dvc exp run $(singer-ssl preset byol-laptop)` (a method switch) re-runs only train, embed and
+   evaluate, `dvc metrics diff` shows the changed EER (`--all`: with the baselines; `dvc metrics show`
+   within 120 columns), and the trained BYOL encoder beats the random-init baseline on builtin-test.
+4. A two-method x two-seed sweep (those two runs and two short experiments) and `singer-ssl compare`
+   on it: 2 methods, n=2 each, means equal to those of the per-run metrics.
 """
 
 from __future__ import annotations
@@ -153,24 +152,64 @@ def test_second_repro_is_noop(project: Path, first_run: str):
     assert all(n.startswith("scan-") for n in named) and "changed outs" not in status, status
 
 
-def test_two_methods_two_seeds_compare(project: Path, first_run: str, tmp_path: Path):
-    """A two-method x two-seed sweep and `singer-ssl compare` on it: the first run is (ntxent, seed 123); three
-    short experiments add (ntxent, 7), (dcl, 123), (dcl, 7). The table has 2 methods with n=2 each, and its means
-    equal those of the per-experiment metrics read straight from `dvc exp show --json`."""
-    from singer_ssl.compare import metric_value
+@pytest.fixture(scope="module")
+def byol_run(project: Path, first_run: str) -> str:
+    """`dvc exp run $(singer-ssl preset byol-laptop)` from the committed first run (ntxent, seed 123): a method
+    switch, and the sweep's (byol, 123) run."""
+    from singer_ssl.presets import overrides
 
-    for loss, seed in (("ntxent", 7), ("dcl", 123), ("dcl", 7)):
-        _run(["dvc", "exp", "run", "-S", f"loss={loss}", "-S", f"seed={seed}", *SHORT], project, timeout=600)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "first run"], project)
+    flags = overrides("byol-laptop", project / "params.yaml", project / "presets")
+    return _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=200"], project, timeout=1500)
+
+
+def test_method_switch_reruns_only_the_training_half_and_byol_learns(project: Path, byol_run: str):
+    """The BYOL preset changes only train-stage params: train, embed and evaluate re-run, nothing before them;
+    `dvc metrics diff` shows the changed EER (`--all`: with the baselines; `dvc metrics show` within 120 columns);
+    the trained BYOL encoder beats the random-init baseline on builtin-test."""
+    assert _stages_run(byol_run) == {"train", "embed@builtin-test", "evaluate@builtin-test", "embed@builtin-ood",
+                                     "evaluate@builtin-ood"}, byol_run
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
+    changed = diff["metrics/builtin-test.json"]
+    assert "eer" in changed and changed["eer"]["diff"] != 0
+    # `--all` (the README's invocation) keeps the baselines, which a method switch may leave unchanged
+    every = json.loads(_run(["dvc", "metrics", "diff", "--all", "--json"], project))["metrics/builtin-test.json"]
+    assert {"eer", "random_init_eer", "mfcc_eer"} <= set(every)
+    shown = _run(["dvc", "metrics", "show"], project)
+    assert max(len(line) for line in shown.splitlines()) <= 120, shown
+    m = json.loads((project / "metrics/builtin-test_details.json").read_text())
+    hp = yaml.safe_load((project / "data/model/hyperparams.yaml").read_text())
+    assert hp["loss"]["name"] == "byol" and hp["training"]["monitor"] == "eer"
+    print(f"\nbyol-laptop 200 steps, builtin-test: EER {m['embedding']['eer']:.2f} vs random-init "
+          f"{m['baselines']['random_init']['eer']:.2f} (versus: {m['versus']['random_init']})")
+    assert m["embedding"]["eer"] < m["baselines"]["random_init"]["eer"] - 3.0, m
+
+
+def test_two_methods_two_seeds_compare(project: Path, byol_run: str, tmp_path: Path):
+    """A two-method x two-seed sweep and `singer-ssl compare` on it: the committed first run is (ntxent, 123),
+    the BYOL preset run (byol, 123); two short experiments add (ntxent, 7) and (byol, 7). The table has 2 methods
+    with n=2 each, and its means equal those of the per-run metrics read straight from `dvc exp show --json`."""
+    from singer_ssl.compare import metric_value
+    from singer_ssl.presets import overrides
+
+    for preset in (None, "byol-laptop"):
+        _run(["git", "checkout", "params.yaml"], project)  # the first run's config (exp run left the last one's)
+        flags = overrides(preset, project / "params.yaml", project / "presets") if preset else []
+        _run(["dvc", "exp", "run", *flags, "-S", "seed=7", *SHORT], project, timeout=600)
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     exps_json = tmp_path / "exps.json"
     exps_json.write_text(json.dumps(shown))
-    found: dict[tuple[str, int], tuple[str, dict]] = {}  # (loss, seed) -> (experiment name, metrics files)
+    found: dict[tuple[str, int], tuple[str, dict]] = {}  # (loss, seed) -> (run name, metrics files)
     for base in shown:
-        for rng in base.get("experiments") or []:
-            for st in rng["revs"]:
-                p = st["data"]["params"]["params.yaml"]["data"]
-                found[(p["loss"], p["seed"])] = (st.get("name") or rng.get("name"), st["data"]["metrics"])
-    assert set(found) == {(loss, seed) for loss in ("ntxent", "dcl") for seed in (123, 7)}, sorted(found)
+        entries = [(base.get("name") or base["rev"], base)]
+        entries += [(st.get("name") or rng.get("name"), st) for rng in base.get("experiments") or []
+                    for st in rng["revs"]]
+        for name, st in entries:
+            p = (st.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")
+            if p and st["data"].get("metrics"):
+                found.setdefault((p["loss"], p["seed"]), (name, st["data"]["metrics"]))
+    assert set(found) == {(loss, seed) for loss in ("ntxent", "byol") for seed in (123, 7)}, sorted(found)
     out = _run([sys.executable, "-m", "singer_ssl.cli", "compare", "--exps", str(exps_json),
                 "--plot", str(tmp_path / "cmp.png")], project)
     assert (tmp_path / "cmp.png").stat().st_size > 0
@@ -178,43 +217,13 @@ def test_two_methods_two_seeds_compare(project: Path, first_run: str, tmp_path: 
         table = out.split(f"### {dataset}")[1].split("###")[0]
         rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
                 for ln in table.splitlines() if ln.startswith("| ") and "n seeds" not in ln}
-        assert set(rows) == {"ntxent / audiontt2020", "dcl / audiontt2020"}, table
-        for loss in ("ntxent", "dcl"):
+        assert set(rows) == {"ntxent / audiontt2020", "byol / audiontt2020"}, table
+        for loss in ("ntxent", "byol"):
             row = rows[f"{loss} / audiontt2020"]
             assert row[1] == "2", table  # n seeds
             eers = [metric_value(found[(loss, s)][1][f"metrics/{dataset}.json"]["data"], "eer") for s in (123, 7)]
             assert row[2].split(" ± ")[0] == f"{sum(eers) / 2:.2f}", (row, eers)
+            assert f"note: {loss} / audiontt2020: its runs differ in" in table  # the seed-123 runs trained longer
         assert "not comparable" not in table
-        assert "note: ntxent / audiontt2020: its runs differ in" in table  # the first run trained longer
     exps = _run([sys.executable, "-m", "singer_ssl.cli", "exps", "--exps", str(exps_json)], project)
     assert max(len(line) for line in exps.splitlines()) <= 120, exps
-    _run(["dvc", "exp", "apply", found[("ntxent", 123)][0]], project)  # the later tests start from the first run
-
-
-def test_loss_switch_reruns_only_training_half(project: Path, first_run: str):
-    _run(["git", "add", "-A"], project)
-    _run(["git", "commit", "-qm", "byol baseline"], project)
-    out = _run(["dvc", "exp", "run", "-S", "loss=vicreg", *SHORT], project, timeout=1200)
-    assert _stages_run(out) == {"train", "embed@builtin-test", "evaluate@builtin-test", "embed@builtin-ood",
-                                "evaluate@builtin-ood"}, out
-    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
-    changed = diff["metrics/builtin-test.json"]
-    assert "eer" in changed and changed["eer"]["diff"] != 0
-    # `--all` (the README's invocation) keeps the baselines, which a loss switch may leave unchanged
-    every = json.loads(_run(["dvc", "metrics", "diff", "--all", "--json"], project))["metrics/builtin-test.json"]
-    assert {"eer", "random_init_eer", "mfcc_eer"} <= set(every)
-    shown = _run(["dvc", "metrics", "show"], project)
-    assert max(len(line) for line in shown.splitlines()) <= 120, shown
-
-
-def test_trained_byol_beats_random_init(project: Path, first_run: str):
-    from singer_ssl.presets import overrides
-
-    _run(["git", "checkout", "params.yaml"], project)  # the reduced config, not the short runs' (loss switch)
-    flags = overrides("byol-laptop", project / "params.yaml", project / "presets")
-    out = _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=200"], project, timeout=1500)
-    assert "train" in _stages_run(out), out
-    m = json.loads((project / "metrics/builtin-test_details.json").read_text())
-    hp = yaml.safe_load((project / "data/model/hyperparams.yaml").read_text())
-    assert hp["loss"]["name"] == "byol" and hp["training"]["monitor"] == "eer"
-    assert m["embedding"]["eer"] < m["baselines"]["random_init"]["eer"] - 3.0, m

@@ -35,6 +35,16 @@ def test_rows_carry_the_numbers_of_the_metrics_file():
     assert rows[3].startswith("| baseline: MFCC mean+std (40-d) | 25.2 | 23.6–26.5 | 20.0–30.0 |")
 
 
+def test_versus_line_states_each_paired_difference_and_verdict():
+    versus = {"random_init": {"eer_diff": -16.28, "eer_diff_ci95_singer": [-22.1, -9.5], "beaten": True},
+              "mfcc": {"eer_diff": -1.3, "eer_diff_ci95_singer": [-4.04, 1.46], "beaten": False}}
+    m = dict(METRICS, versus=versus)
+    line = results_table.versus_line(m)
+    assert "vs random-init -16.3 points (-22.1 to -9.5): beaten" in line
+    assert "vs MFCC -1.3 points (-4.0 to +1.5): **not shown**" in line
+    assert results_table.versus_line(METRICS) == ""  # a metrics file from before the comparison: no line
+
+
 def test_write_replaces_only_the_marked_block(tmp_path):
     metrics = tmp_path / "metrics"
     metrics.mkdir()

@@ -36,6 +36,7 @@ __all__ = [
     "mean_normalized_rank",
     "min_dcf",
     "mnr_ranks",
+    "paired_singer_eer_difference",
     "roc",
     "sample_other_singer_negatives",
     "singer_bootstrap_ci",
@@ -591,6 +592,53 @@ def singer_bootstrap_ci(
         seed=seed, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
     )
     return {name: _percentile_ci(values, alpha, name) for name, values in samples.items()}
+
+
+def paired_singer_eer_difference(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    reference_scores: list[np.ndarray],
+    singer1: np.ndarray,
+    singer2: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, tuple[float, float]]:
+    """EER difference (percentage points) of ``scores`` minus ``reference_scores`` on the same trials, with its
+    paired singer-level bootstrap ``(1 - alpha)`` percentile interval.
+
+    The reference is the mean EER over the score vectors in ``reference_scores`` (e.g. several random
+    initialisations of one encoder: one vector each, all on the same trials). Each resample draws the singers once
+    (:func:`singer_bootstrap_samples`, same ``seed``: the draws depend on the seed and the singer set only) and every
+    system is scored on that same resample, so the singers' shared difficulty cancels in the difference: the
+    question "is system A better than system B on this population of singers" rather than "how precisely is A's
+    EER known" (whose interval, ``eer_ci95_singer``, is much wider). A negative difference means ``scores`` has the
+    lower EER; the difference is *significant at level alpha* when the interval's upper end is below 0. The
+    interval is conservative where the two systems differ only by trial-level noise (the vertex bootstrap counts a
+    non-target pair's own noise through both singers' draws): in simulation (tests/test_metrics.py) it covers a
+    true difference of 0 in 99 % of populations at nominal 95 %, about 1.4x wider than the spread of the point
+    difference, so "significant" errs towards "not shown".
+
+    Args:
+        labels, scores: (M,) trial labels (1 = same singer) and the system's scores.
+        reference_scores: K >= 1 arrays (M,), the reference system's scores (averaged over the K).
+        singer1, singer2: (M,) singer labels of each trial's two segments.
+
+    Returns:
+        ``(difference, (lo, hi))``: the point difference ``eer(scores) - mean_k eer(reference_k)`` and the interval.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha}")
+    if not reference_scores:
+        raise ValueError("reference_scores is empty: give at least one reference score vector")
+    point = eer(labels, scores)[0] - float(np.mean([eer(labels, r)[0] for r in reference_scores]))
+
+    def samples(s: np.ndarray) -> np.ndarray:
+        return singer_bootstrap_samples(labels, s, singer1, singer2, n_boot=n_boot, seed=seed)["eer"]
+
+    diffs = samples(scores) - np.mean([samples(r) for r in reference_scores], axis=0)
+    return float(point), _percentile_ci(diffs, alpha, "EER difference")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ list values from its metrics views anyway) holds everything::
       random_init: {eer, eer_std, min_dcf, min_dcf_std, mnr, mnr_std,
                     probe: {acc, acc_std, bacc, bacc_std, runs}, inits,
                     per_init: {eer: [...], min_dcf: [...], mnr: [...], probe_acc: [...]}}
+    versus: {random_init, mfcc}: {eer_diff, eer_diff_ci95_singer, beaten}
+                                                          (trained minus baseline EER, points, on the same trials;
+                                                          paired singer-level bootstrap interval; beaten: it lies
+                                                          below 0)
     degraded_16k: {embedding, projection}: {...}         (only when the embed stage wrote them)
     invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
                  target_score_mean: {reference, <transform>: ...}, nontarget_score_mean}
@@ -213,6 +217,20 @@ def average_inits(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def versus(labels: np.ndarray, scores: np.ndarray, baseline_scores: list[np.ndarray], singer1: np.ndarray,
+           singer2: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """The trained embedding against one baseline on the same trials: ``eer_diff`` (trained minus baseline, points;
+    the baseline's EER averaged over its score vectors), ``eer_diff_ci95_singer`` (paired singer-level bootstrap,
+    :func:`singer_ssl.evaluation.metrics.paired_singer_eer_difference`) and ``beaten`` (true when the whole interval
+    lies below 0: the trained embedding is better on this population of singers, not by the luck of which singers
+    were drawn)."""
+    from singer_ssl.evaluation.metrics import paired_singer_eer_difference
+
+    diff, (lo, hi) = paired_singer_eer_difference(labels, scores, baseline_scores, singer1, singer2, n_boot=n_boot,
+                                                  seed=seed)
+    return {"eer_diff": diff, "eer_diff_ci95_singer": [lo, hi], "beaten": bool(hi < 0.0)}
+
+
 def headline(details: dict[str, Any]) -> dict[str, Any]:
     """The flat headline metrics (:data:`HEADLINE`, in that order) of a details dict; missing paths left out."""
     out: dict[str, Any] = {}
@@ -223,6 +241,18 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             out[key] = value
     return out
+
+
+def versus_line(details: dict[str, Any]) -> str:
+    """e.g. ``vs random-init -5.09 [-11.08, 1.48] (not beaten), vs mfcc ...``: the paired EER differences."""
+    parts = []
+    for base, label in (("random_init", "random-init"), ("mfcc", "mfcc")):
+        d = details.get("versus", {}).get(base)
+        if d:
+            lo, hi = d["eer_diff_ci95_singer"]
+            parts.append(f"vs {label} {d['eer_diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                         f"{' beaten' if d['beaten'] else ' (not beaten)'}")
+    return "EER difference, singer-level 95 % CI: " + ", ".join(parts) if parts else "no baseline comparison"
 
 
 def details_path(metrics_path: str | os.PathLike) -> Path:
@@ -256,13 +286,21 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
     out["projection"], _, _ = verification(v["projection"], singers, trials, **scoring)
     out["probe"], main_probe = _probe(cfg, v["embedding"], singers, sources)
 
+    baseline_scores: dict[str, np.ndarray] = {}
+
     def scored(name: str) -> dict[str, Any]:
-        block, _, _ = verification(v[name], singers, trials, **scoring)
+        block, baseline_scores[name], _ = verification(v[name], singers, trials, **scoring)
         block["probe"] = _probe(cfg, v[name], singers, sources)[0]
         return block
 
-    out["baselines"] = {"random_init": average_inits([scored(name) for name in random_init_names(v)]),
+    inits = random_init_names(v)
+    out["baselines"] = {"random_init": average_inits([scored(name) for name in inits]),
                         "mfcc": scored("baseline/mfcc/embedding")}
+    out["versus"] = {
+        base: versus(labels, main_scores, [baseline_scores[n] for n in names], singers[trials.idx1],
+                     singers[trials.idx2], n_boot=cfg.bootstrap, seed=cfg.seed)
+        for base, names in (("random_init", inits), ("mfcc", ["baseline/mfcc/embedding"]))
+    }
     if "degraded_16k/embedding" in v:
         out["degraded_16k"] = {
             rep: verification(v[f"degraded_16k/{rep}"], singers, trials, **scoring)[0]
@@ -309,5 +347,5 @@ def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: st
         f"minDCF {e['min_dcf']:.3f} MNR {e['mnr']:.2f}% probe acc {result['probe']['acc']:.3f} "
         f"(std {result['probe']['acc_std']:.3f}) | "
         f"random-init EER {r['eer']:.2f}% (std {r['eer_std']:.2f}, {r['inits']} inits) | "
-        f"mfcc EER {m['eer']:.2f}% ({time.perf_counter() - t0:.1f} s)"
+        f"mfcc EER {m['eer']:.2f}% | {versus_line(result)} ({time.perf_counter() - t0:.1f} s)"
     )
