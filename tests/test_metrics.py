@@ -379,7 +379,7 @@ def test_paired_difference_covers_zero_between_equal_systems_and_is_narrower_tha
     of either EER (the shared difficulty cancels), and a clearly better system is declared better in every draw."""
     mu, sd_t, sd_n = 2.0, 0.7, 0.5
     rng = np.random.default_rng(77)
-    draws, covered, narrower, detected, points, widths = 150, 0, 0, 0, [], []
+    draws, covered, narrower, detected, points, widths = 100, 0, 0, 0, [], []
     for r in range(draws):
         labels, base, s1, s2 = correlated_population(rng, 30, mu, sd_t, sd_n)
         a = base + 0.6 * rng.standard_normal(base.size)

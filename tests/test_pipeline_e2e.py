@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 REDUCED = {
     "features.n_mels": 64,
     "trials.n_pairs": 3000,
-    "train.max_steps": 120,
+    "train.max_steps": 80,
     "train.steps_per_epoch": 40,
     "train.checkpoint_every": 40,
     "encoders.audiontt2020.embedding_dim": 256,
@@ -138,6 +138,10 @@ def test_full_pipeline_outputs(project: Path, first_run: str):
     assert len({p.name for p in (project / "data/raw/builtin-ood").iterdir() if p.is_dir()}) == 4
     for plot in ("roc.csv", "det.csv", "scores.png", "tsne.csv", "tsne.png", "confusion.csv", "singer_means.csv"):
         assert (project / "plots/builtin-test" / plot).stat().st_size > 0
+    ood = json.loads((project / "metrics/builtin-ood_details.json").read_text())
+    for name, d in (("builtin-test", m), ("builtin-ood", ood)):
+        print(f"\nreduced first run, {name}: EER {d['embedding']['eer']:.2f} vs random-init "
+              f"{d['baselines']['random_init']['eer']:.2f}, mfcc {d['baselines']['mfcc']['eer']:.2f}; {d['versus']}")
     # The trained encoder (default loss) clearly beats the same encoder with random weights.
     assert m["embedding"]["eer"] < m["baselines"]["random_init"]["eer"] - 3.0, m
 
@@ -161,7 +165,8 @@ def byol_run(project: Path, first_run: str) -> str:
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "first run"], project)
     flags = overrides("byol-laptop", project / "params.yaml", project / "presets")
-    return _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=200"], project, timeout=1500)
+    return _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=120", "-S", "embed.invariance=null"], project,
+                timeout=1500)
 
 
 def test_method_switch_reruns_only_the_training_half_and_byol_learns(project: Path, byol_run: str):
@@ -181,7 +186,7 @@ def test_method_switch_reruns_only_the_training_half_and_byol_learns(project: Pa
     m = json.loads((project / "metrics/builtin-test_details.json").read_text())
     hp = yaml.safe_load((project / "data/model/hyperparams.yaml").read_text())
     assert hp["loss"]["name"] == "byol" and hp["training"]["monitor"] == "eer"
-    print(f"\nbyol-laptop 200 steps, builtin-test: EER {m['embedding']['eer']:.2f} vs random-init "
+    print(f"\nbyol-laptop 120 steps, builtin-test: EER {m['embedding']['eer']:.2f} vs random-init "
           f"{m['baselines']['random_init']['eer']:.2f} (versus: {m['versus']['random_init']})")
     assert m["embedding"]["eer"] < m["baselines"]["random_init"]["eer"] - 3.0, m
 

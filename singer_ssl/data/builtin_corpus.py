@@ -146,10 +146,10 @@ class CorpusConfig:
     """
 
     seed: int = 123
-    n_train_singers: int = 24
+    n_train_singers: int = 48
     n_test_singers: int = 16
     n_ood_singers: int = 16
-    songs_per_singer: int = 6
+    songs_per_singer: int = 3
     test_songs_per_singer: int | None = 3
     min_seconds: float = 8.0
     max_seconds: float = 20.0
