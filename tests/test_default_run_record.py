@@ -27,11 +27,25 @@ def _get(tree, dotted: str):
     return tree
 
 
+def _norm(v):
+    """YAML 1.1 (pyyaml) reads DVC's ``1e-08`` as a string, params.yaml's ``1.0e-8`` as a float: compare numbers."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_norm(x) for x in v]
+    return v
+
+
 def test_every_locked_param_is_the_current_value():
     checked = 0
     for stage, entry in LOCK.items():
         for key, value in (entry.get("params") or {}).get("params.yaml", {}).items():
-            assert _get(PARAMS, key) == value, f"dvc.lock {stage}: {key} = {value!r}, params.yaml has another value"
+            assert _norm(_get(PARAMS, key)) == _norm(value), f"dvc.lock {stage}: {key} = {value!r}, params.yaml has another value"
             checked += 1
     assert checked > 50 and {"corpus.n_train_singers", "loss"} <= {
         k for e in LOCK.values() for k in (e.get("params") or {}).get("params.yaml", {})}
