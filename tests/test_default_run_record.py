@@ -45,7 +45,7 @@ def test_every_locked_param_is_the_current_value():
     checked = 0
     for stage, entry in LOCK.items():
         for key, value in (entry.get("params") or {}).get("params.yaml", {}).items():
-            assert _norm(_get(PARAMS, key)) == _norm(value), f"dvc.lock {stage}: {key} = {value!r}, params.yaml has another value"
+            assert _norm(_get(PARAMS, key)) == _norm(value), f"dvc.lock {stage}: {key} = {value!r}, not params.yaml's"
             checked += 1
     assert checked > 50 and {"corpus.n_train_singers", "loss"} <= {
         k for e in LOCK.values() for k in (e.get("params") or {}).get("params.yaml", {})}
