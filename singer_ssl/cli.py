@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from singer_ssl.core.allocator import keep_large_allocations
+
 #: output extensions of ``embed`` -> format name
 OUT_FORMATS = {".h5": "hdf5", ".hdf5": "hdf5", ".npz": "npz", ".npy": "npy", ".txt": "kaldi"}
 
@@ -341,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``singer-ssl`` with ``argv``; returns the exit status (bad input: one ``error:`` line, 2)."""
     args = build_parser().parse_args(argv)
+    keep_large_allocations()  # large CPU tensors reuse heap pages (singer_ssl.core.allocator)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # CliError, ConfigError, AudioError, ModelFolderError

@@ -22,6 +22,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from singer_ssl.core.allocator import keep_large_allocations
+
 #: the failures a user can cause (bad params, bad data, missing files): one line, exit status 1
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 
@@ -38,6 +40,7 @@ def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    keep_large_allocations()  # large CPU tensors reuse heap pages (singer_ssl.core.allocator)
     try:
         line = main(args)
     except USER_ERRORS as err:
