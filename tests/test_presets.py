@@ -29,16 +29,21 @@ def test_merge_is_deep():
 def test_shipped_presets_validate():
     """Each shipped preset, merged into params.yaml, passes full validation."""
     from singer_ssl.core.params import check_datasets
+    from singer_ssl.data.builtin_corpus import CorpusConfig
+    from singer_ssl.embed import EmbedConfig
     from singer_ssl.training.config import TrainConfig
 
     names = available(ROOT / "presets")
-    assert {"torres2023", "ge2e-singer", "semisupcon", "byol-a", "fonseca2021", "byol-laptop"} <= set(names)
+    assert {"torres2023", "ge2e-singer", "semisupcon", "byol-a", "fonseca2021", "byol-laptop", "ranking"} <= set(names)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for n in names:
         tree = yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())
         merged = merge(params, tree)
         check_datasets(merged)
         TrainConfig.from_params(merged)  # the train stage's own checks (optimizer, schedule, encoder kwargs...)
+        CorpusConfig.from_params(merged)
+        for dataset in merged["datasets"]["test"]:
+            EmbedConfig.from_params(merged, dataset)
         overrides(n, ROOT / "params.yaml", ROOT / "presets")  # expressible as -S flags
 
 
@@ -85,6 +90,6 @@ def test_every_preset_has_a_one_line_summary_naming_its_paper():
     from singer_ssl.presets import summary
 
     papers = {"torres2023": "Torres", "ge2e-singer": "GE2E", "semisupcon": "SemiSupCon", "byol-a": "BYOL-A",
-              "fonseca2021": "Fonseca", "byol-laptop": "BYOL"}
+              "fonseca2021": "Fonseca", "byol-laptop": "BYOL", "ranking": "not a paper"}
     for name in available(ROOT / "presets"):
         assert papers[name] in summary(name, ROOT / "presets")
