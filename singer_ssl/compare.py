@@ -12,15 +12,17 @@ split from ``metrics/<dataset>_details.json`` is read through the same names (:f
 DVC's metrics views hold numbers only, so the singer-level bootstrap interval (a list) does not reach
 ``dvc exp show``; the across-seed interval below takes its place.
 
-:func:`compare` groups runs by method = (``loss``, ``encoder``) and, per test dataset, reports for
-each method the mean and sample standard deviation (ddof 1) of a metric over seeds, the 95 %
-Student-t interval of that mean (mean ± t(0.975, n-1) s / sqrt(n)), and the paired difference to a
-reference method over the seeds both ran (same ``seed``, hence the same random-init baseline and
-training order), with its own t-interval. Fewer than 2 values give no interval ("n=1, no interval").
-Runs of a dataset whose test set differs from the majority (``datasets.test.<name>``, ``trials``,
-``segment`` params, or the number of trials) are listed as not comparable and left out of that
-dataset's table. The MFCC baseline (the same for every run of a test set) is given under the table;
-the random-init baseline (one per encoder and seed) is a column.
+:func:`compare` groups runs by method = (``loss``, ``encoder``), split into variants when runs of one
+loss and encoder differ in another param (:func:`method_labels`: only runs that differ in nothing but the
+seed are pooled as seeds), and, per test dataset, reports for each method the mean and sample standard
+deviation (ddof 1) of a metric over seeds, the 95 % Student-t interval of that mean
+(mean ± t(0.975, n-1) s / sqrt(n)), and the paired difference to a reference method over the seeds both
+ran (same ``seed``, hence the same random-init baseline and training order), with its own t-interval.
+Fewer than 2 values give no interval ("n=1, no interval"). Runs of a dataset whose test set differs from
+the majority (``datasets.test.<name>``, ``trials``, ``segment`` params, the ``corpus`` params for a
+built-in dataset, or the number of trials) are listed as not comparable and left out of that dataset's
+table. The MFCC baseline (the same for every run of a test set) is given under the table; the random-init
+baseline (one per encoder and seed) is a column.
 
 :func:`plot` draws the same table: per dataset, each method's mean with its 95 % t-interval (a bare
 point for n = 1), its random-init baseline as a grey cross, the MFCC baseline as a dashed line.
@@ -205,18 +207,21 @@ def metric_path(metric: str) -> str:
 
 def test_set_signature(run: Run, dataset: str) -> str:
     """What must agree for two runs' numbers on ``dataset`` to be comparable (params of the test set
-    and trials, segment params, counts). A null ``trials.seed`` (trials follow the top-level seed) is
-    kept as null, so seeds stay comparable with each other."""
+    and trials, segment params, the corpus params that generate a built-in test set, counts). A null
+    ``trials.seed`` (trials follow the top-level seed) is kept as null, so seeds stay comparable with each other."""
     p = run.params
     m = run.metrics[dataset]
-    sig = {"dataset": get_path(p, f"datasets.test.{dataset}"), "trials": p.get("trials"),
-           "segment": p.get("segment"), "counts": {k: metric_value(m, k) for k in COUNT_KEYS}}
+    ds = get_path(p, f"datasets.test.{dataset}")
+    builtin = isinstance(ds, dict) and (ds.get("layout") or ds.get("preset")) == "builtin"
+    corpus = {k: v for k, v in (p.get("corpus") or {}).items() if k != "workers"} if builtin else None
+    sig = {"dataset": ds, "trials": p.get("trials"), "segment": p.get("segment"), "corpus": corpus,
+           "counts": {k: metric_value(m, k) for k in COUNT_KEYS}}
     return json.dumps(sig, sort_keys=True, default=str)
 
 
 def _describe_difference(run: Run, ref: Run, dataset: str) -> str:
     a, b = json.loads(test_set_signature(run, dataset)), json.loads(test_set_signature(ref, dataset))
-    for key in ("counts", "dataset", "trials", "segment"):
+    for key in ("counts", "dataset", "trials", "segment", "corpus"):
         if a[key] != b[key]:
             if key == "counts":
                 ca, cb = a["counts"], b["counts"]
@@ -234,16 +239,56 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _mixed_params(runs: list[Run]) -> list[str]:
-    """Params (dotted) other than ``seed`` whose values differ between ``runs``."""
-    flats = [_flat(r.params) for r in runs]
-    keys = set().union(*flats) - {"seed"}
-    return sorted(k for k in keys if len({f.get(k) for f in flats}) > 1)
+#: params that never change a run's headline numbers, so never split a method into variants: the invariance report
+#: (its own metrics block) and worker counts (documented as not changing the output)
+NEUTRAL_PARAMS = ("embed.invariance", "corpus.workers", "segment.workers", "features.workers")
 
 
-def default_reference(methods: list[str]) -> str:
-    """``ntxent`` (with any encoder, the first alphabetically) when present, else the first method."""
-    ordered = sorted(methods)
+def _relevant_params(run: Run) -> dict[str, str]:
+    """``run``'s params (dotted -> JSON value) that may change its numbers, besides ``seed``, ``loss`` and
+    ``encoder``: :data:`NEUTRAL_PARAMS` and the sections of other objectives and encoders (``losses.<other>``,
+    ``encoders.<other>``, which the train stage does not read) are left out."""
+    loss, encoder = str(run.params.get("loss")), str(run.params.get("encoder"))
+    out = {}
+    for key, value in _flat(run.params).items():
+        parts = key.split(".")
+        if key in ("seed", "loss", "encoder") or any(key == n or key.startswith(n + ".") for n in NEUTRAL_PARAMS):
+            continue
+        if len(parts) > 1 and ((parts[0] == "losses" and parts[1] != loss)
+                               or (parts[0] == "encoders" and parts[1] != encoder)):
+            continue
+        out[key] = value
+    return out
+
+
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "unset"
+    return value[1:-1] if value.startswith('"') and value.endswith('"') else value
+
+
+def method_labels(runs: list[Run]) -> list[str]:
+    """The method of each run: ``loss / encoder``, plus ``[key=value, ...]`` for every param (other than the seed
+    and :data:`NEUTRAL_PARAMS`) whose value differs between runs of that loss and encoder. Only runs that differ in
+    nothing but the seed are pooled as seeds of one method: a sweep's 80-step runs and a 200-step default run of
+    the same objective are two rows, not one method with a mixed spread."""
+    flats = [_relevant_params(r) for r in runs]
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        groups.setdefault(r.method, []).append(i)
+    labels = [r.method for r in runs]
+    for base, idx in groups.items():
+        keys = sorted(k for k in set().union(*(flats[i] for i in idx)) if len({flats[i].get(k) for i in idx}) > 1)
+        if keys:
+            for i in idx:
+                labels[i] = f"{base} [{', '.join(f'{k}={_shown(flats[i].get(k))}' for k in keys)}]"
+    return labels
+
+
+def default_reference(methods: list[str], n_seeds: dict[str, int] | None = None) -> str:
+    """An ``ntxent`` method (with any encoder) when present, else any; among them the one with the most seeds,
+    then the first alphabetically."""
+    ordered = sorted(methods, key=lambda m: (-(n_seeds or {}).get(m, 0), m))
     return next((m for m in ordered if m.split(" / ")[0] == "ntxent"), ordered[0])
 
 
@@ -258,23 +303,20 @@ def dataset_table(runs: list[Run], dataset: str, metric: str, reference: str | N
     kept = [r for r, s in zip(present, sigs) if s == common]
     notes: list[str] = []
     by_method: dict[str, dict[Any, Run]] = {}
-    for r in kept:  # newest first in dvc's listing: the first run of a (method, seed) is kept
-        seeds = by_method.setdefault(r.method, {})
+    for r, label in zip(kept, method_labels(kept)):  # newest first in dvc's listing: a (method, seed)'s first run
+        seeds = by_method.setdefault(label, {})
         if r.seed in seeds:
-            notes.append(f"{r.method}: seed {r.seed} ran more than once; kept {seeds[r.seed].name}, left out {r.name}")
+            notes.append(f"{label}: seed {r.seed} ran more than once; kept {seeds[r.seed].name}, left out {r.name}")
         else:
             seeds[r.seed] = r
-    for method, seeds in sorted(by_method.items()):
-        mixed = _mixed_params(list(seeds.values()))
-        if mixed:
-            notes.append(f"{method}: its runs differ in {', '.join(mixed[:6])}{' ...' if len(mixed) > 6 else ''}")
-    ref = reference if reference is not None else default_reference(list(by_method))
-    if ref not in by_method:
-        ref_loss = [m for m in sorted(by_method) if m.split(" / ")[0] == ref]
-        if not ref_loss:
+    n_seeds = {m: len(seeds) for m, seeds in by_method.items()}
+    ref = reference if reference is not None else default_reference(list(by_method), n_seeds)
+    if ref not in by_method:  # a loss name, or "loss / encoder" of a method split into variants
+        matches = [m for m in by_method if ref in (m.split(" / ")[0], m.split(" [")[0])]
+        if not matches:
             raise CompareError(f"--reference {ref}: no such method on {dataset} "
                                f"(methods: {', '.join(sorted(by_method))})")
-        ref = ref_loss[0]
+        ref = default_reference(matches, n_seeds)
     missing: dict[str, list[str]] = {}
 
     def value(r: Run, p: str) -> float | None:

@@ -209,13 +209,54 @@ def test_missing_metric_dash_and_named_once():
     assert text.count("missing (—): probe_acc: a1, a2") == 1
 
 
-def test_duplicate_seed_and_mixed_params_noted():
-    exps = two_methods() + [("again", params("ntxent", 1, train={"max_steps": 3}), {"builtin-test": metrics(50.0)})]
+def test_duplicate_seed_noted_and_the_newest_kept():
+    exps = two_methods() + [("again", params("ntxent", 1), {"builtin-test": metrics(50.0)})]  # oldest: listed last
     runs, _ = cmp.runs_from_exp_show(exp_show(exps))
     (t,) = cmp.compare(runs)
-    assert any("seed 1 ran more than once" in n for n in t.notes)
+    assert any("ntxent / audiontt2020: seed 1 ran more than once" in n and "left out again" in n for n in t.notes)
     row = next(r for r in t.rows if r.method.startswith("ntxent"))
     assert row.metric.mean == pytest.approx(np.mean(list(EER["ntxent"].values())))
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_separate_methods():
+    """A sweep's short runs and a longer default run of the same objective are two rows (each pooled over its own
+    seeds only); params that do not change the numbers (the invariance report, another objective's section, worker
+    counts) split nothing; the default reference is the ntxent variant with the most seeds."""
+    short = {"max_steps": 80}
+    exps = [(f"ntxent-s{s}", params("ntxent", s, train=short, embed={"invariance": None},
+                                    losses={"dcl": {"temperature": 0.1 * s}}, corpus={"workers": s}),
+             {"builtin-test": metrics(EER["ntxent"][s])}) for s in (1, 2, 3)]
+    exps += [(f"vicreg-s{s}", params("vicreg", s, train=short, embed={"invariance": {"segments_per_singer": 2}}),
+              {"builtin-test": metrics(EER["vicreg"][s])}) for s in (1, 2)]
+    exps.append(("default", params("ntxent", 123, train={"max_steps": 200}), {"builtin-test": metrics(11.0)}))
+    runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+    (t,) = cmp.compare(runs)
+    text = cmp.format_table(t, "eer")
+    rows = table_rows(text)
+    short_label, long_label = ("ntxent / audiontt2020 [train.max_steps=80]",
+                               "ntxent / audiontt2020 [train.max_steps=200]")
+    assert set(rows) == {short_label, long_label, "vicreg / audiontt2020"}, text
+    x = np.array([EER["ntxent"][s] for s in (1, 2, 3)])
+    assert rows[short_label]["n seeds"] == "3"
+    assert rows[short_label]["eer mean ± std"] == f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
+    assert rows[long_label]["n seeds"] == "1" and rows[long_label]["eer mean ± std"] == "11.00"
+    assert t.reference == short_label  # 3 seeds beat 1
+    d = np.array([EER["vicreg"][s] - EER["ntxent"][s] for s in (1, 2)])
+    assert rows["vicreg / audiontt2020"][f"Δ eer vs {short_label} (paired)"] == f"{d.mean():+.2f} (n=2)"
+    assert rows[long_label][f"Δ eer vs {short_label} (paired)"] == "no common seed"
+    for spelling in ("ntxent", "ntxent / audiontt2020"):  # a loss, or loss / encoder: its best-sampled variant
+        assert cmp.compare(runs, reference=spelling)[0].reference == short_label
+    assert cmp.compare(runs, reference=long_label)[0].reference == long_label
+
+
+def test_corpus_params_make_a_builtin_test_set_another_one():
+    p = params("vicreg", 9, corpus={"n_test_singers": 300, "workers": 2})
+    runs, _ = cmp.runs_from_exp_show(exp_show(two_methods() + [("large", p, {"builtin-test": metrics(20.0)})]))
+    (t,) = cmp.compare(runs)
+    assert t.excluded == ["large (params corpus differ)"]
+    q = params("vicreg", 9, corpus={"workers": 7})  # the worker count does not change the corpus
+    runs, _ = cmp.runs_from_exp_show(exp_show(two_methods() + [("busy", q, {"builtin-test": metrics(20.0)})]))
+    assert cmp.compare(runs)[0].excluded == []
 
 
 def test_plot_writes_png(tmp_path):

@@ -6,8 +6,8 @@
 3. `dvc exp run $(singer-ssl preset byol-laptop)` (a method switch) re-runs only train, embed and
    evaluate, `dvc metrics diff` shows the changed EER (`--all`: with the baselines; `dvc metrics show`
    within 120 columns), and the trained BYOL encoder beats the random-init baseline on builtin-test.
-4. A two-method x two-seed sweep (those two runs and two short experiments) and `singer-ssl compare`
-   on it: 2 methods, n=2 each, means equal to those of the per-run metrics.
+4. A two-method x two-seed sweep (four short experiments) and `singer-ssl compare` on it: each method's
+   short runs one row, n=2, means equal to those of the per-run metrics; the longer runs rows of their own.
 """
 
 from __future__ import annotations
@@ -192,29 +192,30 @@ def test_method_switch_reruns_only_the_training_half_and_byol_learns(project: Pa
 
 
 def test_two_methods_two_seeds_compare(project: Path, byol_run: str, tmp_path: Path):
-    """A two-method x two-seed sweep and `singer-ssl compare` on it: the committed first run is (ntxent, 123),
-    the BYOL preset run (byol, 123); two short experiments add (ntxent, 7) and (byol, 7). The table has 2 methods
-    with n=2 each, and its means equal those of the per-run metrics read straight from `dvc exp show --json`."""
+    """A two-method x two-seed sweep and `singer-ssl compare` on it: four short experiments, (ntxent, byol-laptop)
+    x seeds (123, 7). Each method's short runs form one row with n=2 whose mean equals that of the per-run metrics
+    read straight from `dvc exp show --json`; the longer first run (ntxent, 123) and BYOL run (byol, 123) differ
+    in more than the seed, so they are rows of their own (n=1), not a third seed."""
     from singer_ssl.compare import metric_value
     from singer_ssl.presets import overrides
 
     for preset in (None, "byol-laptop"):
-        _run(["git", "checkout", "params.yaml"], project)  # the first run's config (exp run left the last one's)
-        flags = overrides(preset, project / "params.yaml", project / "presets") if preset else []
-        _run(["dvc", "exp", "run", *flags, "-S", "seed=7", *SHORT], project, timeout=600)
+        for seed in (123, 7):
+            _run(["git", "checkout", "params.yaml"], project)  # the first run's config (exp run left the last one's)
+            flags = overrides(preset, project / "params.yaml", project / "presets") if preset else []
+            _run(["dvc", "exp", "run", *flags, "-S", f"seed={seed}", *SHORT], project, timeout=600)
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     exps_json = tmp_path / "exps.json"
     exps_json.write_text(json.dumps(shown))
-    found: dict[tuple[str, int], tuple[str, dict]] = {}  # (loss, seed) -> (run name, metrics files)
+    found: dict[tuple[str, int, int], dict] = {}  # (loss, seed, max_steps) -> metrics files
     for base in shown:
-        entries = [(base.get("name") or base["rev"], base)]
-        entries += [(st.get("name") or rng.get("name"), st) for rng in base.get("experiments") or []
-                    for st in rng["revs"]]
-        for name, st in entries:
+        entries = [base] + [st for rng in base.get("experiments") or [] for st in rng["revs"]]
+        for st in entries:
             p = (st.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")
             if p and st["data"].get("metrics"):
-                found.setdefault((p["loss"], p["seed"]), (name, st["data"]["metrics"]))
-    assert set(found) == {(loss, seed) for loss in ("ntxent", "byol") for seed in (123, 7)}, sorted(found)
+                found.setdefault((p["loss"], p["seed"], p["train"]["max_steps"]), st["data"]["metrics"])
+    assert set(found) == {(loss, seed, 4) for loss in ("ntxent", "byol") for seed in (123, 7)} | {
+        ("ntxent", 123, 80), ("byol", 123, 120)}, sorted(found)
     out = _run([sys.executable, "-m", "singer_ssl.cli", "compare", "--exps", str(exps_json),
                 "--plot", str(tmp_path / "cmp.png")], project)
     assert (tmp_path / "cmp.png").stat().st_size > 0
@@ -222,13 +223,14 @@ def test_two_methods_two_seeds_compare(project: Path, byol_run: str, tmp_path: P
         table = out.split(f"### {dataset}")[1].split("###")[0]
         rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
                 for ln in table.splitlines() if ln.startswith("| ") and "n seeds" not in ln}
-        assert set(rows) == {"ntxent / audiontt2020", "byol / audiontt2020"}, table
-        for loss in ("ntxent", "byol"):
-            row = rows[f"{loss} / audiontt2020"]
-            assert row[1] == "2", table  # n seeds
-            eers = [metric_value(found[(loss, s)][1][f"metrics/{dataset}.json"]["data"], "eer") for s in (123, 7)]
-            assert row[2].split(" ± ")[0] == f"{sum(eers) / 2:.2f}", (row, eers)
-            assert f"note: {loss} / audiontt2020: its runs differ in" in table  # the seed-123 runs trained longer
+        assert len(rows) == 4, table
+        for loss, long_steps in (("ntxent", 80), ("byol", 120)):
+            (short,) = [m for m in rows if m.startswith(f"{loss} / audiontt2020 [") and "train.max_steps=4" in m]
+            (long,) = [m for m in rows if m.startswith(f"{loss} / audiontt2020 [") and
+                       f"train.max_steps={long_steps}" in m]
+            assert rows[short][1] == "2" and rows[long][1] == "1", table  # n seeds
+            eers = [metric_value(found[(loss, s, 4)][f"metrics/{dataset}.json"]["data"], "eer") for s in (123, 7)]
+            assert rows[short][2].split(" ± ")[0] == f"{sum(eers) / 2:.2f}", (rows[short], eers)
         assert "not comparable" not in table
     exps = _run([sys.executable, "-m", "singer_ssl.cli", "exps", "--exps", str(exps_json)], project)
     assert max(len(line) for line in exps.splitlines()) <= 120, exps

@@ -287,6 +287,8 @@ SMALL = {
     "fonseca2021": {"augment": {"crop_seconds": 1.0}},
     "byol-laptop": {"augment": {"crop_seconds": 1.0}},
 }
+#: presets that size the built-in test sets and leave the method alone (no model to run here)
+TEST_SET_PRESETS = {"ranking": {"corpus", "embed"}}
 EMBEDDING_DIMS = {"torres2023": 1000, "ge2e-singer": 256, "semisupcon": 512, "byol-a": 512, "fonseca2021": 512,
                   "byol-laptop": 512}
 
@@ -305,7 +307,9 @@ def test_every_preset_runs_train_embed_evaluate(tmp_path):
     from singer_ssl.training import run as training
     from tests.synthetic import make_training_set, pipeline_paths
 
-    assert set(SMALL) == set(available(ROOT / "presets"))
+    assert set(SMALL) | set(TEST_SET_PRESETS) == set(available(ROOT / "presets"))
+    for name, sections in TEST_SET_PRESETS.items():  # no method settings: its runs compare methods as the default's
+        assert set(load_preset(name, ROOT / "presets")) == sections
     data = tmp_path / "data"
     kw = {"sample_rate": 16000, "n_fft": 512, "hop": 160, "n_mels": 32, "seconds": 4.0}
     make_training_set(data, "toy", n_singers=4, sources_per_singer=2, segments_per_source=2, **kw)
