@@ -364,14 +364,14 @@ class PitchShiftPraat(WaveformOp):
 
     def apply(self, x, pitch_ratio, range_ratio, praat_seed=None):
         import parselmouth
-        from parselmouth.praat import call, run
+        from parselmouth.praat import call
+
+        from singer_ssl.core.praat import praat_seed as seeded_praat
 
         n = x.shape[0]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), seeded_praat(praat_seed):  # Praat's global RNG left as found after
             warnings.simplefilter("ignore")  # "no voiced segments", RandomPool notices
             try:
-                if praat_seed is not None:
-                    run(f"random_initializeWithSeedUnsafelyButPredictably ({int(praat_seed)})")
                 sound = parselmouth.Sound(x.astype(np.float64), sampling_frequency=float(self.sample_rate))
                 if pitch_ratio == 1.0:
                     out = call(sound, "Change gender", self.pitch_floor, self.pitch_ceiling,
@@ -387,9 +387,6 @@ class PitchShiftPraat(WaveformOp):
                     out = call((sound, pitch), "Change gender", self.formant_ratio, new_median, range_ratio, 1.0)
             except parselmouth.PraatError:
                 return x.copy()
-            finally:
-                if praat_seed is not None:
-                    run("random_initializeSafelyAndUnpredictably ()")  # leave Praat's global RNG as found
         y = np.asarray(out.values[0], dtype=np.float32)
         return _fit_length(y, n)
 

@@ -60,6 +60,7 @@ import numpy as np
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.io import atomic_path, write_csv, write_text
 from singer_ssl.core.params import int_param, mapping_param, number_param
+from singer_ssl.core.praat import praat_seed as seeded_praat
 
 # eSpeak voice variants shipped in parselmouth 0.4 (Praat 6.1) that produce voiced speech. Found by
 # listing the variant files compiled into the library and synthesising with each: the Klatt variants
@@ -332,18 +333,6 @@ def _synthesizer(language: str, voice: str, pitch_multiplier: float, words_per_m
     call(synth, "Speech output settings", SYNTH_RATE, 0.0, float(pitch_multiplier), 0.0,
          int(words_per_minute), "IPA")
     return synth
-
-
-@contextlib.contextmanager
-def _praat_seed(seed: int) -> Iterator[None]:
-    """Make Praat's random generator reproducible inside the block, unpredictable again after."""
-    from parselmouth.praat import run
-
-    run(f"random_initializeWithSeedUnsafelyButPredictably ({seed})")
-    try:
-        yield
-    finally:
-        run("random_initializeSafelyAndUnpredictably ()")
 
 
 def _speech_f0(language: str, voice: str, pitch_multiplier: float) -> float:
@@ -623,7 +612,7 @@ def _sing_phrase(
     call([manip, pitch_tier], "Replace pitch tier")
     call([manip, duration_tier], "Replace duration tier")
     # Praat's overlap-add draws random numbers (lengthened unvoiced stretches): seed its generator
-    with _praat_seed(int(rng.integers(2**31))):
+    with seeded_praat(int(rng.integers(2**31))):
         sung = call(manip, "Get resynthesis (overlap-add)")
     return sung.values[0].astype(np.float64)
 

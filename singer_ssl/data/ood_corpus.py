@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from singer_ssl.core.praat import praat_seed as seeded_praat
 SYNTH_RATE = 44100  # KlattGrid "To Sound" rate; resampled (soxr HQ) to the song's sample rate
 VOWELS: tuple[str, ...] = ("i", "ɪ", "ɛ", "æ", "ɑ", "ɔ", "ʊ", "u", "ʌ")
 # Peterson, G. E. & Barney, H. L. (1952). Control methods used in a study of the vowels. JASA 24(2),
@@ -323,18 +324,6 @@ def compose(singer: OodSinger, r: np.random.Generator, seconds: float) -> Score:
 # ---------------------------------------------------------------------------------------- Praat
 
 
-@contextlib.contextmanager
-def _praat_seed(seed: int) -> Iterator[None]:
-    """Make Praat's random generator reproducible inside the block, unpredictable again after."""
-    from parselmouth.praat import run
-
-    run(f"random_initializeWithSeedUnsafelyButPredictably ({seed})")
-    try:
-        yield
-    finally:
-        run("random_initializeSafelyAndUnpredictably ()")
-
-
 def _read_tier(path: Path, text: str):
     import parselmouth
 
@@ -380,7 +369,7 @@ def synthesise(singer: OodSinger, score: Score, praat_seed: int, tmpdir: Path) -
         ("Add aspiration amplitude point", singer.aspiration_db),
     ):  # fmt: skip
         call(kg, command, 0.0, float(value))
-    with _praat_seed(praat_seed):
+    with seeded_praat(praat_seed):
         sound = call(kg, "To Sound")
     x = np.diff(sound.values[0].astype(np.float64), prepend=0.0)  # lip radiation: first difference
     n = int(round(xmax * SYNTH_RATE))
