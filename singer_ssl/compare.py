@@ -38,6 +38,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,7 +438,7 @@ def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> Non
     plt.close("all")
     if suffix not in supported:
         raise CompareError(f"--plot {out}: unknown image format {suffix!r}; use one of {', '.join(sorted(supported))}")
-    height = 0.6 * max(len(t.rows) for t in tables) + 2.4
+    height = 0.8 * max(len(t.rows) for t in tables) + 2.6
     fig, axes = plt.subplots(1, len(tables), figsize=(7 * len(tables), height), squeeze=False)
     handles: dict[str, Any] = {}
     for ax, t in zip(axes[0], tables):
@@ -445,7 +446,7 @@ def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> Non
         ys = list(range(len(d["means"])))
         handles["mean over seeds, 95 % t-interval"] = ax.errorbar(d["means"], ys, xerr=[d["err_lo"], d["err_hi"]],
                                                                   fmt="o", capsize=4)
-        ax.set_yticks(ys, d["labels"])
+        ax.set_yticks(ys, [textwrap.fill(label, 36) for label in d["labels"]])  # variants: [key=value] wraps
         ax.set_ylim(len(ys) - 0.5, -0.5)  # the reference method on top
         if d["random_init"]:
             handles["same encoder, random weights"] = ax.plot(*zip(*d["random_init"]), "x", color="grey",
@@ -453,7 +454,7 @@ def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> Non
         if d["mfcc"] is not None:
             handles["MFCC baseline"] = ax.axvline(d["mfcc"], color="tab:red", linestyle="--")
         ax.set_xlabel(f"{metric_path(metric)} (mean over seeds)")
-        ax.set_title(f"{t.dataset} (reference: {t.reference})")
+        ax.set_title(textwrap.fill(f"{t.dataset} (reference: {t.reference})", 60), fontsize="medium")
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize="small",
                frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
