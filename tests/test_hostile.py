@@ -732,7 +732,7 @@ def test_dvc_hostile(tmp_path: Path):
            "PYTHONPATH": str(proj), "DVC_NO_ANALYTICS": "1"}
 
     def sh(*args: str, check: bool = True) -> str:
-        r = subprocess.run(args, cwd=proj, env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(args, cwd=proj, env=env, capture_output=True, text=True, timeout=3 * 3600)
         assert not check or r.returncode == 0, r.stdout + r.stderr
         return r.stdout + r.stderr
 

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+HANG_GUARD_S = 3 * 3600  # seconds: a guard against a hung process only; no test fails for being slow
 pytestmark = pytest.mark.slow
 
 # Reduced but real: every stage runs its production code path.
@@ -62,8 +63,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], cwd: Path, timeout: int = 900) -> str:
-    p = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+def _run(args: list[str], cwd: Path) -> str:
+    """Run ``args``; the timeout only guards against a hung process (3 h), never a speed check."""
+    p = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
     out = p.stdout + p.stderr
     assert p.returncode == 0, f"{' '.join(args)} failed ({p.returncode}):\n{out[-6000:]}"
     return out
@@ -104,7 +106,7 @@ def first_run(project: Path) -> str:
     args = ["dvc", "exp", "run"]
     for k, v in REDUCED.items():
         args += ["-S", f"{k}={v}"]
-    return _run(args, project, timeout=1500)
+    return _run(args, project)
 
 
 def test_full_pipeline_outputs(project: Path, first_run: str):
@@ -165,8 +167,7 @@ def byol_run(project: Path, first_run: str) -> str:
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "first run"], project)
     flags = overrides("byol-laptop", project / "params.yaml", project / "presets")
-    return _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=120", "-S", "embed.invariance=null"], project,
-                timeout=1500)
+    return _run(["dvc", "exp", "run", *flags, "-S", "train.max_steps=120", "-S", "embed.invariance=null"], project)
 
 
 def test_method_switch_reruns_only_the_training_half_and_byol_learns(project: Path, byol_run: str):
@@ -203,7 +204,7 @@ def test_two_methods_two_seeds_compare(project: Path, byol_run: str, tmp_path: P
         for seed in (123, 7):
             _run(["git", "checkout", "params.yaml"], project)  # the first run's config (exp run left the last one's)
             flags = overrides(preset, project / "params.yaml", project / "presets") if preset else []
-            _run(["dvc", "exp", "run", *flags, "-S", f"seed={seed}", *SHORT], project, timeout=600)
+            _run(["dvc", "exp", "run", *flags, "-S", f"seed={seed}", *SHORT], project)
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     exps_json = tmp_path / "exps.json"
     exps_json.write_text(json.dumps(shown))
