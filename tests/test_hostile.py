@@ -738,7 +738,7 @@ def test_dvc_hostile(tmp_path: Path):
 
     sh("git", "init", "-q")
     sh(dvc, "init", "-q")
-    targets = ("scan-test@toy", "segment-test@toy")
+    targets = ("check", "scan-test@toy", "segment-test@toy")  # check: every stage depends on its marker
     sh(dvc, "repro", "-s", *targets)
     skipped = (proj / "data/segments/test/toy/skipped.csv").read_text()
     assert "bob/gone.wav,unreadable" in skipped and "bob/l1.wav,unreadable: Too many levels" in skipped

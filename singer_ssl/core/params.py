@@ -88,6 +88,42 @@ def check_datasets(params: dict[str, Any]) -> None:
                 raise ConfigError(f"datasets.{role}.{name}: needs at least 'path'")
 
 
+#: every top-level key of params.yaml (each owned by one or more stage configs; singer_ssl.validate walks them all)
+TOP_LEVEL_KEYS: tuple[str, ...] = ("seed", "loss", "encoder", "datasets", "corpus", "audio", "segment", "features",
+                                   "trials", "losses", "encoders", "head", "augment", "train", "embed", "evaluate")
+
+
+def check_top_level(params: dict[str, Any]) -> None:
+    """ConfigError ``"<key>: unknown top-level parameter; valid top-level keys: ..."`` for a key outside
+    :data:`TOP_LEVEL_KEYS` (a typo no stage would read, e.g. ``trian``)."""
+    for key in params:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{key}: unknown top-level parameter; valid top-level keys: "
+                              f"{', '.join(sorted(TOP_LEVEL_KEYS))}")
+
+
+def check_roles(params: dict[str, Any], base: str | os.PathLike = ".") -> None:
+    """``datasets.train`` and ``datasets.test`` each name at least one dataset, and no dataset is in both: not
+    by name (:func:`check_datasets`) and not by folder (paths resolved against ``base``, the repository root),
+    since a training singer in a test set leaks into the evaluation."""
+    check_datasets(params)
+    ds = params.get("datasets") or {}
+    for role in ROLES:
+        if not ds.get(role):
+            raise ConfigError(f"datasets.{role}: no {role} dataset; add one (name: {{path: ..., layout: ...}}), "
+                              f"e.g. builtin-{role}: {{path: data/raw/builtin-{role}, layout: builtin}}")
+    folders: dict[Path, str] = {}
+    for name, role, spec in dataset_items(params):
+        path = spec.get("path")
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ConfigError(f"datasets.{role}.{name}.path: expected a folder path, got {path!r}")
+        folder = (Path(base) / os.path.expanduser(str(path))).resolve()
+        other = folders.setdefault(folder, f"datasets.{role}.{name}")
+        if other != f"datasets.{role}.{name}" and other.split(".")[1] != role:
+            raise ConfigError(f"datasets.{role}.{name}: the same folder ({path}) as {other}; a dataset cannot be "
+                              f"both a training and a test set (its singers would leak into the evaluation)")
+
+
 # --------------------------------------------------------------------------------------------------
 # Typed checkers shared by every ``<Stage>Config.from_params``. ``where`` is the parameter's dotted
 # path (``embed.batch_size``); every failure is a one-line ConfigError that starts with it.
