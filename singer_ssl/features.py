@@ -34,7 +34,7 @@ from torch import nn
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import FIXED_ATTRS, FRONT_END_KEYS, LogMel, front_end_params, make_extractor, n_frames  # noqa: F401
-from singer_ssl.core.io import atomic_path, open_h5
+from singer_ssl.core.io import atomic_path, open_h5, require_free_space
 from singer_ssl.core.params import (
     choice_param,
     dataset_spec,
@@ -320,6 +320,8 @@ def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike
     prev_threads = torch.get_num_threads()
     if dev.type == "cpu":
         torch.set_num_threads(1)
+    # h5py may crash (not raise) when a write hits a full disk: refuse to start without room for the log-mels
+    require_free_space(out_path, n * fe["n_mels"] * t * np.dtype(dtype).itemsize)
     try:
         with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
             # No object timestamps: the same inputs give byte-identical files (stable DVC hashes).

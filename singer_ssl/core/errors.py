@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 
@@ -12,3 +13,11 @@ class ConfigError(ValueError):
 def choice_error(what: str, value: object, choices: Iterable[str]) -> ConfigError:
     """Build the standard 'unknown X' error listing the valid choices."""
     return ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(sorted(choices))}")
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space: ``no space left on device writing <path>`` (nothing half-written kept)."""
+
+    def __init__(self, path: object, detail: str = "") -> None:
+        super().__init__(f"no space left on device writing {path}{f' ({detail})' if detail else ''}")
+        self.errno = errno.ENOSPC

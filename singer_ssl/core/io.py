@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import yaml
+
+from singer_ssl.core.errors import DiskFullError
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -69,6 +72,51 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+#: how a full disk reads when the errno is lost: h5py's HDF5 error stack ("errno = 28") or the C library's text
+_DISK_FULL_TEXT = ("no space left on device", "errno = 28", "disk quota exceeded")
+#: torch's archive writer (torch.save / torch.jit.save to a path) when a write comes up short: the errno is lost
+_TORCH_SHORT_WRITE = ("unexpected pos", "pytorchstreamwriter failed")
+#: below this many free bytes a short write is taken for a full disk
+LOW_SPACE_BYTES = 16 * 2**20
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Bytes available to this user on the filesystem holding ``folder`` (``shutil.disk_usage``; -1 if unknown)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
+
+
+def is_disk_full(err: BaseException, folder: str | os.PathLike) -> bool:
+    """Whether ``err`` (or an exception it was raised from) is a write failing for lack of space on the filesystem
+    of ``folder``: an OSError with errno ENOSPC/EDQUOT, the same text from a C library (h5py), or torch's writer
+    reporting a short write while less than :data:`LOW_SPACE_BYTES` are free."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e).lower()
+        if any(m in text for m in _DISK_FULL_TEXT):
+            return True
+        if any(m in text for m in _TORCH_SHORT_WRITE) and 0 <= free_bytes(folder) < LOW_SPACE_BYTES:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def require_free_space(path: str | os.PathLike, nbytes: int) -> None:
+    """DiskFullError before writing ``path`` when its filesystem has less than ``nbytes`` (+ 1 %) free: a
+    library that dies inside a write (h5py can crash on ENOSPC) never starts."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = free_bytes(folder)
+    if 0 <= free < nbytes * 1.01:
+        raise DiskFullError(path, f"needs about {nbytes / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write ``path`` into; rename it over ``path`` on success.
@@ -76,7 +124,8 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     With ``is_dir=True`` the temporary path is an (empty, created) directory and an existing
     target directory is replaced as a whole. On an exception the temporary is removed and the
     previous target (if any) is left untouched. Stale temporaries of ``path`` from killed processes
-    are removed first (:func:`remove_stale_temporaries`).
+    are removed first (:func:`remove_stale_temporaries`). A failure for lack of space (:func:`is_disk_full`)
+    becomes one :class:`~singer_ssl.core.errors.DiskFullError`: ``no space left on device writing <path>``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +135,10 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
         tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         _remove(tmp)
+        if isinstance(err, Exception) and not isinstance(err, DiskFullError) and is_disk_full(err, path.parent):
+            raise DiskFullError(path) from None
         raise
     if is_dir:
         old = None

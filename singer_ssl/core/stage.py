@@ -23,9 +23,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from singer_ssl.core.allocator import keep_large_allocations
+from singer_ssl.core.errors import DiskFullError
+from singer_ssl.core.io import is_disk_full
 
-#: the failures a user can cause (bad params, bad data, missing files): one line, exit status 1
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+#: the failures a user can cause (bad params, bad data, missing files, a full disk): one line, exit status 1
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+                                                DiskFullError)
 
 
 def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional: Sequence[str],
@@ -45,6 +48,12 @@ def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional
         line = main(args)
     except USER_ERRORS as err:
         print(f"error: {stage}: {one_line(err)}{restore_hint()}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not is_disk_full(err, os.getcwd()):
+            raise  # a bug: keep the traceback
+        where = getattr(err, "filename", None) or "an output"  # a write outside atomic_path (e.g. a log)
+        print(f"error: {stage}: {DiskFullError(where)}{restore_hint()}", file=sys.stderr)
         return 1
     if line:
         print(line)
