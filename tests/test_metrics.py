@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy.interpolate import interp1d
@@ -245,11 +243,11 @@ def test_bootstrap_ci_covers_estimate_and_narrows():
     assert metrics.bootstrap_eer_ci(labels, scores, 50, seed=1) == metrics.bootstrap_eer_ci(labels, scores, 50, seed=1)
 
 
-def test_bootstrap_speed():
+def test_bootstrap_on_a_large_list():
+    """20,000 trials, 1000 resamples (about 0.7 s on 2 cores; the speed is benchmarks/scoring.py's, not a test's)."""
     labels, scores = random_trials(20000, seed=16)
-    start = time.perf_counter()
-    metrics.bootstrap_eer_ci(labels, scores, n_boot=1000, seed=0)
-    assert time.perf_counter() - start < 5.0  # about 0.7 s on 2 cores; generous for loaded CI machines
+    lo, hi = metrics.bootstrap_eer_ci(labels, scores, n_boot=1000, seed=0)
+    assert lo < metrics.eer(labels, scores)[0] < hi
 
 
 def test_bootstrap_tiny_list_drops_single_class_resamples():
@@ -399,12 +397,13 @@ def test_paired_difference_covers_zero_between_equal_systems_and_is_narrower_tha
     assert detected == draws
 
 
-def test_singer_bootstrap_speed():
+def test_singer_bootstrap_on_a_large_list():
+    """200 singers, 10,000 trials, 1000 queries, 1000 resamples (about 1 s on 2 cores; no speed assertion)."""
     labels, scores, s1, s2 = singer_trials(n_singers=200, n_trials=10000, seed=3, decimals=None)
     ranks = np.random.default_rng(0).random(1000)
-    start = time.perf_counter()
-    metrics.singer_bootstrap_ci(labels, scores, s1, s2, query_singers=s1[:1000], query_ranks=ranks, n_boot=1000)
-    assert time.perf_counter() - start < 5.0  # about 1 s on 2 cores
+    ci = metrics.singer_bootstrap_ci(labels, scores, s1, s2, query_singers=s1[:1000], query_ranks=ranks, n_boot=1000)
+    assert ci["eer"][0] < metrics.eer(labels, scores)[0] < ci["eer"][1]
+    assert ci["mnr"][0] < 100 * ranks.mean() < ci["mnr"][1]
 
 
 # ------------------------------------------------------------------------------------------------
