@@ -90,7 +90,7 @@ def _fake_table(items: list[np.ndarray], wav_paths: list[Path], hop: int, sample
     return SimpleNamespace(
         stores=[items], dataset=np.zeros(n, int), row=np.arange(n), source=np.arange(n),
         attrs={"sample_rate": sample_rate, "hop": hop}, source_groups=lambda: [np.array([i]) for i in range(n)],
-        audio_path=lambda i: wav_paths[i], __len__=lambda: n,
+        audio_path=lambda i: wav_paths[i],
     )
 
 
