@@ -597,6 +597,55 @@ def _model_ts_bytes(tmp: Path) -> str:
     return CLEAN if same else "silent: model.ts bytes differ"
 
 
+def _nan_h5(tmp: Path) -> tuple[Path, Path]:
+    """An embedding file (every matrix the evaluate stage needs) whose row 'c' of ``embedding`` is NaN,
+    written with h5py directly (write_embeddings refuses it), and a trial list over its keys."""
+    import h5py
+
+    keys, singers = ["a", "b", "c", "d"], ["s", "s", "t", "t"]
+    path = tmp / "nan.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for name, values in (("key", keys), ("singer", singers), ("source", keys)):
+            f.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        for name in ("embedding", "projection", "baseline/random_init/embedding", "baseline/random_init/projection",
+                     "baseline/mfcc/embedding"):
+            v = rng.normal(size=(4, 3)).astype(np.float32)
+            if name == "embedding":
+                v[2, 1] = np.nan
+            f.create_dataset(name, data=v)
+    trials = tmp / "t.txt"
+    trials.write_text("1,a,b\n0,a,c\n1,c,d\n0,b,d\n", encoding="utf-8")
+    return path, trials
+
+
+@case("silent", "NaN embeddings: the embedding writer refuses, naming the file; nothing written")
+def _nan_write(tmp: Path) -> str:
+    from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
+
+    v = np.eye(2, dtype=np.float32)
+    v[1, 0] = np.inf
+    verdict = expect_error(lambda: write_embeddings(tmp / "e.h5", EmbeddingSet(["a", "b"], ["s", "t"], ["a", "b"],
+                                                                                 {"embedding": v})), "e.h5", "NaN/inf")
+    return verdict if not (tmp / "e.h5").exists() else "lost: a NaN file was written"
+
+
+@case("silent", "singer-ssl score on NaN embeddings names the file")
+def _nan_score(tmp: Path) -> str:
+    path, trials = _nan_h5(tmp)
+    return expect_cli_error(["score", trials, "--embeddings", path], "nan.h5", "NaN/inf", "(e.g. c)")
+
+
+@case("silent", "evaluate on NaN embeddings names the file")
+def _nan_evaluate(tmp: Path) -> str:
+    from singer_ssl.core.params import load_params
+    from singer_ssl.evaluation.run import EvaluateConfig, evaluate_dataset
+
+    path, trials = _nan_h5(tmp)
+    cfg = EvaluateConfig.from_params(load_params(ROOT / "params.yaml"), "builtin-test")
+    return expect_error(lambda: evaluate_dataset(cfg, path, trials), "nan.h5", "NaN/inf")
+
+
 @case("hygiene", "temporaries of a killed writer removed at the next write")
 def _stale_tmp(tmp: Path) -> str:
     from singer_ssl.core.io import write_text
