@@ -646,6 +646,33 @@ def _nan_evaluate(tmp: Path) -> str:
     return expect_error(lambda: evaluate_dataset(cfg, path, trials), "nan.h5", "NaN/inf")
 
 
+@case("silent", "byte-identical copies in a dataset: a scan warning and the listing's duplicate_of column")
+def _duplicate_audio(tmp: Path) -> str:
+    from singer_ssl.core.io import read_csv
+    from singer_ssl.scan import ScanConfig, run
+
+    root = dataset(tmp / "in")
+    for copy in ("alice/again.wav", "alice/take2.wav", "bob/alice_song.wav"):  # the last under another singer
+        shutil.copyfile(root / "alice" / "song.wav", root / copy)
+    sf.write(root / "bob" / "other.wav", tone(f0=331.0), SR, subtype="PCM_16")  # same size, other bytes
+    before = snapshot(root)
+    cfg = ScanConfig.from_params({"datasets": {"test": {"toy": {"path": str(root)}}}}, "toy")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        line = run(cfg, root, tmp / "listing.csv", cache_dir=None)
+    got = {r["path"]: r["duplicate_of"] for r in read_csv(tmp / "listing.csv")}
+    want = {"alice/again.wav": "", "alice/song.wav": "alice/again.wav", "alice/take2.wav": "alice/again.wav",
+            "bob/alice_song.wav": "alice/again.wav", "bob/other.wav": "", "bob/song.wav": ""}  # first in sorted order
+    warned = err.getvalue().strip().splitlines()
+    if snapshot(root) != before:
+        return "lost: inputs changed"
+    if got != want or "3 byte-identical copies" not in line:
+        return f"silent: listing {got}, summary {line!r}"
+    if len(warned) != 1 or not warned[0].startswith("warning: toy: 3 files are byte-identical copies"):
+        return f"silent: stderr {err.getvalue()!r}"
+    return CLEAN
+
+
 @case("hygiene", "temporaries of a killed writer removed at the next write")
 def _stale_tmp(tmp: Path) -> str:
     from singer_ssl.core.io import write_text
