@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from singer_ssl.core.io import write_csv, write_text
+from singer_ssl.core.io import read_csv, write_csv, write_text
 from singer_ssl.core.params import dataset_spec
 from singer_ssl.data.layouts import DatasetSpec, resolve_spec, scan_sources
 
@@ -121,8 +121,6 @@ def mark_duplicates(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, st
 def read_duplicates(listing: str | os.PathLike) -> dict[str, str]:
     """``{path: first copy}`` of every byte-identical copy in a scan listing (none for a listing written
     before the ``duplicate_of`` column existed); FileNotFoundError naming a missing listing."""
-    from singer_ssl.core.io import read_csv
-
     path = Path(listing)
     if not path.is_file():
         raise FileNotFoundError(f"scan listing not found: {path} (run the scan stage first)")
@@ -148,7 +146,7 @@ def run(cfg: ScanConfig, src: str | os.PathLike, out: str | os.PathLike,
     copies = [(r[0], r[4]) for r in marked if r[4]]
     if copies:
         print(f"warning: {cfg.dataset}: {len(copies)} files are byte-identical copies of another file "
-              f"(e.g. {copies[0][0]} = {copies[0][1]}; all in the duplicate_of column of {out}); their segments "
-              f"are left out of the trials", file=sys.stderr)
+              f"(e.g. {copies[0][0]} = {copies[0][1]}; all in the duplicate_of column of {out}); the trials of a "
+              f"test dataset leave their segments out", file=sys.stderr)
     return (f"{cfg.dataset}: listed {len(rows) - bad} files" + (f", {bad} unreadable entries" if bad else "")
             + (f", {len(copies)} byte-identical copies" if copies else "") + f" -> {out}")

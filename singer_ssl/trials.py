@@ -21,9 +21,11 @@ and pairs can repeat (as in Torres et al. 2023, SonyCSLParis/ssl-singer-identity
   Efraimidis & Spirakis 2006, with the same process's weights), never the O(N^2) pair set of a big set.
   Output order is shuffled and each pair's orientation random; everything follows from ``seed``.
 
-The stage (:func:`run`, called by ``stages/trials.py``) reads a test dataset's ``manifest.csv`` and
-writes its trial list: the one named by ``trials.external.<dataset>`` (validated against the
-manifest, written normalised) or one drawn by :func:`generate_trials` (``trials.n_pairs``,
+The stage (:func:`run`, called by ``stages/trials.py``) reads a test dataset's ``manifest.csv`` (and its
+scan listing, which marks byte-identical copies of a file) and writes its trial list: the one named by
+``trials.external.<dataset>`` (validated against the manifest line by line: known keys, labels that agree
+with the singers, no repeated pair, no self-pair, no pair of two copies of one stretch of audio; written
+normalised) or one drawn by :func:`generate_trials` from the segments less the copies (``trials.n_pairs``,
 ``trials.seed`` or else the top-level ``seed``, ``trials.cross_recording``); :class:`TrialsConfig`
 validates those parameters.
 
@@ -473,10 +475,12 @@ def check_trial_lines(labels: np.ndarray, key1: Sequence[str], key2: Sequence[st
     for label, a, b, line in zip(np.asarray(labels).tolist(), key1, key2, lines):
         where = f"{source}:{line}"
         if a == b:
-            raise TrialsError(f"{where}: pairs segment {a!r} with itself; not a trial")
+            raise TrialsError(f"{where}: pairs segment {a!r} with itself; not a trial (lists drawn with replacement, "
+                              f"as Torres et al. 2023's, hold such lines: remove them)")
         pair = frozenset((a, b))
         if pair in seen:
-            raise TrialsError(f"{where}: the pair {a}, {b} repeats line {seen[pair]}; each pair may appear once")
+            raise TrialsError(f"{where}: the pair {a}, {b} repeats line {seen[pair]}; each pair may appear once "
+                              f"(a repeat would count twice in the EER: remove it)")
         seen[pair] = line
         same = singer_of[a] == singer_of[b]
         if bool(label) != same:

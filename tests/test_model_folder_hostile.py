@@ -319,8 +319,9 @@ def test_huge_finite_weight_overflows_on_signal(valid):
 def test_probe_signal_is_not_silence():
     from singer_ssl.model.folder import probe_signal
 
-    x = probe_signal(SR, SR)[0].double()
-    assert x.shape == (SR,) and x.dtype == torch.float64
+    probe = probe_signal(SR, SR)
+    assert probe.shape == (1, SR) and probe.dtype == torch.float32 and torch.equal(probe, probe_signal(SR, SR))
+    x = probe[0].double()
     assert 0.1 < float(x.pow(2).mean().sqrt()) < 0.5 and float(x.abs().max()) < 1.0
     spectrum = torch.fft.rfft(x).abs()  # 1 s at 16 kHz: bin k is k Hz; the fundamental 220 Hz +- 2 % vibrato
     assert 200 <= int(spectrum.argmax()) <= 240

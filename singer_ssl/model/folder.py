@@ -290,7 +290,7 @@ PROBE_TOLERANCE = 1e-3
 
 def probe_signal(sample_rate: int, n: int) -> torch.Tensor:
     """``(1, n)`` float32 non-silent test signal at ``sample_rate`` Hz: a 220 Hz tone with 5 harmonics
-    (amplitudes 0.2 / k), a 5.5 Hz vibrato of +-2 % and seeded white noise at -40 dBFS (peak < 0.5).
+    (amplitudes 0.2 / k), a 5.5 Hz vibrato of +-2 % and seeded white noise at -40 dBFS (peak about 0.5).
 
     Silence can hide a broken model (a ReLU network whose first layer sees zeros, an overflow that
     needs signal energy), so the load checks run on this sung-like input; deterministic (fixed seed)."""
