@@ -779,9 +779,9 @@ def test_listing_is_content_based_and_the_cache_is_only_a_shortcut(tmp_path: Pat
 
 @pytest.mark.slow
 def test_dvc_hostile(tmp_path: Path):
-    """Real DVC on a copy of dvc.yaml: bad entries never stop repro, a second repro re-runs only scan, a
-    same-size edit re-runs segment, an edited external list shows trials stale, a missing folder stops
-    at scan with segments kept."""
+    """Real DVC on a copy of dvc.yaml: bad entries never stop repro, a second repro re-runs only scan (which
+    removes what killed writers left), a same-size edit re-runs segment, an edited external list shows trials
+    stale, a missing folder stops at scan with segments kept."""
     dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
     if dvc is None:
         pytest.skip("dvc not installed")
@@ -819,8 +819,12 @@ def test_dvc_hostile(tmp_path: Path):
     skipped = (proj / "data/segments/test/toy/skipped.csv").read_text()
     assert "bob/gone.wav,unreadable" in skipped and "bob/l1.wav,unreadable: Too many levels" in skipped
     lock = (proj / "dvc.lock").read_text()
+    stale = [proj / "data/segments/test/.toy.tmp-999999999-deadbeef", proj / ".features.h5.tmp-999999999-0badf00d"]
+    stale[0].mkdir()  # what kill -9 of a stage leaves (issue 25): no stage that runs now writes these targets
+    stale[1].write_bytes(b"half")
     out = sh(dvc, "repro", "-s", *targets)
     assert "'segment-test@toy' didn't change" in out and (proj / "dvc.lock").read_text() == lock
+    assert not any(p.exists() for p in stale)  # swept when scan (always run) started
     song = root / "alice" / "song.wav"
     st = song.stat()
     data = bytearray(song.read_bytes())
