@@ -537,22 +537,20 @@ def summarize_trials(trials: Sequence[Trial], singer_of: dict[str, str], source_
 
 
 def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike,
-        listing: str | os.PathLike | None = None) -> str:
+        duplicates: Mapping[str, str] | None = None) -> str:
     """Write the trial list of ``cfg.dataset`` (segments listed in ``manifest``) to ``out``; the summary line.
 
-    ``manifest``: the dataset's ``manifest.csv`` or its segment folder; ``listing``: the dataset's scan
-    listing, whose ``duplicate_of`` column marks byte-identical copies (:func:`singer_ssl.scan.read_duplicates`):
+    ``manifest``: the dataset's ``manifest.csv`` or its segment folder; ``duplicates``: the byte-identical
+    copies among its files (copy -> first copy, from the scan listing: :func:`singer_ssl.scan.read_duplicates`):
     a generated list leaves a copy's segments out (a warning on stderr counts them), an external list may not
     pair two copies of one stretch (:func:`check_trial_lines`, which also checks its labels against the
     manifest's singers). Warnings of :func:`generate_trials` (fewer distinct pairs than requested) go to
     stderr, one line each. Raises SegmentError (bad manifest) or TrialsError (an invalid external list,
     naming the file and line; one class impossible).
     """
-    from singer_ssl.scan import read_duplicates
-
     name = cfg.dataset
     rows = read_manifest(manifest, name)
-    content = content_ids(rows, read_duplicates(listing) if listing is not None else {})
+    content = content_ids(rows, duplicates or {})
     if cfg.external is not None:
         trials = load_external_trials(cfg.external, content, dataset=name,
                                       singer_of={r["segment"]: r["singer"] for r in rows}, content_of=content)
@@ -564,7 +562,7 @@ def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike,
         keys = [r["segment"] for r in rows]
         if copies:
             print(f"warning: {name}: {copies} segments of byte-identical copies left out of the trials "
-                  f"(scan listing {listing}, column duplicate_of)", file=sys.stderr)
+                  f"(the scan listing's duplicate_of column)", file=sys.stderr)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trials = generate_trials(keys, [r["singer"] for r in rows], [r["recording"] for r in rows],

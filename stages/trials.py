@@ -22,12 +22,13 @@ if __package__ in (None, ""):  # run as `python stages/trials.py` without an ins
 
 from singer_ssl.core.params import load_params  # noqa: E402
 from singer_ssl.core.stage import stage_main  # noqa: E402
+from singer_ssl.scan import read_duplicates  # noqa: E402
 from singer_ssl.trials import TrialsConfig, run  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> str:
     cfg = TrialsConfig.from_params(load_params(args.params), args.dataset)
-    return run(cfg, args.manifest, args.out, args.listing)
+    return run(cfg, args.manifest, args.out, read_duplicates(args.listing))
 
 
 if __name__ == "__main__":
