@@ -37,6 +37,7 @@ from torch import nn
 
 from singer_ssl.core.audio import AudioError, load_mono, resample, segment_samples, to_mono
 from singer_ssl.core.device import resolve_device
+from singer_ssl.core.errors import NonFiniteError
 from singer_ssl.core.resample import Resample
 from singer_ssl.model.folder import (  # noqa: F401 - the model-folder contract, re-exported
     MODEL_FILES,
@@ -124,15 +125,18 @@ class SingerEncoder(nn.Module):
 
         Raises :class:`singer_ssl.core.audio.AudioError` naming the file when it cannot be used.
         """
-        return self._embed_batch(load_mono(path, self.sample_rate)[None])[0]
+        return self._embed_batch(load_mono(path, self.sample_rate)[None], str(path))[0]
 
     def embed_files(self, paths: Iterable[str | os.PathLike]) -> np.ndarray:
         """Embed audio files -> numpy ``(N, D)``, rows in ``paths`` order (see :meth:`embed_file`)."""
         rows = [self.embed_file(p) for p in paths]
         return np.stack(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
-    def _embed_batch(self, batch: np.ndarray) -> np.ndarray:
-        """``(B, S)`` mono at ``sample_rate`` -> ``(B, D)`` float32: mean over each row's windows."""
+    def _embed_batch(self, batch: np.ndarray, source: str = "") -> np.ndarray:
+        """``(B, S)`` mono at ``sample_rate`` -> ``(B, D)`` float32: mean over each row's windows.
+
+        :class:`~singer_ssl.core.errors.NonFiniteError` (naming ``source``, the file, when given) when an
+        embedding holds NaN/inf: the weights overflow on this input, and no score is meaningful."""
         b, s = batch.shape
         n = 1 if s <= self.window else s // self.window
         width = s if s <= self.window else self.window
@@ -142,8 +146,11 @@ class SingerEncoder(nn.Module):
         with torch.no_grad():
             for i in range(0, len(wins), self.batch_size):
                 outs.append(self.model(torch.from_numpy(wins[i : i + self.batch_size]).to(dev)).float().cpu())
-        emb = torch.cat(outs).reshape(b, n, -1).mean(1)
-        return emb.numpy().astype(np.float32, copy=False)
+        emb = torch.cat(outs).reshape(b, n, -1).mean(1).numpy().astype(np.float32, copy=False)
+        if not np.isfinite(emb).all():
+            raise NonFiniteError(f"{source + ': ' if source else ''}the model gives NaN/inf embedding values "
+                                 f"({int((~np.isfinite(emb)).sum())} of {emb.size}); nothing is returned")
+        return emb
 
 
 def layout_is_single(x: np.ndarray, layout: str) -> bool:

@@ -150,6 +150,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     from singer_ssl.api import load_model
     from singer_ssl.core.audio import AudioError, load_mono
+    from singer_ssl.core.errors import NonFiniteError
     from singer_ssl.core.io import write_csv
 
     out = Path(args.out)
@@ -165,6 +166,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     for f, key, singer in tqdm(rows, desc="embed", disable=args.quiet):
         try:  # the segment stage's whole-file skip rules (strict), then the model's windowed mean
             embs.append(model.embed(load_mono(f, model.sample_rate, strict=True), model.sample_rate))
+        except NonFiniteError as err:
+            raise CliError(f"{f}: {err} (nothing written to {out})") from None
         except AudioError as err:
             skipped.append((key, err.reason))
             continue
@@ -190,6 +193,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     a, b = model.embed_file(args.a), model.embed_file(args.b)
     score = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+    if not np.isfinite(score):  # finite embeddings whose norms overflow float32
+        raise CliError(f"the score of {args.a} and {args.b} is {score} (embedding norms overflow); no decision")
     threshold, origin = args.threshold, "--threshold"
     stored = read_threshold(args.model) if threshold is None else None
     if stored is not None:
@@ -208,15 +213,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from singer_ssl.core.errors import NonFiniteError
     from singer_ssl.evaluation.store import read_embeddings
     from singer_ssl.evaluation.verification import load_trials, score_trials
 
     es = read_embeddings(args.embeddings)
     if args.representation not in es.vectors:
         raise CliError(f"{args.embeddings} has no {args.representation!r}; available: {', '.join(es.vectors)}")
-    es.check()
+    es.check(args.embeddings)
     trials = load_trials(es, args.trials)
-    r = score_trials(es.vectors[args.representation], trials, p_target=args.p_target)
+    try:
+        r = score_trials(es.vectors[args.representation], trials, p_target=args.p_target)
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{args.embeddings}: {e}") from None
     print(f"trials {len(trials.labels)} (target {int(trials.labels.sum())})  EER {r.eer:.2f}%  "
           f"threshold {r.threshold:.4f}  minDCF(p={args.p_target}) {r.min_dcf:.4f}")
     return 0

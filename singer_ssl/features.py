@@ -33,7 +33,16 @@ from torch import nn
 
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.core.frontend import FIXED_ATTRS, FRONT_END_KEYS, LogMel, front_end_params, make_extractor, n_frames  # noqa: F401
+from singer_ssl.core.frontend import (  # noqa: F401
+    FIXED_ATTRS,
+    FRONT_END_KEYS,
+    MIN_FRAMES,
+    LogMel,
+    empty_mel_filters,
+    front_end_params,
+    make_extractor,
+    n_frames,
+)
 from singer_ssl.core.io import atomic_path, open_h5, require_free_space
 from singer_ssl.core.params import (
     choice_param,
@@ -98,8 +107,24 @@ class FeaturesConfig:
         workers = fe.get("workers")
         if workers is not None:
             workers = int_param(workers, "features.workers", minimum=1)
+        check_mel_filters(sr, ints["n_fft"], ints["n_mels"], fmin, fmax)
         return cls(dataset, sr, fmin=fmin, fmax=fmax, log_offset=log_offset, dtype=dtype, device=device,
                    workers=workers, **ints)
+
+
+def check_mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
+    """ConfigError naming ``features.n_mels`` (and the keys that widen the bands) when a mel filter holds no
+    FFT bin (:func:`singer_ssl.core.frontend.empty_mel_filters`): its feature row would be the constant
+    ``log(log_offset)`` for every sound (nnAudio only warns "Empty filters detected")."""
+    empty = empty_mel_filters(sample_rate, n_fft, n_mels, fmin, fmax)
+    if empty:
+        m, lo, hi = empty[0]
+        top = sample_rate / 2.0 if fmax is None else fmax
+        raise ConfigError(f"features.n_mels: {len(empty)} of the {n_mels} mel filters between features.fmin "
+                          f"{fmin:g} Hz and features.fmax {top:g} Hz hold no FFT bin (features.n_fft {n_fft}: bins "
+                          f"{sample_rate / n_fft:.4g} Hz apart at audio.sample_rate {sample_rate}; first empty filter "
+                          f"{m}: {lo:.4g}-{hi:.4g} Hz); lower features.n_mels, raise features.n_fft or widen "
+                          f"fmin..fmax")
 
 
 def _valid_device(name: str) -> bool:
@@ -295,6 +320,11 @@ def extract_features(segment_dir: str | os.PathLike, out_path: str | os.PathLike
                            f"{fe['n_fft']} (reflect padding needs more than n_fft // 2)")
     paths = [segment_dir / r["segment"] for r in rows]
     n, t = len(rows), n_frames(n_samples, fe["hop"], fe["n_fft"])
+    if t < MIN_FRAMES:  # n_frames >= MIN_FRAMES  <=>  hop <= (padded length - n_fft) // (MIN_FRAMES - 1)
+        max_hop = (n_samples + 2 * (fe["n_fft"] // 2) - fe["n_fft"]) // (MIN_FRAMES - 1)
+        raise ConfigError(f"features.hop: {fe['hop']} samples gives {t} frame(s) per {n_samples}-sample segment of "
+                          f"dataset {name!r}, fewer than the {MIN_FRAMES} the log-mel encoders need; lower "
+                          f"features.hop (at most {max_hop}) or lengthen segment.seconds")
     dev = resolve_device(device)
     module = extractor if extractor is not None else make_extractor(dev, **fe)
     buffers: deque[np.ndarray] = deque()  # decode buffers reused across batches (no page faults)

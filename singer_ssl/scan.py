@@ -10,10 +10,14 @@ stale.
 
 The listing (sorted by path) has one row per file the dataset's layout matches
 (:func:`singer_ssl.data.layouts.scan_sources`: labelled and unlabelled files):
-``path,bytes,md5,problem`` - ``md5`` the content hash of the file (as DVC's own), or an empty hash
-and the ``problem`` (``unreadable: ...``) for an entry that cannot be read (dangling link, loop,
-permissions); folders the walk could not read are rows ``<folder>,,,unreadable folder: ...``. The
-segment stage records the same entries in ``skipped.csv``. The listing holds no times, inode
+``path,bytes,md5,problem,duplicate_of`` - ``md5`` the content hash of the file (as DVC's own), or an
+empty hash and the ``problem`` (``unreadable: ...``) for an entry that cannot be read (dangling link,
+loop, permissions); folders the walk could not read are rows ``<folder>,,,unreadable folder: ...``;
+``duplicate_of`` the first path (in sorted order) holding the same bytes (same md5 and size), empty for
+the first copy and for unique files (:func:`mark_duplicates`): a byte-identical copy is reported with a
+warning on stderr and its segments are kept out of the trials (:func:`read_duplicates`,
+:mod:`singer_ssl.trials`: a target pair of two copies of one recording is no trial). The segment stage
+records the unreadable entries in ``skipped.csv``. The listing holds no times, inode
 numbers or absolute paths, so it is the same in every clone.
 
 Cost: every file is hashed once; the hash is reused while the file's ``(size, mtime_ns, ctime_ns,
@@ -30,16 +34,17 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from singer_ssl.core.io import write_csv, write_text
+from singer_ssl.core.io import read_csv, write_csv, write_text
 from singer_ssl.core.params import dataset_spec
 from singer_ssl.data.layouts import DatasetSpec, resolve_spec, scan_sources
 
-HEADER = ("path", "bytes", "md5", "problem")
+HEADER = ("path", "bytes", "md5", "problem", "duplicate_of")
 CACHE_DIR = Path(".dvc/tmp/singer-ssl-scan")
 _CHUNK = 1 << 20
 
@@ -102,6 +107,26 @@ def listing_rows(spec: DatasetSpec, name: str, cache: dict[str, list] | None = N
     return rows, new_cache
 
 
+def mark_duplicates(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str, str]]:
+    """Append ``duplicate_of`` to each ``(path, bytes, md5, problem)`` row: the first path (sorted) with the
+    same ``(bytes, md5)``, or ``""`` (the first copy, a unique file, an unreadable entry)."""
+    first: dict[tuple[str, str], str] = {}
+    out = []
+    for path, size, digest, problem in sorted(rows):
+        original = first.setdefault((size, digest), path) if digest else path
+        out.append((path, size, digest, problem, "" if original == path else original))
+    return out
+
+
+def read_duplicates(listing: str | os.PathLike) -> dict[str, str]:
+    """``{path: first copy}`` of every byte-identical copy in a scan listing (none for a listing written
+    before the ``duplicate_of`` column existed); FileNotFoundError naming a missing listing."""
+    path = Path(listing)
+    if not path.is_file():
+        raise FileNotFoundError(f"scan listing not found: {path} (run the scan stage first)")
+    return {r["path"]: r["duplicate_of"] for r in read_csv(path) if r.get("duplicate_of")}
+
+
 def run(cfg: ScanConfig, src: str | os.PathLike, out: str | os.PathLike,
         cache_dir: str | os.PathLike | None = CACHE_DIR) -> str:
     """Write the listing of folder ``src`` (laid out as ``cfg.layout``) to ``out``; the summary line."""
@@ -112,10 +137,16 @@ def run(cfg: ScanConfig, src: str | os.PathLike, out: str | os.PathLike,
     rows, new_cache = listing_rows(spec, cfg.dataset, _load_cache(cache_path))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(out, HEADER, rows)
+    marked = mark_duplicates(rows)
+    write_csv(out, HEADER, marked)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_text(cache_path, json.dumps(new_cache, sort_keys=True))
     bad = sum(1 for r in rows if r[3])
+    copies = [(r[0], r[4]) for r in marked if r[4]]
+    if copies:
+        print(f"warning: {cfg.dataset}: {len(copies)} files are byte-identical copies of another file "
+              f"(e.g. {copies[0][0]} = {copies[0][1]}; all in the duplicate_of column of {out}); the trials of a "
+              f"test dataset leave their segments out", file=sys.stderr)
     return (f"{cfg.dataset}: listed {len(rows) - bad} files" + (f", {bad} unreadable entries" if bad else "")
-            + f" -> {out}")
+            + (f", {len(copies)} byte-identical copies" if copies else "") + f" -> {out}")

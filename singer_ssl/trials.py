@@ -21,9 +21,11 @@ and pairs can repeat (as in Torres et al. 2023, SonyCSLParis/ssl-singer-identity
   Efraimidis & Spirakis 2006, with the same process's weights), never the O(N^2) pair set of a big set.
   Output order is shuffled and each pair's orientation random; everything follows from ``seed``.
 
-The stage (:func:`run`, called by ``stages/trials.py``) reads a test dataset's ``manifest.csv`` and
-writes its trial list: the one named by ``trials.external.<dataset>`` (validated against the
-manifest, written normalised) or one drawn by :func:`generate_trials` (``trials.n_pairs``,
+The stage (:func:`run`, called by ``stages/trials.py``) reads a test dataset's ``manifest.csv`` (and its
+scan listing, which marks byte-identical copies of a file) and writes its trial list: the one named by
+``trials.external.<dataset>`` (validated against the manifest line by line: known keys, labels that agree
+with the singers, no repeated pair, no self-pair, no pair of two copies of one stretch of audio; written
+normalised) or one drawn by :func:`generate_trials` from the segments less the copies (``trials.n_pairs``,
 ``trials.seed`` or else the top-level ``seed``, ``trials.cross_recording``); :class:`TrialsConfig`
 validates those parameters.
 
@@ -384,18 +386,23 @@ def parse_trials(text: str, source: str = "<trials>") -> tuple[np.ndarray, list[
     Blank lines and ``#`` comments are skipped, and a ``label,key1,key2``-style header row too.
     Errors (TrialsError) name ``source`` and the line number.
     """
+    return _parse_lines(text, source)[:4]
+
+
+def _parse_lines(text: str, source: str) -> tuple[np.ndarray, list[str], list[str], str, list[int]]:
+    """:func:`parse_trials` plus the line number (1-based) of each trial in ``text``."""
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines())
              if ln.strip() and not ln.lstrip().startswith("#")]
     labels: list[int] = []
     key1: list[str] = []
     key2: list[str] = []
     if not lines:
-        return np.zeros(0, dtype=np.int64), key1, key2, "csv"
+        return np.zeros(0, dtype=np.int64), key1, key2, "csv", []
     first = lines[0][1].strip()
     if first.split(",")[0].strip().lower() in ("label", "target"):
         lines = lines[1:]
         if not lines:
-            return np.zeros(0, dtype=np.int64), key1, key2, "csv"
+            return np.zeros(0, dtype=np.int64), key1, key2, "csv", []
     fmt = _detect_format(lines[0][1].strip())
     if fmt == "csv":
         rows = csv.reader([ln for _, ln in lines], skipinitialspace=True)
@@ -416,7 +423,7 @@ def parse_trials(text: str, source: str = "<trials>") -> tuple[np.ndarray, list[
         labels.append(lab)
         key1.append(_norm_key(k1))
         key2.append(_norm_key(k2))
-    return np.asarray(labels, dtype=np.int64), key1, key2, fmt
+    return np.asarray(labels, dtype=np.int64), key1, key2, fmt, [n for n, _ in lines]
 
 
 def read_trials(path: str | os.PathLike) -> tuple[np.ndarray, list[str], list[str]]:
@@ -458,15 +465,60 @@ def _read_list(path: Path) -> str:
         raise TrialsError(f"trial list {path}: cannot be read: {e.strerror or e}") from None
 
 
-def load_external_trials(path: str | os.PathLike, known_keys: Iterable[str],
-                         dataset: str = "the dataset") -> list[Trial]:
-    """Read and validate a user-supplied trial list (Torres et al. 2023 csv or Kaldi), as ``(label, key1, key2)``."""
+def check_trial_lines(labels: np.ndarray, key1: Sequence[str], key2: Sequence[str], lines: Sequence[int],
+                      source: str, singer_of: Mapping[str, str], content_of: Mapping[str, Any] | None = None) -> None:
+    """Check each trial against the segments it names: TrialsError ``<source>:<line>: ...`` at the first trial
+    that pairs a segment with itself, repeats an earlier pair (either order), carries a label its singers
+    contradict (label 1 = same singer in ``singer_of``, 0 = different singers), or pairs two byte-identical
+    copies of one recording (equal ``content_of``, see :func:`content_ids`). Keys must be in ``singer_of``."""
+    seen: dict[frozenset[str], int] = {}
+    for label, a, b, line in zip(np.asarray(labels).tolist(), key1, key2, lines):
+        where = f"{source}:{line}"
+        if a == b:
+            raise TrialsError(f"{where}: pairs segment {a!r} with itself; not a trial (lists drawn with replacement, "
+                              f"as Torres et al. 2023's, hold such lines: remove them)")
+        pair = frozenset((a, b))
+        if pair in seen:
+            raise TrialsError(f"{where}: the pair {a}, {b} repeats line {seen[pair]}; each pair may appear once "
+                              f"(a repeat would count twice in the EER: remove it)")
+        seen[pair] = line
+        same = singer_of[a] == singer_of[b]
+        if bool(label) != same:
+            claim = "target (same-singer)" if label else "non-target (different-singer)"
+            raise TrialsError(f"{where}: labelled {claim}, but {a} is singer {singer_of[a]!r} and {b} is singer "
+                              f"{singer_of[b]!r} in the manifest")
+        if content_of is not None and content_of[a] == content_of[b]:
+            raise TrialsError(f"{where}: {a} and {b} are the same stretch of byte-identical files ({content_of[a][0]} "
+                              f"and its copy, see the scan listing's duplicate_of); not a trial")
+
+
+def load_external_trials(path: str | os.PathLike, known_keys: Iterable[str], dataset: str = "the dataset",
+                         singer_of: Mapping[str, str] | None = None,
+                         content_of: Mapping[str, Any] | None = None) -> list[Trial]:
+    """Read and validate a user-supplied trial list (Torres et al. 2023 csv or Kaldi), as ``(label, key1, key2)``.
+
+    Keys must be ``known_keys`` (the first unknown one is named with its line); with ``singer_of``
+    (segment -> singer), every trial is also checked by :func:`check_trial_lines` (labels, repeats,
+    self-pairs; with ``content_of``, copies of one recording). TrialsError names the file and line."""
     path = Path(path)
     if not path.is_file():
         raise TrialsError(f"external trial list for {dataset} not found: {path}")
-    labels, key1, key2, _ = parse_trials(_read_list(path), str(path))
-    validate_trials(labels, key1, key2, known_keys, str(path), dataset)
+    labels, key1, key2, _, lines = _parse_lines(_read_list(path), str(path))
+    known = set(known_keys)
+    first_bad = next((n for a, b, n in zip(key1, key2, lines) if a not in known or b not in known), None)
+    if first_bad is None and singer_of is not None:  # a wrong line is named before the list-wide class check
+        check_trial_lines(labels, key1, key2, lines, str(path), singer_of, content_of)
+    validate_trials(labels, key1, key2, known, str(path) if first_bad is None else f"{path}:{first_bad}", dataset)
     return [(int(lab), a, b) for lab, a, b in zip(labels.tolist(), key1, key2)]
+
+
+def content_ids(rows: Sequence[Mapping[str, Any]], duplicates: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Segment key -> what it holds, for manifest ``rows``: ``(first copy, start_s, end_s)`` for a segment of a
+    file that has byte-identical copies (``duplicates``: copy -> first copy, :func:`singer_ssl.scan.read_duplicates`),
+    equal for the same stretch of every copy; ``(key,)`` (distinct) for the segments of every other file."""
+    copied = set(duplicates) | set(duplicates.values())
+    return {r["segment"]: (duplicates.get(r["source"], r["source"]), str(r["start_s"]), str(r["end_s"]))
+            if r["source"] in copied else (r["segment"],) for r in rows}
 
 
 def summarize_trials(trials: Sequence[Trial], singer_of: dict[str, str], source_of: dict[str, str]) -> dict:
@@ -484,20 +536,33 @@ def summarize_trials(trials: Sequence[Trial], singer_of: dict[str, str], source_
 # ----------------------------------------------------------------------------------------------- stage
 
 
-def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike) -> str:
+def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike,
+        duplicates: Mapping[str, str] | None = None) -> str:
     """Write the trial list of ``cfg.dataset`` (segments listed in ``manifest``) to ``out``; the summary line.
 
-    ``manifest``: the dataset's ``manifest.csv`` or its segment folder. Warnings of
-    :func:`generate_trials` (fewer distinct pairs than requested) go to stderr, one line each.
-    Raises SegmentError (bad manifest) or TrialsError (an invalid external list; one class impossible).
+    ``manifest``: the dataset's ``manifest.csv`` or its segment folder; ``duplicates``: the byte-identical
+    copies among its files (copy -> first copy, from the scan listing: :func:`singer_ssl.scan.read_duplicates`):
+    a generated list leaves a copy's segments out (a warning on stderr counts them), an external list may not
+    pair two copies of one stretch (:func:`check_trial_lines`, which also checks its labels against the
+    manifest's singers). Warnings of :func:`generate_trials` (fewer distinct pairs than requested) go to
+    stderr, one line each. Raises SegmentError (bad manifest) or TrialsError (an invalid external list,
+    naming the file and line; one class impossible).
     """
     name = cfg.dataset
     rows = read_manifest(manifest, name)
-    keys = [r["segment"] for r in rows]
+    content = content_ids(rows, duplicates or {})
     if cfg.external is not None:
-        trials = load_external_trials(cfg.external, keys, dataset=name)
+        trials = load_external_trials(cfg.external, content, dataset=name,
+                                      singer_of={r["segment"]: r["singer"] for r in rows}, content_of=content)
         how = f"external list {cfg.external}"
     else:
+        firsts = {c: k for k, c in reversed(content.items())}  # the first segment of each stretch
+        copies = len(rows) - len(firsts)
+        rows = [r for r in rows if firsts[content[r["segment"]]] == r["segment"]]
+        keys = [r["segment"] for r in rows]
+        if copies:
+            print(f"warning: {name}: {copies} segments of byte-identical copies left out of the trials "
+                  f"(the scan listing's duplicate_of column)", file=sys.stderr)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trials = generate_trials(keys, [r["singer"] for r in rows], [r["recording"] for r in rows],
@@ -513,6 +578,7 @@ def run(cfg: TrialsConfig, manifest: str | os.PathLike, out: str | os.PathLike) 
 
 
 __all__ = [
-    "TRIAL_FORMATS", "Trial", "TrialsConfig", "TrialsError", "format_trials", "generate_trials", "load_external_trials",
+    "TRIAL_FORMATS", "Trial", "TrialsConfig", "TrialsError", "check_trial_lines", "content_ids", "format_trials",
+    "generate_trials", "load_external_trials",
     "parse_trials", "read_trials", "run", "summarize_trials", "validate_trials", "write_trials",
 ]

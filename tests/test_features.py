@@ -446,3 +446,68 @@ def test_band_groups_cover_every_nonzero_weight():
             covered[g0:g1, lo:hi] = True
         assert not basis[~covered].any()  # nothing outside the bands
         assert covered.mean() < 0.35  # and the bands skip most of the matrix
+
+
+# ------------------------------------------------------------------ degenerate front ends (issue 25)
+
+
+def test_empty_mel_filters_match_the_built_filterbank():
+    """Brute force: the filters of the basis the front end really uses (nnAudio's get_mel) whose weights are all
+    zero, over random front ends, equal what empty_mel_filters derives from the band edges."""
+    import warnings
+
+    from singer_ssl.core.frontend import empty_mel_filters, mel_filterbank
+
+    rng = np.random.default_rng(0)
+    with_empty = 0
+    for _ in range(150):
+        sr = int(rng.choice([8000, 16000, 22050, 44100]))
+        n_fft = int(rng.choice([32, 64, 256, 512, 2048]))
+        n_mels = int(rng.integers(1, 300))
+        fmin = float(rng.uniform(0, sr / 4)) if rng.random() < 0.5 else 0.0
+        fmax = None if rng.random() < 0.5 else float(rng.uniform(fmin + 1, sr / 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa's "Empty filters detected"
+            basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax).numpy()
+        want = np.flatnonzero(basis.max(1) <= 0).tolist()
+        assert [m for m, _, _ in empty_mel_filters(sr, n_fft, n_mels, fmin, fmax)] == want, (sr, n_fft, n_mels)
+        with_empty += bool(want)
+    assert 30 < with_empty < 140  # both outcomes exercised
+
+
+@pytest.mark.parametrize("override", [{"fmax": 100.0}, {"n_mels": 1024}, {"n_fft": 64}])
+def test_front_end_with_empty_mel_filters_is_refused(override):
+    """Issue 25 case 6: these passed with nnAudio's "Empty filters detected" warning only."""
+    params = {**FEATURE_PARAMS, "features": {**FEATURE_PARAMS["features"], **override}}
+    with pytest.raises(ConfigError) as err:
+        FeaturesConfig.from_params(params, "toy")
+    msg = str(err.value)
+    assert msg.startswith("features.n_mels: ") and "hold no FFT bin" in msg and "\n" not in msg
+    assert "features.n_fft" in msg and "features.fmax" in msg
+
+
+def test_min_frames_is_the_longest_encoder_minimum():
+    from singer_ssl import encoders
+    from singer_ssl.core.frontend import MIN_FRAMES
+
+    mel = [cls.min_length for cls in encoders.ENCODERS.values() if getattr(cls, "input_kind", "logmel") == "logmel"]
+    assert len(mel) >= 5 and MIN_FRAMES == max(mel)
+
+
+def test_hop_leaving_too_few_frames_is_refused_before_any_work(segdir: Path, tmp_path: Path):
+    """Issue 25 case 6: features.hop 100000 gave 2 frames per 4 s segment, computed every feature, and train
+    blamed augment.crop_seconds. Boundary: the largest hop that leaves MIN_FRAMES frames passes."""
+    from singer_ssl.core.frontend import MIN_FRAMES, n_frames
+
+    out = tmp_path / "f.h5"
+    with pytest.raises(ConfigError) as err:
+        extract_features(segdir, out, **{**FE, "hop": 100000}, progress=False)
+    assert str(err.value).startswith("features.hop: 100000 samples gives 1 frame(s) per 16000-sample segment")
+    assert not out.exists()
+    largest = max(h for h in range(1, 4000) if n_frames(SR, h, N_FFT) >= MIN_FRAMES)  # brute force
+    assert f"at most {largest})" in str(err.value)
+    with pytest.raises(ConfigError, match="gives 7 frame"):
+        extract_features(segdir, out, **{**FE, "hop": largest + 1}, progress=False)
+    assert extract_features(segdir, out, **{**FE, "hop": largest}, progress=False)["n_segments"] == 7
+    with h5py.File(out) as f:
+        assert f["logmel"].shape[-1] == MIN_FRAMES

@@ -597,6 +597,82 @@ def _model_ts_bytes(tmp: Path) -> str:
     return CLEAN if same else "silent: model.ts bytes differ"
 
 
+def _nan_h5(tmp: Path) -> tuple[Path, Path]:
+    """An embedding file (every matrix the evaluate stage needs) whose row 'c' of ``embedding`` is NaN,
+    written with h5py directly (write_embeddings refuses it), and a trial list over its keys."""
+    import h5py
+
+    keys, singers = ["a", "b", "c", "d"], ["s", "s", "t", "t"]
+    path = tmp / "nan.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for name, values in (("key", keys), ("singer", singers), ("source", keys)):
+            f.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        for name in ("embedding", "projection", "baseline/random_init/embedding", "baseline/random_init/projection",
+                     "baseline/mfcc/embedding"):
+            v = rng.normal(size=(4, 3)).astype(np.float32)
+            if name == "embedding":
+                v[2, 1] = np.nan
+            f.create_dataset(name, data=v)
+    trials = tmp / "t.txt"
+    trials.write_text("1,a,b\n0,a,c\n1,c,d\n0,b,d\n", encoding="utf-8")
+    return path, trials
+
+
+@case("silent", "NaN embeddings: the embedding writer refuses, naming the file; nothing written")
+def _nan_write(tmp: Path) -> str:
+    from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
+
+    v = np.eye(2, dtype=np.float32)
+    v[1, 0] = np.inf
+    verdict = expect_error(lambda: write_embeddings(tmp / "e.h5", EmbeddingSet(["a", "b"], ["s", "t"], ["a", "b"],
+                                                                                 {"embedding": v})), "e.h5", "NaN/inf")
+    return verdict if not (tmp / "e.h5").exists() else "lost: a NaN file was written"
+
+
+@case("silent", "singer-ssl score on NaN embeddings names the file")
+def _nan_score(tmp: Path) -> str:
+    path, trials = _nan_h5(tmp)
+    return expect_cli_error(["score", trials, "--embeddings", path], "nan.h5", "NaN/inf", "(e.g. c)")
+
+
+@case("silent", "evaluate on NaN embeddings names the file")
+def _nan_evaluate(tmp: Path) -> str:
+    from singer_ssl.core.params import load_params
+    from singer_ssl.evaluation.run import EvaluateConfig, evaluate_dataset
+
+    path, trials = _nan_h5(tmp)
+    cfg = EvaluateConfig.from_params(load_params(ROOT / "params.yaml"), "builtin-test")
+    return expect_error(lambda: evaluate_dataset(cfg, path, trials), "nan.h5", "NaN/inf")
+
+
+@case("silent", "byte-identical copies in a dataset: a scan warning and the listing's duplicate_of column")
+def _duplicate_audio(tmp: Path) -> str:
+    from singer_ssl.core.io import read_csv
+    from singer_ssl.scan import ScanConfig, run
+
+    root = dataset(tmp / "in")
+    for copy in ("alice/again.wav", "alice/take2.wav", "bob/alice_song.wav"):  # the last under another singer
+        shutil.copyfile(root / "alice" / "song.wav", root / copy)
+    sf.write(root / "bob" / "other.wav", tone(f0=331.0), SR, subtype="PCM_16")  # same size, other bytes
+    before = snapshot(root)
+    cfg = ScanConfig.from_params({"datasets": {"test": {"toy": {"path": str(root)}}}}, "toy")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        line = run(cfg, root, tmp / "listing.csv", cache_dir=None)
+    got = {r["path"]: r["duplicate_of"] for r in read_csv(tmp / "listing.csv")}
+    want = {"alice/again.wav": "", "alice/song.wav": "alice/again.wav", "alice/take2.wav": "alice/again.wav",
+            "bob/alice_song.wav": "alice/again.wav", "bob/other.wav": "", "bob/song.wav": ""}  # first in sorted order
+    warned = err.getvalue().strip().splitlines()
+    if snapshot(root) != before:
+        return "lost: inputs changed"
+    if got != want or "3 byte-identical copies" not in line:
+        return f"silent: listing {got}, summary {line!r}"
+    if len(warned) != 1 or not warned[0].startswith("warning: toy: 3 files are byte-identical copies"):
+        return f"silent: stderr {err.getvalue()!r}"
+    return CLEAN
+
+
 @case("hygiene", "temporaries of a killed writer removed at the next write")
 def _stale_tmp(tmp: Path) -> str:
     from singer_ssl.core.io import write_text
@@ -703,9 +779,9 @@ def test_listing_is_content_based_and_the_cache_is_only_a_shortcut(tmp_path: Pat
 
 @pytest.mark.slow
 def test_dvc_hostile(tmp_path: Path):
-    """Real DVC on a copy of dvc.yaml: bad entries never stop repro, a second repro re-runs only scan, a
-    same-size edit re-runs segment, an edited external list shows trials stale, a missing folder stops
-    at scan with segments kept."""
+    """Real DVC on a copy of dvc.yaml: bad entries never stop repro, a second repro re-runs only scan (which
+    removes what killed writers left), a same-size edit re-runs segment, an edited external list shows trials
+    stale, a missing folder stops at scan with segments kept."""
     dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
     if dvc is None:
         pytest.skip("dvc not installed")
@@ -743,8 +819,12 @@ def test_dvc_hostile(tmp_path: Path):
     skipped = (proj / "data/segments/test/toy/skipped.csv").read_text()
     assert "bob/gone.wav,unreadable" in skipped and "bob/l1.wav,unreadable: Too many levels" in skipped
     lock = (proj / "dvc.lock").read_text()
+    stale = [proj / "data/segments/test/.toy.tmp-999999999-deadbeef", proj / ".features.h5.tmp-999999999-0badf00d"]
+    stale[0].mkdir()  # what kill -9 of a stage leaves (issue 25): no stage that runs now writes these targets
+    stale[1].write_bytes(b"half")
     out = sh(dvc, "repro", "-s", *targets)
     assert "'segment-test@toy' didn't change" in out and (proj / "dvc.lock").read_text() == lock
+    assert not any(p.exists() for p in stale)  # swept when scan (always run) started
     song = root / "alice" / "song.wav"
     st = song.stat()
     data = bytearray(song.read_bytes())

@@ -288,3 +288,172 @@ def test_bad_input_sr(valid, input_sr):
 
 def test_good_input_sr(valid):
     assert load_model(valid, input_sr=np.int64(48000), device="cpu").input_sr == 48000
+
+
+# ------------------------------------------------------------- finite outputs, model.pt == model.ts (issue 25)
+
+
+def _huge_weight(state: dict) -> str:
+    """Set the first convolution's weights to 1e38 (finite: read_state_dict accepts them); returns the name."""
+    name = "encoder.features.0.weight"
+    state[name].fill_(1e38)
+    return name
+
+
+def test_huge_finite_weight_overflows_on_signal(valid):
+    """Why the finite-output check exists, on a signal: finite 1e38 weights pass read_state_dict, and the
+    model, built without the load checks, embeds silence to finite values but the probe signal to NaN/inf."""
+    from singer_ssl.model.folder import probe_signal, read_state_dict
+
+    state = torch.load(valid / "model.pt", weights_only=True)
+    _huge_weight(state)
+    torch.save(state, valid.parent / "huge.pt")
+    assert read_state_dict(valid.parent / "huge.pt")  # finite tensors: accepted by the tensor check
+    model = build_model(yaml.safe_load((valid / "hyperparams.yaml").read_text()))
+    model.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(torch.zeros(1, SR))).all()
+        assert not torch.isfinite(model(probe_signal(SR, SR))).all()
+
+
+def test_probe_signal_is_not_silence():
+    from singer_ssl.model.folder import probe_signal
+
+    probe = probe_signal(SR, SR)
+    assert probe.shape == (1, SR) and probe.dtype == torch.float32 and torch.equal(probe, probe_signal(SR, SR))
+    x = probe[0].double()
+    assert 0.1 < float(x.pow(2).mean().sqrt()) < 0.5 and float(x.abs().max()) < 1.0
+    spectrum = torch.fft.rfft(x).abs()  # 1 s at 16 kHz: bin k is k Hz; the fundamental 220 Hz +- 2 % vibrato
+    assert 200 <= int(spectrum.argmax()) <= 240
+
+
+def test_weights_giving_nan_on_signal_are_refused(folder, wavs, tmp_path, capsys):
+    """Issue 25 case 1: model.pt with one weight 1e38 loaded and embedded to NaN; now the load names model.pt."""
+    state = torch.load(folder / "model.pt", weights_only=True)
+    _huge_weight(state)
+    torch.save(state, folder / "model.pt")
+    _refused(folder, "model.pt", "NaN/inf", "test signal")
+    _cli_refuses(capsys, folder, wavs, tmp_path, "model.pt")
+
+
+def test_model_pt_weights_doubled_disagree_with_model_ts(folder, wavs, tmp_path, capsys):
+    """Issue 25 case 2: model.pt x 2 (finite, same keys and shapes) loaded silently; now both files are named."""
+    state = {k: v * 2 if v.is_floating_point() and k.startswith("encoder.") else v for k, v in
+             torch.load(folder / "model.pt", weights_only=True).items()}
+    torch.save(state, folder / "model.pt")
+    for ts in (False, True):
+        msg = _refused(folder, "model.pt", "model.ts", "disagree", torchscript=ts)
+        assert "max abs difference" in msg
+    _cli_refuses(capsys, folder, wavs, tmp_path, "disagree")
+
+
+def _resave_ts(folder: Path, edit=None, carry_hyperparams: bool = True) -> None:
+    """Rewrite model.ts (optionally with a weight edited, optionally without its hyperparams.yaml copy)."""
+    from singer_ssl.model.folder import save_torchscript
+
+    files = {"hyperparams.yaml": ""}
+    module = torch.jit.load(str(folder / "model.ts"), _extra_files=files)
+    if edit is not None:
+        with torch.no_grad():
+            edit(dict(module.named_parameters()))
+    save_torchscript(module, folder / "model.ts", files if carry_hyperparams else None)
+
+
+def test_model_ts_weight_tampered(folder, wavs, tmp_path, capsys):
+    _resave_ts(folder, lambda p: p["encoder.fc.0.weight"].mul_(3.0))
+    for ts in (False, True):
+        _refused(folder, "model.pt", "model.ts", "disagree", torchscript=ts)
+    _cli_refuses(capsys, folder, wavs, tmp_path, "disagree")
+
+
+def test_resaved_model_ts_still_loads(folder):
+    """The comparison keeps what agrees: re-saved without change, with or without the hyperparams copy."""
+    _resave_ts(folder)
+    assert load_model(folder, device="cpu", torchscript=True).embedding_dim == 24
+    _resave_ts(folder, carry_hyperparams=False)
+    assert load_model(folder, device="cpu").embedding_dim == 24
+    assert load_model(folder, device="cpu", torchscript=True).embedding_dim == 24
+
+
+@pytest.mark.parametrize("key, value", [("hop", 80), ("fmin", 300.0)])
+def test_edit_without_hyperparams_in_model_ts_is_refused(folder, key, value):
+    """Issue 25 case 2: a model.ts carrying no hyperparams.yaml (older export) skipped the comparison, so an
+    edited frontend key loaded; now the probe comparison of model.pt and model.ts catches it."""
+    _resave_ts(folder, carry_hyperparams=False)
+    assert read_torchscript_hyperparams(folder / "model.ts") is None
+    _edit_hp(folder, lambda hp: hp["frontend"].__setitem__(key, value))
+    for ts in (False, True):
+        _refused(folder, "model.pt", "model.ts", "disagree", torchscript=ts)
+
+
+def test_segment_seconds_edit_without_hyperparams_in_model_ts(folder):
+    """segment_seconds changes the probe window, not the weights: both copies see the same window, so
+    the folder loads, and embeddings are averaged over the edited window (informative, not a model key)."""
+    _resave_ts(folder, carry_hyperparams=False)
+    _edit_hp(folder, lambda hp: hp.__setitem__("segment_seconds", 2.0))
+    assert load_model(folder, device="cpu").window == 2 * SR
+
+
+def test_model_ts_without_hyperparams_and_no_model_pt_is_refused(folder):
+    _resave_ts(folder, carry_hyperparams=False)
+    (folder / "model.pt").unlink()
+    _refused(folder, "model.ts carries no copy of hyperparams.yaml", "model.pt is missing", torchscript=True)
+
+
+def test_model_ts_only_with_its_hyperparams_loads(folder):
+    (folder / "model.pt").unlink()
+    assert load_model(folder, device="cpu", torchscript=True).embedding_dim == 24
+
+
+class _NanAbove(torch.nn.Module):
+    """Wraps a model: NaN embeddings for windows louder than ``level`` (an input-dependent overflow)."""
+
+    def __init__(self, inner: torch.nn.Module, level: float) -> None:
+        super().__init__()
+        self.inner, self.level, self.embedding_dim = inner, level, inner.embedding_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return torch.where(x.abs().amax(1, keepdim=True) > self.level, torch.full_like(out, float("nan")), out)
+
+
+@pytest.fixture()
+def loud_nan(monkeypatch, valid, tmp_path):
+    """load_model gives a model that passes the load checks but embeds loud files to NaN; a loud wav."""
+    import singer_ssl.api as api
+
+    real = api.load_model
+
+    def patched(*args, **kwargs):
+        enc = real(*args, **kwargs)
+        enc.model = _NanAbove(enc.model, 0.6)
+        return enc
+
+    monkeypatch.setattr(api, "load_model", patched)
+    t = np.arange(SR) / SR
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, (0.8 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), SR)
+    return loud
+
+
+def test_embed_file_refuses_nan_embeddings(loud_nan, valid, wavs):
+    import singer_ssl.api as api
+
+    model = api.load_model(valid, device="cpu")
+    assert np.isfinite(model.embed_file(wavs[0])).all()
+    with pytest.raises(ValueError, match="loud.wav: the model gives NaN/inf"):
+        model.embed_file(loud_nan)
+
+
+def test_cli_embed_and_verify_refuse_nan_embeddings(loud_nan, valid, wavs, tmp_path, capsys):
+    """Issue 25 case 1: `embed` wrote an all-NaN file and `verify` printed `score nan` with rc 0."""
+    for argv in (["verify", str(wavs[0]), str(loud_nan), "--model", str(valid), "--device", "cpu"],
+                 ["embed", str(loud_nan.parent), "--model", str(valid), "--out", str(tmp_path / "e.npz"),
+                  "--device", "cpu", "--quiet"]):
+        capsys.readouterr()
+        rc = cli(argv)
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert rc != 0 and out == "" and len(lines) == 1, (argv, out, err)
+        assert lines[0].startswith("error: ") and "loud.wav" in lines[0] and "NaN/inf" in lines[0], err
+    assert not (tmp_path / "e.npz").exists()

@@ -249,7 +249,9 @@ def _project(tmp_path: Path, external: str = "{}") -> Path:
         w = csv.writer(f)
         w.writerow(["segment", "singer", "source", "start_s", "end_s", "dataset"])
         for k, s, src in zip(keys, singers, sources):
-            w.writerow([k, s, src, 0, 4, "toy"])
+            start = 4 * int(k.rsplit("_", 1)[1].removesuffix(".wav"))  # a/rec0_2.wav: 8 s to 12 s of a/rec0.wav
+            w.writerow([k, s, src, start, start + 4, "toy"])
+    _listing(project, sorted(set(sources)), {})
     (project / "params.yaml").write_text(
         "seed: 11\ndatasets:\n  test:\n    toy: {path: data/raw/toy}\n"
         f"trials: {{n_pairs: 40, seed: null, cross_recording: true, external: {external}}}\n",
@@ -257,12 +259,23 @@ def _project(tmp_path: Path, external: str = "{}") -> Path:
     return project
 
 
+def _listing(project: Path, sources: list[str], copies: dict[str, str]) -> None:
+    """The scan listing of ``sources`` (``copies``: copy -> first copy) as the scan stage writes it."""
+    from singer_ssl.core.io import write_csv
+    from singer_ssl.scan import HEADER
+
+    path = project / "data" / "listings" / "test" / "toy.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(path, HEADER, [(s, "10", f"{hash(copies.get(s, s)) & 0xffff:032x}", "", copies.get(s, ""))
+                             for s in sources])
+
+
 def _cli(*argv: str) -> int:
     stage = importlib.import_module("stages.trials")
-    return stage_main("trials", stage.main, ("dataset", "manifest", "out"), argv=argv)
+    return stage_main("trials", stage.main, ("dataset", "manifest", "listing", "out"), argv=argv)
 
 
-STAGE_ARGS = ("toy", "data/segments/test/toy/manifest.csv", "data/trials/toy.txt")
+STAGE_ARGS = ("toy", "data/segments/test/toy/manifest.csv", "data/listings/test/toy.csv", "data/trials/toy.txt")
 
 
 def test_trials_stage_generates(tmp_path: Path, monkeypatch, capsys):
@@ -309,7 +322,7 @@ def test_trials_stage_misspelt_external_dataset_fails_naming_it(tmp_path: Path, 
 def test_trials_stage_missing_manifest(tmp_path: Path, monkeypatch, capsys):
     project = _project(tmp_path)
     monkeypatch.chdir(project)
-    assert _cli("toy", "data/segments/test/gone/manifest.csv", "data/trials/toy.txt") == 1
+    assert _cli("toy", "data/segments/test/gone/manifest.csv", STAGE_ARGS[2], "data/trials/toy.txt") == 1
     assert capsys.readouterr().err.startswith("error: trials: dataset 'toy': no manifest at ")
 
 
@@ -384,3 +397,104 @@ def test_trials_stage_uses_the_manifest_recording(tmp_path: Path, monkeypatch, c
     by_file = generate_trials(keys, singers, sources, 40, seed=11)
     assert any(rec[a] == rec[b] and src[a] != src[b] for lab, a, b in by_file if lab == 1 and a.startswith("a/"))
     assert "same-recording targets" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------- external lists checked line by line (issue 25)
+
+SINGER_OF = {"f1/a.wav": "f1", "f1/b.wav": "f1", "m2/c.wav": "m2", "m2/d, live.wav": "m2"}
+
+
+@pytest.mark.parametrize("line, needles", [
+    ("1,f1/a.wav,m2/c.wav", ["labelled target (same-singer)", "'f1'", "'m2'"]),
+    ('0,m2/c.wav,"m2/d, live.wav"', ["labelled non-target (different-singer)", "'m2'"]),
+    ("0,f1/b.wav,f1/a.wav", ["repeats line 1"]),
+    ("1,f1/b.wav,f1/b.wav", ["pairs segment 'f1/b.wav' with itself"]),
+    ("1,f1/a.wav,f1/zz.wav", ["1 key(s) are not segments of toy, e.g. f1/zz.wav"]),
+])
+def test_external_list_bad_line_is_named(tmp_path: Path, line: str, needles: list[str]):
+    """Each bad trial on line 3 (after a comment line) is named with the file and line number."""
+    path = tmp_path / "list.txt"
+    path.write_text(f"1,f1/a.wav,f1/b.wav\n# a comment\n{line}\n0,f1/a.wav,m2/c.wav\n", encoding="utf-8")
+    with pytest.raises(TrialsError) as info:
+        load_external_trials(path, KEYS, dataset="toy", singer_of=SINGER_OF)
+    assert str(info.value).startswith(f"{path}:3: ") and "\n" not in str(info.value)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_external_list_checks_agree_with_brute_force(tmp_path: Path):
+    """Random lists over KEYS: accepted exactly when every line is a distinct pair of two segments labelled as
+    their singers say (brute force over the lines)."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        lines = [(int(rng.integers(2)), KEYS[rng.integers(4)], KEYS[rng.integers(4)])
+                 for _ in range(rng.integers(2, 5))]
+        pairs = [frozenset((a, b)) for _, a, b in lines]
+        ok = (all(a != b and lab == (SINGER_OF[a] == SINGER_OF[b]) for lab, a, b in lines)
+              and len(set(pairs)) == len(pairs) and len({lab for lab, _, _ in lines}) == 2)
+        path = tmp_path / f"l{trial}.txt"
+        write_trials(path, lines)
+        try:
+            load_external_trials(path, KEYS, singer_of=SINGER_OF)
+            accepted = True
+        except TrialsError:
+            accepted = False
+        assert accepted == ok, lines
+
+
+def test_trials_stage_refuses_a_wrong_label_naming_file_and_line(tmp_path: Path, monkeypatch, capsys):
+    """Issue 25 case 5: a target label on a different-singer pair passed trials and failed late in evaluate."""
+    ext = tmp_path / "list.kaldi"
+    ext.write_text("a/rec0_0.wav a/rec1_0.wav target\na/rec0_0.wav b/rec0_0.wav target\n", encoding="utf-8")
+    project = _project(tmp_path, external="{toy: " + str(ext) + "}")
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    assert _cli(*STAGE_ARGS) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: trials: {ext}:2: labelled target"), err
+    assert not (project / "data/trials/toy.txt").exists()
+
+
+# ------------------------------------------------------------------- byte-identical copies (issue 25)
+
+
+def _content(project: Path, copies: dict[str, str]) -> dict[str, tuple]:
+    """Brute force: segment -> (first copy of its file, start) from the manifest."""
+    rows = list(csv.DictReader(open(project / "data/segments/test/toy/manifest.csv", encoding="utf-8")))
+    return {r["segment"]: (copies.get(r["source"], r["source"]), float(r["start_s"])) for r in rows}
+
+
+def test_generated_trials_leave_copies_out(tmp_path: Path, monkeypatch, capsys):
+    """a/rec1.wav is a byte-identical copy of a/rec0.wav: its 3 segments are left out (warning), so no trial
+    pairs two copies of one stretch; without the listing's mark the same draw does pair them."""
+    project = _project(tmp_path)
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    copies = {"a/rec1.wav": "a/rec0.wav"}
+    content = _content(project, copies)
+    assert _cli(*STAGE_ARGS) == 0  # listing without copies: the pairs exist
+    labels, k1, k2 = read_trials(project / "data/trials/toy.txt")
+    assert any(content[a] == content[b] for a, b in zip(k1, k2))
+    _listing(project, sorted({c[0] for c in content.values()} | set(copies)), copies)
+    capsys.readouterr()
+    assert _cli(*STAGE_ARGS) == 0
+    err = capsys.readouterr().err
+    assert "warning: toy: 3 segments of byte-identical copies left out of the trials" in err
+    labels, k1, k2 = read_trials(project / "data/trials/toy.txt")
+    assert all(content[a] != content[b] for a, b in zip(k1, k2))
+    used = set(k1 + k2)
+    assert len(used) == len({content[k] for k in used})  # one copy of each stretch is used, never both
+
+
+def test_external_target_pair_of_copies_is_refused(tmp_path: Path, monkeypatch, capsys):
+    ext = tmp_path / "list.txt"
+    ext.write_text("1,a/rec0_1.wav,a/rec1_2.wav\n1,a/rec0_1.wav,a/rec1_1.wav\n0,a/rec0_0.wav,b/rec0_0.wav\n",
+                   encoding="utf-8")
+    project = _project(tmp_path, external="{toy: " + str(ext) + "}")
+    _listing(project, ["a/rec0.wav", "a/rec1.wav", "b/rec0.wav", "b/rec1.wav", "c/rec0.wav"],
+             {"a/rec1.wav": "a/rec0.wav"})
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(ROOT))
+    assert _cli(*STAGE_ARGS) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: trials: {ext}:2: a/rec0_1.wav and a/rec1_1.wav are the same stretch"), err

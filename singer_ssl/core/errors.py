@@ -10,6 +10,10 @@ class ConfigError(ValueError):
     """A parameter is missing, unknown or inconsistent; the message names it and the valid choices."""
 
 
+class NonFiniteError(ValueError):
+    """A model gave NaN/inf embeddings or scores: nothing is written or decided from them."""
+
+
 def choice_error(what: str, value: object, choices: Iterable[str]) -> ConfigError:
     """Build the standard 'unknown X' error listing the valid choices."""
     return ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(sorted(choices))}")

@@ -79,6 +79,43 @@ def front_end_params(sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels
             "fmax": fmax, "log_offset": float(log_offset)}
 
 
+#: the fewest frames a stored log-mel segment may have: the largest ``min_length`` of the log-mel encoders
+#: (audiontt2020, crnn, vgglike: 8 frames; singer_ssl.encoders), so one features file fits every encoder
+MIN_FRAMES = 8
+
+
+def hz_to_mel_slaney(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney's mel scale (Slaney 1998, Auditory Toolbox; librosa's ``htk=False``): linear below 1 kHz
+    (200/3 Hz per mel), logarithmic above (27 mels per factor 6.4 of frequency)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3.0)
+    log = 15.0 + np.log(np.maximum(hz, 1e-300) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log, linear)
+
+
+def mel_to_hz_slaney(mel: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel_slaney`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), (200.0 / 3.0) * mel)
+
+
+def empty_mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                      fmax: float | None = None) -> list[tuple[int, float, float]]:
+    """The mel filters of :func:`mel_filterbank` that hold no FFT bin: ``[(filter, low Hz, high Hz)]``.
+
+    Filter ``m`` is a triangle over ``(f[m], f[m + 2])``, ``f`` being ``n_mels + 2`` points evenly spaced on
+    the Slaney mel scale from ``fmin`` to ``fmax`` (librosa's ``filters.mel``, which nnAudio clones); its
+    weights are non-zero exactly at the bins ``k * sample_rate / n_fft`` (``k = 0 .. n_fft // 2``) strictly
+    inside that interval, so it is empty (all zeros: a constant ``log(log_offset)`` feature row) when none is.
+    """
+    top = sample_rate / 2.0 if fmax is None else float(fmax)
+    edges = mel_to_hz_slaney(np.linspace(hz_to_mel_slaney(float(fmin)), hz_to_mel_slaney(top), int(n_mels) + 2))
+    bins = np.linspace(0.0, sample_rate / 2.0, 1 + int(n_fft) // 2)
+    # bins strictly inside (lo, hi): the count of bins < hi minus the count of bins <= lo
+    inside = np.searchsorted(bins, edges[2:], side="left") - np.searchsorted(bins, edges[:-2], side="right")
+    return [(int(m), float(edges[m]), float(edges[m + 2])) for m in np.flatnonzero(inside <= 0)]
+
+
 def n_frames(n_samples: int, hop: int, n_fft: int = 2048) -> int:
     """Frames of a centred STFT (``n_fft // 2`` padding each side): ``1 + n_samples // hop`` for even
     ``n_fft`` (e.g. 176,400 samples, hop 512 -> 345)."""

@@ -9,6 +9,11 @@ process is gone (:func:`remove_stale_temporaries`). The pid test keeps the tempo
 is still running (another process writing the same target); a temporary of this very process is also
 kept (a thread of it may be writing). A pid reused by an unrelated live process only delays the
 cleanup to a later write.
+
+A target that is not written again (DVC restores it from its run cache instead of running the stage)
+would keep its temporary for ever, so every stage also sweeps the whole workspace at its start
+(:func:`sweep_stale_temporaries`, called by :func:`singer_ssl.core.stage.stage_main`; the scan stages
+run at every ``dvc repro``, so one ``dvc repro`` clears what a killed run left).
 """
 
 from __future__ import annotations
@@ -52,23 +57,54 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: the name of a temporary of :func:`atomic_path`: ``.<target name>.tmp-<writer pid>-<8 hex>``
+TEMPORARY = re.compile(r"\.(?P<target>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+def _is_stale(name: str, target: str | None = None) -> bool:
+    """Whether ``name`` is a temporary (of ``target``, when given) whose writer no longer runs."""
+    match = TEMPORARY.fullmatch(name)
+    if match is None or (target is not None and match["target"] != target):
+        return False
+    pid = int(match["pid"])
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of ``path`` (files or folders ``.<name>.tmp-<pid>-<hex>`` next to it)
     left by processes that no longer run; returns what was removed. Another target's temporaries, a
     live process's and this process's own are kept."""
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
     removed = []
     try:
         entries = list(os.scandir(path.parent))
     except FileNotFoundError:
         return removed
     for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+        if _is_stale(entry.name, path.name):
+            _remove(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
+
+
+def sweep_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Remove every stale temporary (:data:`TEMPORARY` whose writer no longer runs) in the tree under
+    ``root``; returns what was removed. Hidden folders (``.git``, ``.dvc``, ``.venv``) are not entered
+    and symbolic links are not followed (a linked dataset folder is not the workspace's); unreadable
+    folders are passed over. Costs one directory listing per folder."""
+    removed: list[Path] = []
+    stack = [Path(root)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
             continue
-        _remove(Path(entry.path))
-        removed.append(Path(entry.path))
+        for entry in entries:
+            if _is_stale(entry.name):
+                _remove(Path(entry.path))
+                removed.append(Path(entry.path))
+            elif not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
     return removed
 
 

@@ -12,7 +12,9 @@ Every ``stages/<stage>.py`` is the same thin shim::
 Paths come from the command line, which ``dvc.yaml`` writes (as DVC's example-get-started does), so
 the library never hard-codes where a stage reads or writes. Expected failures (a bad parameter, bad
 input data, a missing file) print ``error: <stage>: <message>`` on one line and exit with status 1;
-anything else is a bug and keeps its traceback.
+anything else is a bug and keeps its traceback. Run in a pipeline workspace (a ``dvc.yaml`` in the
+working folder, as DVC runs every stage), a stage first removes the temporaries killed writers left
+anywhere in it (:func:`singer_ssl.core.io.sweep_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from singer_ssl.core.allocator import keep_large_allocations
 from singer_ssl.core.errors import DiskFullError
-from singer_ssl.core.io import is_disk_full
+from singer_ssl.core.io import is_disk_full, sweep_stale_temporaries
 
 #: the failures a user can cause (bad params, bad data, missing files, a full disk): one line, exit status 1
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
@@ -44,6 +47,8 @@ def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional
     ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     keep_large_allocations()  # large CPU tensors reuse heap pages (singer_ssl.core.allocator)
+    if Path("dvc.yaml").is_file():  # in a pipeline workspace: what killed runs left (singer_ssl.core.io)
+        sweep_stale_temporaries(".")
     try:
         line = main(args)
     except USER_ERRORS as err:

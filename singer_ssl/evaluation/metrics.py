@@ -27,6 +27,8 @@ import warnings
 
 import numpy as np
 
+from singer_ssl.core.errors import NonFiniteError
+
 __all__ = [
     "bootstrap_eer_ci",
     "bootstrap_eer_samples",
@@ -110,7 +112,7 @@ def _check_trials(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
         )
     bad = ~np.isfinite(scores)
     if bad.any():
-        raise ValueError(
+        raise NonFiniteError(
             f"scores contain {int(bad.sum())} NaN/inf values (first trials: {np.flatnonzero(bad)[:10].tolist()})"
         )
     return labels, scores

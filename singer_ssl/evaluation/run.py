@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from singer_ssl.core.errors import ConfigError
+from singer_ssl.core.errors import ConfigError, NonFiniteError
 from singer_ssl.core.params import device_param, int_param, mapping_param, number_param, section, test_dataset
 
 #: the keys of the ``evaluate`` section and of its sub-mappings
@@ -272,7 +272,7 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
     if missing:
         raise ValueError(f"{embeddings_path}: no {', '.join(missing)} (not an embed-stage file; "
                          f"it has {', '.join(es.vectors) or 'no matrices'})")
-    es.check()
+    es.check(embeddings_path)
     trials = load_trials(es, trials_path)
     labels = trials.labels
     singers = np.asarray(es.singers)
@@ -332,7 +332,10 @@ def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: st
     from singer_ssl.evaluation.report import write_plots, write_summary
 
     t0 = time.perf_counter()
-    result, plot_data = evaluate_dataset(cfg, embeddings_path, trials_path)
+    try:
+        result, plot_data = evaluate_dataset(cfg, embeddings_path, trials_path)
+    except NonFiniteError as e:  # no metric is decided on NaN/inf scores: name the file they come from
+        raise NonFiniteError(e if str(embeddings_path) in str(e) else f"{embeddings_path}: {e}") from None
     write_plots(Path(plots_dir), plot_data, perplexity=cfg.tsne.perplexity, max_points=cfg.tsne.max_points,
                 seed=cfg.seed)
     write_summary(Path(plots_dir) / "summary.png", result, cfg.dataset)

@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from singer_ssl.core.errors import NonFiniteError
 from singer_ssl.core.io import atomic_path, open_h5
 
 STR = h5py.string_dtype("utf-8")
@@ -40,8 +41,17 @@ class EmbeddingSet:
     invariance_rows: np.ndarray | None = None  # (K,) rows transformed for the invariance report
     invariance: dict[str, np.ndarray] = field(default_factory=dict)  # transform spec -> (K, D_emb)
 
-    def check(self) -> None:
-        """Raise ValueError naming the matrix and rows when a vector is NaN/inf or misaligned."""
+    def check(self, path: str | os.PathLike | None = None) -> None:
+        """Raise ValueError naming the file (``path``, when given), the matrix and rows when a vector is
+        NaN/inf or misaligned."""
+        try:
+            self._check()
+        except ValueError as e:
+            if path is None:
+                raise
+            raise type(e)(f"{path}: {e}") from None
+
+    def _check(self) -> None:
         n = len(self.keys)
         if n == 0:
             raise ValueError("embedding set is empty (0 segments)")
@@ -54,7 +64,7 @@ class EmbeddingSet:
             if bad.any():
                 rows = np.flatnonzero(bad)
                 ex = ", ".join(self.keys[i] for i in rows[:3])
-                raise ValueError(f"{name}: {bad.sum()} embeddings contain NaN/inf (e.g. {ex})")
+                raise NonFiniteError(f"{name}: {bad.sum()} embeddings contain NaN/inf (e.g. {ex})")
         if self.invariance:
             rows = np.asarray(self.invariance_rows if self.invariance_rows is not None else [], dtype=np.int64)
             if rows.size == 0 or rows.min() < 0 or rows.max() >= n:
@@ -66,8 +76,9 @@ class EmbeddingSet:
 
 
 def write_embeddings(path: str | os.PathLike, es: EmbeddingSet, attrs: dict | None = None) -> None:
-    """Write ``es`` atomically to ``path`` (temp file + rename)."""
-    es.check()
+    """Write ``es`` atomically to ``path`` (temp file + rename); nothing is written when :meth:`EmbeddingSet.check`
+    fails (NaN/inf embeddings: :class:`~singer_ssl.core.errors.NonFiniteError` naming ``path``)."""
+    es.check(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("key", data=np.array(es.keys, dtype=object), dtype=STR)
         f.create_dataset("singer", data=np.array(es.singers, dtype=object), dtype=STR)

@@ -32,7 +32,8 @@ segments, which ``singer-ssl verify`` decides with (:func:`read_threshold`).
 Loading validates the folder (:func:`load_eager`, :func:`load_torchscript`): every problem is one
 :class:`ModelFolderError` line naming the file and key (malformed hyperparams, a ``model.pt`` that is
 not a finite state dict, hyperparams that differ from the weights or from the copy in ``model.ts``,
-a front end that does not fit the encoder).
+a front end that does not fit the encoder, weights that give NaN/inf on a test signal, a ``model.pt`` and
+``model.ts`` that embed that signal differently: :func:`probe_forward`, :func:`check_copies_agree`).
 
 Every file is byte-reproducible: the same weights and hyperparams give the same bytes wherever the
 repository lives and whatever ``PYTHONHASHSEED`` is (so a retrain with the same result leaves
@@ -261,37 +262,58 @@ def read_torchscript_hyperparams(path: Path) -> dict[str, Any] | None:
     return hp
 
 
-def check_against_torchscript(hp: dict[str, Any], folder: Path) -> None:
+def check_against_torchscript(hp: dict[str, Any], folder: Path) -> dict[str, Any] | None:
     """Every key of :data:`BUILD_KEYS` in ``hyperparams.yaml`` must equal the copy inside ``model.ts``
     (the values the weights were trained and exported with): the front end's ``hop``, ``n_fft``,
     ``fmin``... leave no trace in ``model.pt`` (the window and mel basis are non-persistent buffers),
     so an edited ``hyperparams.yaml`` would otherwise load and silently change the embeddings.
-    Skipped when ``model.ts`` is absent or carries no copy (written before it was stored)."""
+    Returns the copy; ``None`` when ``model.ts`` is absent or carries none (written before it was
+    stored; the loaders then compare the two models' outputs instead: :func:`check_copies_agree`)."""
     ts = folder / "model.ts"
     if not ts.exists():
-        return
+        return None
     carried = read_torchscript_hyperparams(ts)
     if carried is None:
-        return
+        return None
     for key in BUILD_KEYS:
         diff = _first_difference(hp.get(key), carried.get(key), key)
         if diff is not None:
             name, mine, theirs = diff
             raise ModelFolderError(f"{folder / 'hyperparams.yaml'}: {name} = {mine!r} but {ts} was exported with "
                                    f"{theirs!r}; the files come from different models (restore hyperparams.yaml)")
+    return carried
 
 
-def probe_forward(model: nn.Module, hp: dict[str, Any], folder: Path, device: torch.device | None = None) -> None:
-    """One forward pass on ``(1, window)`` zeros (the embedding window: ``segment_seconds`` at the
-    front end's rate) must give ``(1, encoder embedding_dim)``: a front end that does not fit the
-    encoder (e.g. ``frontend.n_mels`` 64 for an encoder built for 128 mels) fails here, at load,
-    instead of at the first embedding. Costs one embedding window of compute."""
+#: the probe's relative tolerance: model.pt and model.ts must agree to max|a - b| <= PROBE_TOLERANCE * max(1, max|a|)
+PROBE_TOLERANCE = 1e-3
+
+
+def probe_signal(sample_rate: int, n: int) -> torch.Tensor:
+    """``(1, n)`` float32 non-silent test signal at ``sample_rate`` Hz: a 220 Hz tone with 5 harmonics
+    (amplitudes 0.2 / k), a 5.5 Hz vibrato of +-2 % and seeded white noise at -40 dBFS (peak about 0.5).
+
+    Silence can hide a broken model (a ReLU network whose first layer sees zeros, an overflow that
+    needs signal energy), so the load checks run on this sung-like input; deterministic (fixed seed)."""
+    t = torch.arange(n, dtype=torch.float64) / float(sample_rate)
+    phase = 2 * math.pi * 220.0 * (t + 0.02 / (2 * math.pi * 5.5) * (1 - torch.cos(2 * math.pi * 5.5 * t)))
+    x = sum(0.2 / k * torch.sin(k * phase) for k in range(1, 6))
+    noise = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return (x + 0.01 * noise).to(torch.float32)[None]
+
+
+def probe_forward(model: nn.Module, hp: dict[str, Any], folder: Path, device: torch.device | None = None,
+                  name: str = "model") -> torch.Tensor:
+    """One forward pass on :func:`probe_signal` (one embedding window: ``segment_seconds`` at the
+    front end's rate) must give a finite ``(1, encoder embedding_dim)``: a front end that does not fit
+    the encoder (e.g. ``frontend.n_mels`` 64 for an encoder built for 128 mels) fails here, at load,
+    instead of at the first embedding, and so do weights that overflow to NaN/inf on real signal
+    (``name``: which file the weights came from). Returns the output on CPU. Costs one window of compute."""
     sr = model_sample_rate(hp)
     window = max(1, int(round(model_segment_seconds(hp) * sr)))
     dev = device or next(iter(model.parameters()), torch.empty(0)).device
     try:
         with torch.no_grad():
-            out = model(torch.zeros(1, window, device=dev))
+            out = model(probe_signal(sr, window).to(dev))
     except Exception as e:  # noqa: BLE001 - re-raised with the culprit named
         why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise ModelFolderError(f"{folder}: the model fails on a {window}-sample window with the front end of "
@@ -301,19 +323,29 @@ def probe_forward(model: nn.Module, hp: dict[str, Any], folder: Path, device: to
     if out.dim() != 2 or out.shape[0] != 1 or (isinstance(dim, int) and out.shape[1] != dim):
         raise ModelFolderError(f"{folder}: the model gives shape {tuple(out.shape)} for one window, "
                                f"expected (1, {dim})")
+    out = out.detach().float().cpu()
+    if not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise ModelFolderError(f"{folder / name}: the model gives {bad} NaN/inf value(s) of {out.numel()} on a "
+                               f"{window}-sample test signal; the weights are unusable (overflow)")
+    return out
 
 
-def load_eager(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
-    """Rebuild the full :class:`~singer_ssl.model.singer_model.SingerModel` and load ``model.pt`` strictly.
+def check_copies_agree(folder: Path, eager_out: torch.Tensor, ts_out: torch.Tensor) -> None:
+    """model.pt (rebuilt from hyperparams.yaml) and model.ts must give the same embedding of the probe
+    signal within :data:`PROBE_TOLERANCE` (relative to the largest value, at least 1); else the two
+    files come from different models (one was edited, re-saved or copied from another run)."""
+    diff = float((eager_out - ts_out).abs().max()) if eager_out.shape == ts_out.shape else math.inf
+    scale = max(1.0, float(eager_out.abs().max()))
+    if not diff <= PROBE_TOLERANCE * scale:
+        raise ModelFolderError(f"{folder / 'model.pt'} (with hyperparams.yaml) and {folder / 'model.ts'} disagree "
+                               f"on a test signal (max abs difference {diff:.3g}, shape {tuple(eager_out.shape)} vs "
+                               f"{tuple(ts_out.shape)}; tolerance {PROBE_TOLERANCE * scale:.3g}): the files come from "
+                               f"different models; restore the folder the train stage wrote")
 
-    Raises :class:`ModelFolderError` (one line naming the file and key) when ``hyperparams.yaml``
-    is malformed (:func:`check_hyperparams`) or does not match the weights (another encoder or
-    embedding size, ``normalization``, or any :data:`BUILD_KEYS` value differing from the copy in
-    ``model.ts``: :func:`check_against_torchscript`), when ``model.pt`` is not a finite state dict
-    (:func:`read_state_dict`), or when the rebuilt model fails on one window (:func:`probe_forward`).
-    """
-    folder = Path(folder)
-    hp = read_hyperparams(folder)
+
+def _eager_model(folder: Path, hp: dict[str, Any], dev: torch.device) -> nn.Module:
+    """``model.pt`` loaded strictly into the model ``hyperparams.yaml`` describes (eval mode, on ``dev``)."""
     weights = folder / "model.pt"
     state = read_state_dict(weights)
     try:
@@ -329,32 +361,63 @@ def load_eager(folder: str | os.PathLike, device: str | torch.device | None = No
             f"(encoder {hp.get('encoder', {}).get('name')!r}): {str(e).splitlines()[0]} ..."
         ) from e
     _check_normalization(hp, state, folder)
-    check_against_torchscript(hp, folder)
+    return model.to(dev).eval()
+
+
+def _torchscript_model(folder: Path, dev: torch.device) -> nn.Module:
+    ts = folder / "model.ts"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(ts), map_location=dev).eval()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ModelFolderError(f"{ts} is not a loadable TorchScript model: "
+                               f"{(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}") from None
+
+
+def load_eager(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
+    """Rebuild the full :class:`~singer_ssl.model.singer_model.SingerModel` and load ``model.pt`` strictly.
+
+    Raises :class:`ModelFolderError` (one line naming the file and key) when ``hyperparams.yaml``
+    is malformed (:func:`check_hyperparams`) or does not match the weights (another encoder or
+    embedding size, ``normalization``, or any :data:`BUILD_KEYS` value differing from the copy in
+    ``model.ts``: :func:`check_against_torchscript`), when ``model.pt`` is not a finite state dict
+    (:func:`read_state_dict`), when the rebuilt model fails on or gives NaN/inf for one window of the
+    probe signal (:func:`probe_forward`), or, when ``model.ts`` is present, when it embeds the probe
+    signal differently (:func:`check_copies_agree`).
+    """
+    folder = Path(folder)
+    hp = read_hyperparams(folder)
     dev = resolve_device(device)
-    model = model.to(dev).eval()
-    probe_forward(model, hp, folder, dev)
+    model = _eager_model(folder, hp, dev)
+    check_against_torchscript(hp, folder)
+    out = probe_forward(model, hp, folder, dev, "model.pt")
+    if (folder / "model.ts").exists():
+        check_copies_agree(folder, out, probe_forward(_torchscript_model(folder, dev), hp, folder, dev, "model.ts"))
     return model
 
 
 def load_torchscript(folder: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
     """Load ``model.ts`` of a model folder (eval mode) after checking that ``hyperparams.yaml`` agrees
     with the copy it carries (:func:`check_against_torchscript`); :class:`ModelFolderError` naming the
-    file when it is missing, not TorchScript, or fails on one window (:func:`probe_forward`)."""
+    file when it is missing, not TorchScript, fails on or gives NaN/inf for the probe signal
+    (:func:`probe_forward`), or embeds it differently from ``model.pt`` (:func:`check_copies_agree`;
+    skipped only when ``model.pt`` is absent and ``model.ts`` carries the hyperparams it was exported
+    with: without both, nothing ties ``hyperparams.yaml`` to the weights, and the folder is refused)."""
     folder = Path(folder)
     hp = read_hyperparams(folder)
     ts = folder / "model.ts"
     if not ts.exists():
         raise ModelFolderError(f"{ts} is missing")
-    check_against_torchscript(hp, folder)
+    carried = check_against_torchscript(hp, folder)
+    if carried is None and not (folder / "model.pt").exists():
+        raise ModelFolderError(f"{ts} carries no copy of hyperparams.yaml and {folder / 'model.pt'} is missing: "
+                               f"nothing checks {folder / 'hyperparams.yaml'} against the weights")
     dev = resolve_device(device)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = torch.jit.load(str(ts), map_location=dev).eval()
-    except (RuntimeError, ValueError, OSError) as e:
-        raise ModelFolderError(f"{ts} is not a loadable TorchScript model: "
-                               f"{(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}") from None
-    probe_forward(model, hp, folder, dev)
+    model = _torchscript_model(folder, dev)
+    out = probe_forward(model, hp, folder, dev, "model.ts")
+    if (folder / "model.pt").exists():
+        check_copies_agree(folder, probe_forward(_eager_model(folder, hp, dev), hp, folder, dev, "model.pt"), out)
     return model
 
 
