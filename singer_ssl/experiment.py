@@ -1,0 +1,294 @@
+"""Safe experiments: ``singer-ssl run`` checks ``-S`` overrides before ``dvc exp run`` and keeps params.yaml on
+failure; ``singer-ssl restore`` brings back the last committed state.
+
+``dvc exp run -S key=value`` writes the overrides into params.yaml (reformatted) before it checks anything, so a
+typo such as ``-S loss=vicreq`` leaves params.yaml rewritten and fails with DVC's ``Parameters 'losses.vicreq'
+are missing``, and ``-S train.max_step=3`` draws the advice ``+train.max_step=3``, which the train stage then
+rejects. :func:`check_overrides` applies the overrides to a copy of params.yaml (Hydra's override grammar as DVC
+uses it: ``key=value``, ``+key=value`` adds a key, ``++key=value`` sets or adds, ``~key`` deletes) and validates
+the result with :func:`validate_params`, the one walk over the parameter schema: every stage's typed
+``<Stage>Config.from_params`` (the checks the stages themselves run), so an unknown loss, encoder or key is
+refused with the valid names before DVC is called.
+
+:func:`run_experiment` then runs ``dvc exp run`` with the byte snapshot of params.yaml in hand and writes the
+snapshot back when DVC fails or is interrupted. It refuses to start while another DVC process holds the
+repository (DVC's lock ``.dvc/tmp/lock``) or another ``singer-ssl run`` is under way (``.dvc/tmp/singer-ssl-run.lock``,
+held for the whole run): a second ``dvc exp run`` would otherwise write its overrides into the params.yaml of the
+running experiment. Parallel work goes through DVC's queue (``--queue``, then ``dvc queue start -j N``), whose
+experiments run in their own temporary copies.
+
+:func:`restore` is the way back after any failed or finished experiment: it keeps a copy of a modified
+params.yaml, checks out :data:`~singer_ssl.core.stage.RESTORE_PATHS` from git's HEAD (params.yaml, dvc.lock, and
+the cache-free metrics/ and plots/ that DVC deletes before a stage runs: a failed evaluate's metrics, a failed
+train's partial curves) and then ``dvc checkout --force`` (the cached outputs, data/model included, that the
+restored dvc.lock names).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from singer_ssl.core.stage import RESTORE_ONE_LINER, RESTORE_PATHS
+
+#: DVC's repository lock (dvc.lock.make_lock: zc.lockfile, an flock on this file) relative to the repository root
+DVC_LOCK = Path(".dvc") / "tmp" / "lock"
+#: held by ``singer-ssl run`` from its params.yaml snapshot to DVC's exit
+RUN_LOCK = Path(".dvc") / "tmp" / "singer-ssl-run.lock"
+#: where :func:`restore` keeps the params.yaml it replaces
+BACKUP_DIR = Path(".dvc") / "tmp" / "singer-ssl-restore"
+
+
+class ExperimentError(ValueError):
+    """An override, a busy repository or a failed git/DVC call: printed as one ``error:`` line."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``-S`` override: ``mode`` is ``""`` (set an existing key), ``+`` (add a new key), ``++`` (set or add)
+    or ``~`` (delete); ``value`` is parsed as YAML (Hydra's ``{a:1}`` dict spelling accepted)."""
+
+    text: str
+    key: str
+    mode: str
+    value: Any = None
+
+
+_DICT_KEY = re.compile(r"([{,]\s*[^\s:{}\[\],]+):(?=\S)")
+
+
+def parse_override(text: str) -> Override:
+    """An :class:`Override` of ``text`` (``key=value``, ``+key=value``, ``++key=value``, ``~key``)."""
+    mode = next((m for m in ("++", "+", "~") if text.startswith(m)), "")
+    body = text[len(mode):]
+    key, eq, raw = body.partition("=")
+    if not key or not re.fullmatch(r"[\w-]+(\.[\w-]+)*", key) or (not eq and mode != "~"):
+        raise ExperimentError(f"-S {text}: expected key=value (e.g. -S train.max_steps=50)")
+    if not eq:
+        return Override(text, key, mode)
+    raw = _DICT_KEY.sub(r"\1: ", raw) if raw.lstrip().startswith("{") else raw
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ExperimentError(f"-S {text}: value is not valid YAML ({' '.join(str(err).split())})") from None
+    return Override(text, key, mode, value)
+
+
+def _suggest(key: str, tree: Any, parent: str) -> str:
+    """``; did you mean X?`` plus the keys of the deepest existing mapping on ``key``'s path."""
+    names = [f"{parent}.{k}" if parent else str(k) for k in tree] if isinstance(tree, dict) else []
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    where = f"keys of {parent}" if parent else "top-level keys"
+    return f"{hint} ({where}: {', '.join(sorted(map(str, tree)))})" if isinstance(tree, dict) else hint
+
+
+def apply_overrides(params: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """A deep copy of ``params`` with ``overrides`` applied in order (a later one wins, as in DVC).
+
+    Setting a key params.yaml lacks (without ``+``) or adding one it has (with ``+``) is an ExperimentError naming
+    the closest existing key and the valid keys at that level.
+    """
+    out = copy.deepcopy(params)
+    for o in overrides:
+        *parents, leaf = o.key.split(".")
+        node, path = out, ""
+        for part in parents:
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                if o.mode in ("+", "++") and isinstance(node, dict) and child is None:
+                    node[part] = child = {}
+                else:
+                    raise ExperimentError(f"-S {o.text}: params.yaml has no {o.key}{_suggest(o.key, node, path)}")
+            node, path = child, f"{path}.{part}" if path else part
+        exists = isinstance(node, dict) and leaf in node
+        if o.mode == "+" and exists:
+            raise ExperimentError(f"-S {o.text}: {o.key} is already in params.yaml; set it with -S {o.text[1:]}")
+        if o.mode in ("", "~") and not exists:
+            raise ExperimentError(f"-S {o.text}: params.yaml has no {o.key}{_suggest(o.key, node, path)}")
+        if o.mode == "~":
+            del node[leaf]
+        else:
+            node[leaf] = o.value
+    return out
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    """Check a whole parameter tree as the stages will: the ``datasets`` structure, then every stage's
+    ``<Stage>Config.from_params`` (corpus, train, and per dataset scan, segment, features; per test dataset
+    trials, embed, evaluate). The first problem is a one-line ConfigError naming the key and the valid choices."""
+    from singer_ssl.core.params import check_datasets, dataset_items
+    from singer_ssl.data.builtin_corpus import CorpusConfig
+    from singer_ssl.embed import EmbedConfig
+    from singer_ssl.evaluation.run import EvaluateConfig
+    from singer_ssl.features import FeaturesConfig
+    from singer_ssl.scan import ScanConfig
+    from singer_ssl.segment import SegmentConfig
+    from singer_ssl.training.config import TrainConfig
+    from singer_ssl.trials import TrialsConfig
+
+    check_datasets(params)
+    CorpusConfig.from_params(params)
+    TrainConfig.from_params(params)
+    for name, role, _ in dataset_items(params):
+        for config in (ScanConfig, SegmentConfig, FeaturesConfig) + ((TrialsConfig, EmbedConfig, EvaluateConfig)
+                                                                     if role == "test" else ()):
+            config.from_params(params, name)
+
+
+def check_overrides(params: dict[str, Any], texts: Sequence[str]) -> dict[str, Any]:
+    """The parameter tree ``dvc exp run -S ...`` would produce from ``params`` and the override ``texts``,
+    validated (:func:`validate_params`); ExperimentError / ConfigError of one line otherwise."""
+    tree = apply_overrides(params, [parse_override(t) for t in texts])
+    try:
+        validate_params(tree)
+    except ValueError as err:
+        raise ExperimentError(f"{' '.join(str(err).split())} (after -S {' -S '.join(texts)})") from None
+    return tree
+
+
+def dvc_executable() -> str:
+    """The ``dvc`` next to this Python (the project's virtual environment), else the one on PATH."""
+    near = Path(sys.executable).with_name("dvc")
+    found = str(near) if near.exists() else shutil.which("dvc")
+    if found is None:
+        raise ExperimentError("dvc not found; install the project (pip install -e .) or put dvc on PATH")
+    return found
+
+
+def _flock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on ``path`` (created), or None when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def busy(root: Path, include_run_lock: bool = True) -> str | None:
+    """Why the repository at ``root`` is busy (a DVC process holds its lock, or, with ``include_run_lock``, a
+    ``singer-ssl run`` is under way), or None. Each lock is taken and released at once (DVC itself waits a few
+    seconds for its lock)."""
+    locks = ((RUN_LOCK, "another singer-ssl run"),) if include_run_lock else ()
+    for lock, who in (*locks, (DVC_LOCK, "another DVC process")):
+        if not (root / lock).exists():
+            continue
+        fd = _flock(root / lock)
+        if fd is None:
+            return f"{who} holds {lock}"
+        os.close(fd)
+    return None
+
+
+@contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold :data:`RUN_LOCK` for the block; ExperimentError when the repository is busy (:func:`busy`)."""
+    fd = _flock(root / RUN_LOCK)
+    if fd is None:
+        raise ExperimentError(f"another singer-ssl run holds {RUN_LOCK}; wait for it, or queue this one with "
+                              "--queue and start the queue with `dvc queue start` once it is done")
+    try:
+        why = busy(root, include_run_lock=False)  # this process holds the run lock now
+        if why is not None:
+            raise ExperimentError(f"{why}; nothing was changed. Wait for it, or queue this run with --queue "
+                                  "and start the queue with `dvc queue start`")
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.restore-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def run_experiment(overrides: Sequence[str], root: str | os.PathLike = ".", *, preset: str | None = None,
+                   queue: bool = False, name: str | None = None, dvc: str | None = None) -> int:
+    """Check the overrides (preset ones first, then ``overrides``), then ``dvc exp run -S ...`` in ``root``.
+
+    Returns DVC's exit status. On a failure or an interrupt params.yaml is written back byte for byte and the
+    restore command is printed; nothing is run when the overrides are invalid or the repository is busy
+    (ExperimentError before params.yaml is touched).
+    """
+    from singer_ssl.core.params import load_params
+
+    root = Path(root)
+    params_path = root / "params.yaml"
+    texts = list(overrides)
+    if preset is not None:
+        from singer_ssl.presets import PRESET_DIR
+        from singer_ssl.presets import overrides as preset_overrides
+
+        texts = preset_overrides(preset, params_path, root / PRESET_DIR)[1::2] + texts
+    check_overrides(load_params(params_path), texts)
+    cmd = [dvc or dvc_executable(), "exp", "run", *(a for t in texts for a in ("-S", t))]
+    cmd += ["--queue"] if queue else []
+    cmd += ["--name", name] if name else []
+    with run_lock(root):
+        snapshot = params_path.read_bytes()
+        try:
+            rc = subprocess.run(cmd, cwd=root, check=False).returncode
+        except KeyboardInterrupt:
+            rc = 130
+        if rc != 0:
+            if params_path.read_bytes() != snapshot:
+                _write_bytes(params_path, snapshot)
+            print(f"error: dvc exp run failed (exit {rc}); params.yaml is as it was before the run. To bring back "
+                  f"the last committed outputs too: singer-ssl restore (or: {RESTORE_ONE_LINER})", file=sys.stderr)
+    return rc
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    git = shutil.which("git")
+    if git is None:
+        raise ExperimentError("git not found; restore needs the project's git history")
+    return subprocess.run([git, *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def restore(root: str | os.PathLike = ".", dvc: str | None = None) -> list[str]:
+    """Bring the workspace at ``root`` back to the last commit (module docstring); returns what was done, one
+    line per step. A modified params.yaml is first copied to :data:`BACKUP_DIR`; refuses while busy."""
+    root = Path(root)
+    lines: list[str] = []
+    with run_lock(root):
+        listed = _git(root, "ls-tree", "--name-only", "HEAD", "--", *RESTORE_PATHS)
+        if listed.returncode != 0:
+            raise ExperimentError(f"git ls-tree HEAD failed: {' '.join(listed.stderr.split()) or 'no message'}")
+        paths = listed.stdout.split()
+        if not paths:
+            raise ExperimentError(f"HEAD holds none of {', '.join(RESTORE_PATHS)}; nothing to restore")
+        if "params.yaml" in paths and _git(root, "diff", "--quiet", "HEAD", "--", "params.yaml").returncode != 0:
+            backup = root / BACKUP_DIR / f"params.yaml.{time.strftime('%Y%m%dT%H%M%S')}"
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / "params.yaml", backup)
+            lines.append(f"kept the modified params.yaml as {backup.relative_to(root)}")
+        done = _git(root, "checkout", "HEAD", "--", *paths)
+        if done.returncode != 0:
+            raise ExperimentError(f"git checkout failed: {' '.join(done.stderr.split()) or 'no message'}")
+        lines.append(f"git: {', '.join(paths)} as committed (HEAD)")
+        if (root / "dvc.lock").exists():
+            proc = subprocess.run([dvc or dvc_executable(), "checkout", "--force"], cwd=root, capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                raise ExperimentError(f"dvc checkout --force failed (exit {proc.returncode}): {why}")
+            lines.append("dvc: the outputs dvc.lock names checked out from the cache")
+    return lines
