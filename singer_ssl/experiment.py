@@ -12,10 +12,11 @@ refused with the valid names before DVC is called.
 
 :func:`run_experiment` then runs ``dvc exp run`` with the byte snapshot of params.yaml in hand and writes the
 snapshot back when DVC fails or is interrupted. It refuses to start while another DVC process holds the
-repository (DVC's lock ``.dvc/tmp/lock``) or another ``singer-ssl run`` is under way (``.dvc/tmp/singer-ssl-run.lock``,
-held for the whole run): a second ``dvc exp run`` would otherwise write its overrides into the params.yaml of the
-running experiment. Parallel work goes through DVC's queue (``--queue``, then ``dvc queue start -j N``), whose
-experiments run in their own temporary copies.
+repository (DVC's lock ``.dvc/tmp/lock``) or runs a stage (DVC releases that lock while a stage's command runs and
+records the stage in ``.dvc/tmp/rwlock``), or while another ``singer-ssl run`` is under way
+(``.dvc/tmp/singer-ssl-run.lock``, held for the whole run): a second ``dvc exp run`` would otherwise write its
+overrides into the params.yaml of the running experiment. Parallel work goes through DVC's queue (``--queue``,
+then ``dvc queue start -j N``), whose experiments run in their own temporary copies.
 
 :func:`restore` is the way back after any failed or finished experiment: it keeps a copy of a modified
 params.yaml, checks out :data:`~singer_ssl.core.stage.RESTORE_PATHS` from git's HEAD (params.yaml, dvc.lock, and
@@ -29,6 +30,7 @@ from __future__ import annotations
 import copy
 import difflib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -47,6 +49,8 @@ from singer_ssl.core.stage import RESTORE_ONE_LINER, RESTORE_PATHS
 
 #: DVC's repository lock (dvc.lock.make_lock: zc.lockfile, an flock on this file) relative to the repository root
 DVC_LOCK = Path(".dvc") / "tmp" / "lock"
+#: DVC's table of the stages running now (dvc.rwlock: ``{"write": {path: {"pid", "cmd"}}, "read": {path: [...]}}``)
+DVC_RWLOCK = Path(".dvc") / "tmp" / "rwlock"
 #: held by ``singer-ssl run`` from its params.yaml snapshot to DVC's exit
 RUN_LOCK = Path(".dvc") / "tmp" / "singer-ssl-run.lock"
 #: where :func:`restore` keeps the params.yaml it replaces
@@ -182,10 +186,39 @@ def _flock(path: Path) -> int | None:
     return fd
 
 
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def stage_lock_holder(root: Path) -> str | None:
+    """``pid N (cmd)`` of a live process that :data:`DVC_RWLOCK` records as reading or writing a stage's paths,
+    or None. DVC releases its repository lock while a stage's command runs (dvc.stage.run.unlocked_repo) and
+    records the running stage here instead; entries of dead processes (a kill -9) are ignored, as DVC does."""
+    try:
+        table = json.loads((root / DVC_RWLOCK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    entries = list((table.get("write") or {}).values()) if isinstance(table, dict) else []
+    entries += [e for readers in ((table.get("read") or {}).values() if isinstance(table, dict) else [])
+                for e in (readers if isinstance(readers, list) else [])]
+    for info in entries:
+        if isinstance(info, dict) and info.get("pid") != os.getpid() and _alive(info.get("pid")):
+            return f"pid {info['pid']} ({info.get('cmd', '?')})"
+    return None
+
+
 def busy(root: Path, include_run_lock: bool = True) -> str | None:
-    """Why the repository at ``root`` is busy (a DVC process holds its lock, or, with ``include_run_lock``, a
-    ``singer-ssl run`` is under way), or None. Each lock is taken and released at once (DVC itself waits a few
-    seconds for its lock)."""
+    """Why the repository at ``root`` is busy, or None: a DVC process holds its repository lock or runs a stage
+    (:func:`stage_lock_holder`), or, with ``include_run_lock``, a ``singer-ssl run`` is under way. Each lock is
+    taken and released at once (DVC itself waits a few seconds for its lock)."""
     locks = ((RUN_LOCK, "another singer-ssl run"),) if include_run_lock else ()
     for lock, who in (*locks, (DVC_LOCK, "another DVC process")):
         if not (root / lock).exists():
@@ -194,7 +227,8 @@ def busy(root: Path, include_run_lock: bool = True) -> str | None:
         if fd is None:
             return f"{who} holds {lock}"
         os.close(fd)
-    return None
+    holder = stage_lock_holder(root)
+    return f"another DVC process runs a stage: {holder}, in {DVC_RWLOCK}" if holder else None
 
 
 @contextmanager

@@ -447,3 +447,21 @@ def test_plot_series_matches_the_table_and_baselines(tmp_path):
     with pytest.raises(cmp.CompareError, match="unknown image format 'xyz'"):
         cmp.plot([t], "eer", tmp_path / "c.xyz")
     assert not (tmp_path / "c.xyz").exists()
+
+
+def test_workspace_left_out_while_a_run_is_in_progress(tmp_path):
+    import fcntl
+    import os
+
+    runs = [cmp.Run("workspace", {"seed": 2}, {"x": {}})]
+    lock = tmp_path / ".dvc" / "tmp" / "lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as DVC holds it: the metrics on disk may be of the previous params
+    try:
+        skipped: list[str] = []
+        assert cmp.drop_stale_workspace(runs, skipped, tmp_path) == []
+        assert skipped[0].startswith("workspace (its metrics are not of its params.yaml: a run is in progress: ")
+    finally:
+        os.close(fd)
+    assert cmp.drop_stale_workspace(runs, [], tmp_path) == runs

@@ -221,3 +221,59 @@ def test_every_uncached_output_is_one_restore_brings_back():
                     uncached += [path for path, opts in entry.items() if (opts or {}).get("cache") is False]
     folders = [p for p in ex.RESTORE_PATHS if not p.endswith((".yaml", ".lock"))]
     assert uncached and all(p.split("/")[0] in folders for p in uncached), uncached
+
+
+WAIT = """import pathlib, time
+pathlib.Path("started").write_text("")
+while not pathlib.Path("go").exists():  # the test lets the stage finish once it has looked at the lock
+    time.sleep(0.05)
+pathlib.Path("out.txt").write_text("done\\n")
+"""
+
+
+def test_real_dvc_run_holds_the_lock_a_second_run_is_refused(project):
+    """While a real ``dvc exp run`` works, :func:`busy` sees DVC's lock and a second run is refused before it
+    touches params.yaml (the first run's ``-S seed=5`` stays the only change); then the lock is free again."""
+    import time
+
+    (project / "wait.py").write_text(WAIT)
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())
+    stages["stages"]["wait"] = {"cmd": f"{sys.executable} wait.py", "deps": ["wait.py"], "outs": ["out.txt"]}
+    (project / "dvc.yaml").write_text(yaml.safe_dump(stages))
+    _sh(project, "git", "add", "-A")
+    _sh(project, "git", "commit", "-q", "-m", "wait stage")
+    first = subprocess.Popen([str(DVC), "exp", "run", "-S", "seed=5", "wait"], cwd=project,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 3 * 3600  # a guard against a hang only
+        while not (project / "started").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run ended before its stage"
+            time.sleep(0.05)
+        during = (project / "params.yaml").read_bytes()
+        assert "another DVC process runs a stage: pid " in (ex.busy(project) or "")
+        with pytest.raises(ex.ExperimentError, match="another DVC process"):
+            ex.run_experiment(["evaluate.bootstrap=250"], project, dvc=str(DVC))
+        assert (project / "params.yaml").read_bytes() == during
+        (project / "go").write_text("")
+        assert first.wait(timeout=3 * 3600) == 0
+    finally:
+        (project / "go").write_text("")
+        first.wait(timeout=3 * 3600)
+    assert ex.busy(project) is None
+    assert yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["bootstrap"] == 1000
+
+
+def test_stage_lock_table_counts_live_processes_only(tmp_path):
+    import json
+
+    (tmp_path / ex.DVC_RWLOCK).parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a finished child: its pid is free (a kill -9 leaves such entries behind)
+    table = {"write": {"data/model": {"pid": dead.pid, "cmd": "dvc exp run"}}, "read": {}}
+    (tmp_path / ex.DVC_RWLOCK).write_text(json.dumps(table))
+    assert ex.stage_lock_holder(tmp_path) is None and ex.busy(tmp_path) is None
+    table["read"] = {"data/features": [{"pid": os.getppid(), "cmd": "dvc repro"}]}
+    (tmp_path / ex.DVC_RWLOCK).write_text(json.dumps(table))
+    assert ex.stage_lock_holder(tmp_path) == f"pid {os.getppid()} (dvc repro)"
+    (tmp_path / ex.DVC_RWLOCK).write_text("{not json")
+    assert ex.stage_lock_holder(tmp_path) is None
