@@ -28,10 +28,11 @@
         dvc exp run $(singer-ssl preset torres2023); with --write, merge it into params.yaml.
     singer-ssl run [-S KEY=VALUE ...] [--preset NAME] [--queue] [--name NAME] [--check]
         dvc exp run with the overrides checked first against every stage's parameter checks (unknown keys
-        with the closest valid one, unknown loss/encoder/preset names with the valid ones, wrong types):
-        a bad override changes nothing. A failed or interrupted run leaves params.yaml byte-identical. Refused
-        while another DVC process or singer-ssl run holds the repository; queue instead (--queue, then
-        dvc queue start). --check only checks. (singer_ssl.experiment)
+        with the closest valid one, unknown loss/encoder/preset names with the valid ones, wrong types;
+        each value of a sweep such as -S loss=ntxent,dcl -S seed=range(1,4)): a bad override changes
+        nothing. A failed or interrupted run leaves params.yaml byte-identical. Refused while another DVC
+        process or singer-ssl run holds the repository; queue instead (--queue, then dvc queue start).
+        --check only checks. (singer_ssl.experiment)
     singer-ssl restore
         Bring back the last committed state after any experiment or failure: params.yaml, dvc.lock, metrics/
         and plots/ from git's HEAD (a modified params.yaml is kept under .dvc/tmp/singer-ssl-restore/), then
@@ -262,8 +263,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from singer_ssl.presets import overrides
 
             texts = overrides(args.preset)[1::2] + texts
-        check_overrides(load_params(), texts)
-        print(f"ok: {len(texts)} override(s) valid" + (f": {' '.join(texts)}" if texts else ""))
+        trees = check_overrides(load_params(), texts)
+        print(f"ok: {len(trees)} experiment(s), every parameter valid"
+              + (f": -S {' -S '.join(texts)}" if texts else ""))
         return 0
     return run_experiment(args.set, preset=args.preset, queue=args.queue, name=args.name)
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 import copy
 import difflib
 import fcntl
+import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -90,6 +92,49 @@ def parse_override(text: str) -> Override:
     except yaml.YAMLError as err:
         raise ExperimentError(f"-S {text}: value is not valid YAML ({' '.join(str(err).split())})") from None
     return Override(text, key, mode, value)
+
+
+#: the most parameter combinations a sweep may ask :func:`check_overrides` to validate
+MAX_SWEEP = 10000
+
+
+def _split_top(raw: str) -> list[str]:
+    """``raw`` split at the commas outside brackets, braces, parentheses and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, c in enumerate(raw):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "[{(":
+            depth += 1
+        elif c in "]})":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(raw[start:i])
+            start = i + 1
+    return parts + [raw[start:]]
+
+
+def expand_sweep(text: str) -> list[str]:
+    """The single-valued overrides of a sweep override, as ``dvc exp run --queue`` expands it (Hydra's sweep
+    syntax): ``loss=ntxent,dcl`` and ``loss=choice(ntxent,dcl)`` give one per value, ``seed=range(1,4)`` gives
+    ``seed=1``, ``seed=2``, ``seed=3`` (stop excluded, optional step); any other override is returned alone."""
+    head, eq, raw = text.partition("=")
+    if not eq:
+        return [text]
+    call = re.fullmatch(r"\s*(choice|range)\((.*)\)\s*", raw)
+    if call and call.group(1) == "range":
+        try:
+            bounds = [int(x) for x in call.group(2).split(",")]
+            values = [str(v) for v in range(*bounds)] if 1 <= len(bounds) <= 3 else []
+        except ValueError:
+            values = []
+        if not values:
+            raise ExperimentError(f"-S {text}: expected range(start, stop[, step]) of integers with some values")
+    else:
+        values = _split_top(call.group(2) if call else raw)
+    return [f"{head}={v.strip()}" for v in values]
 
 
 def _suggest(key: str, tree: Any, parent: str) -> str:
@@ -154,15 +199,22 @@ def validate_params(params: dict[str, Any]) -> None:
             config.from_params(params, name)
 
 
-def check_overrides(params: dict[str, Any], texts: Sequence[str]) -> dict[str, Any]:
-    """The parameter tree ``dvc exp run -S ...`` would produce from ``params`` and the override ``texts``,
-    validated (:func:`validate_params`); ExperimentError / ConfigError of one line otherwise."""
-    tree = apply_overrides(params, [parse_override(t) for t in texts])
-    try:
-        validate_params(tree)
-    except ValueError as err:
-        raise ExperimentError(f"{' '.join(str(err).split())} (after -S {' -S '.join(texts)})") from None
-    return tree
+def check_overrides(params: dict[str, Any], texts: Sequence[str]) -> list[dict[str, Any]]:
+    """The parameter trees ``dvc exp run -S ...`` would produce from ``params`` and the override ``texts``, one per
+    combination of a sweep's values (:func:`expand_sweep`; one tree without a sweep), each validated
+    (:func:`validate_params`); ExperimentError / ConfigError of one line naming the failing combination."""
+    options = [expand_sweep(t) for t in texts]
+    if math.prod(len(o) for o in options) > MAX_SWEEP:
+        raise ExperimentError(f"the sweep asks for more than {MAX_SWEEP} experiments; split it")
+    trees = []
+    for combo in itertools.product(*options):
+        tree = apply_overrides(params, [parse_override(t) for t in combo])
+        try:
+            validate_params(tree)
+        except ValueError as err:
+            raise ExperimentError(f"{' '.join(str(err).split())} (after -S {' -S '.join(combo)})") from None
+        trees.append(tree)
+    return trees
 
 
 def dvc_executable() -> str:

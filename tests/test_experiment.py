@@ -50,8 +50,23 @@ def test_unknown_loss_encoder_and_key_name_the_valid_ones():
         ex.check_overrides(PARAMS, ["+seed=2"])
 
 
+def test_sweeps_are_checked_value_by_value():
+    assert ex.expand_sweep("loss=ntxent,dcl,byol") == ["loss=ntxent", "loss=dcl", "loss=byol"]
+    assert ex.expand_sweep("seed=range(1,4)") == ["seed=1", "seed=2", "seed=3"]
+    assert ex.expand_sweep("seed=range(0,10,4)") == ["seed=0", "seed=4", "seed=8"]
+    assert ex.expand_sweep("loss=choice(ntxent, dcl)") == ["loss=ntxent", "loss=dcl"]
+    assert ex.expand_sweep("a=[1,2]") == ["a=[1,2]"] and ex.expand_sweep("a={x:1,y:2}") == ["a={x:1,y:2}"]
+    assert ex.expand_sweep("a=[1,2],[3]") == ["a=[1,2]", "a=[3]"] and ex.expand_sweep("~a") == ["~a"]
+    trees = ex.check_overrides(PARAMS, ["loss=ntxent,dcl,byol", "seed=range(1,3)"])  # the README's sweep form
+    assert [(t["loss"], t["seed"]) for t in trees] == [(loss, s) for loss in ("ntxent", "dcl", "byol") for s in (1, 2)]
+    with pytest.raises(ValueError, match=r"unknown loss 'vicreq'.*\(after -S loss=vicreq -S seed=1\)"):
+        ex.check_overrides(PARAMS, ["loss=ntxent,vicreq", "seed=1,2"])
+    with pytest.raises(ValueError, match="range"):
+        ex.expand_sweep("seed=range(3,1)")
+
+
 def test_valid_overrides_give_the_tree_dvc_would_write():
-    tree = ex.check_overrides(PARAMS, ["loss=vicreg", "train.max_steps=3", "~features.fmax",
+    (tree,) = ex.check_overrides(PARAMS, ["loss=vicreg", "train.max_steps=3", "~features.fmax",
                                        "+augment.spectrogram.mixup={ratio:0.4}", "train.max_steps=5"])
     expected = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     expected["loss"], expected["train"]["max_steps"] = "vicreg", 5  # the later override wins
