@@ -285,7 +285,10 @@ def busy(root: Path, include_run_lock: bool = True) -> str | None:
 
 @contextmanager
 def run_lock(root: Path) -> Iterator[None]:
-    """Hold :data:`RUN_LOCK` for the block; ExperimentError when the repository is busy (:func:`busy`)."""
+    """Hold :data:`RUN_LOCK` for the block; ExperimentError when ``root`` is no DVC project or is busy
+    (:func:`busy`)."""
+    if not (root / ".dvc").is_dir():
+        raise ExperimentError(f"{root.resolve()} is no DVC project (no .dvc folder); run this in the project's root")
     fd = _flock(root / RUN_LOCK)
     if fd is None:
         raise ExperimentError(f"another singer-ssl run holds {RUN_LOCK}; wait for it, or queue this one with "

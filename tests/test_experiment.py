@@ -127,6 +127,14 @@ def test_bad_override_never_calls_dvc(tmp_path):
     assert not (tmp_path / "called.txt").exists() and (tmp_path / "params.yaml").read_bytes() == before
 
 
+def test_outside_a_dvc_project_nothing_is_done(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["restore"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path.resolve()} is no DVC project (no .dvc folder); run this in " \
+                                      "the project's root\n"
+    assert list(tmp_path.iterdir()) == []  # no lock folder left behind
+
+
 def _hold(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
