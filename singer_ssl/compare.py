@@ -217,6 +217,17 @@ def _norm(v: Any) -> Any:
     return v
 
 
+def _first_difference(key: str, a: Any, b: Any) -> tuple[str, Any, Any] | None:
+    """The first dotted key under ``key`` where ``a`` and ``b`` differ (:func:`_norm`), with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            found = _first_difference(f"{key}.{k}", a.get(k), b.get(k))
+            if found is not None:
+                return found
+        return None
+    return None if _norm(a) == _norm(b) else (key, a, b)
+
+
 def stale_workspace(params: dict[str, Any], lock: Any) -> str | None:
     """Why the workspace's metrics are not the results of its ``params`` (params.yaml), or None.
 
@@ -233,10 +244,11 @@ def stale_workspace(params: dict[str, Any], lock: Any) -> str | None:
     for name, st in sorted(stages.items()):
         st = st or {}
         for key, value in sorted(((st.get("params") or {}).get("params.yaml") or {}).items()):
-            now = get_path(params, key)
-            if _norm(now) != _norm(value):
-                return (f"{key} is {json.dumps(now, default=str)} in params.yaml but "
-                        f"{json.dumps(value, default=str)} in dvc.lock ({name})")
+            found = _first_difference(key, get_path(params, key), value)
+            if found is not None:
+                where, now, then = found
+                return (f"{where} is {json.dumps(now, default=str)} in params.yaml but "
+                        f"{json.dumps(then, default=str)} in dvc.lock ({name})")
         for dep in st.get("deps") or []:
             made = outs.get(dep.get("path")) if isinstance(dep, dict) else None
             if made is not None and made[0] != name and made[1] != dep.get("md5"):

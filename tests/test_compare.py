@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from singer_ssl import compare as cmp
 from singer_ssl.cli import main
 from singer_ssl.evaluation.run import headline
 
+ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"segments": 133, "singers": 8, "trials": 8644, "target_trials": 929}
 
 
@@ -409,6 +411,18 @@ def test_stale_workspace_against_dvc_lock():
         "train.max_steps is 50 in params.yaml but 3 in dvc.lock (train)"
     lock["stages"]["train"]["outs"][0]["md5"] = "bbb.dir"  # train re-ran; embed and evaluate are of the old model
     assert cmp.stale_workspace(p, lock) == "embed ran on an older data/model than train wrote (dvc.lock)"
+
+
+def test_committed_default_run_is_not_stale_and_an_edit_is_named():
+    """The committed params.yaml and dvc.lock are of one run; editing one evaluate param makes them stale."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))
+    assert cmp.stale_workspace(params, lock) is None
+    params["evaluate"]["bootstrap"] = 250
+    assert cmp.stale_workspace(params, lock).startswith("evaluate.bootstrap is 250 in params.yaml but 1000 in "
+                                                        "dvc.lock (evaluate@")
 
 
 def test_drop_stale_workspace_reads_dvc_lock(tmp_path):
