@@ -1,4 +1,4 @@
-"""Command line: singer-ssl embed|verify|score|preset|compare|exps|summary (singer-ssl COMMAND --help for options).
+"""Command line: singer-ssl embed|verify|score|preset|run|restore|compare|exps|summary (COMMAND --help for options).
 
     singer-ssl embed INPUT --model MODEL_DIR --out FILE
         INPUT is an audio file, a folder (every file under it whose extension is in
@@ -26,14 +26,27 @@
     singer-ssl preset NAME [--params params.yaml] [--write] | singer-ssl preset --list
         Print the -S overrides of a paper preset (presets/NAME.yaml), for
         dvc exp run $(singer-ssl preset torres2023); with --write, merge it into params.yaml.
+    singer-ssl run [-S KEY=VALUE ...] [--preset NAME] [--queue] [--name NAME] [--check]
+        dvc exp run with the overrides checked first against every stage's parameter checks (unknown keys
+        with the closest valid one, unknown loss/encoder/preset names with the valid ones, wrong types;
+        each value of a sweep such as -S loss=ntxent,dcl -S seed=range(1,4)): a bad override changes
+        nothing. A failed or interrupted run leaves params.yaml byte-identical. Refused while another DVC
+        process or singer-ssl run holds the repository; queue instead (--queue, then dvc queue start).
+        --check only checks. (singer_ssl.experiment)
+    singer-ssl restore
+        Bring back the last committed state after any experiment or failure: params.yaml, dvc.lock, metrics/
+        and plots/ from git's HEAD (a modified params.yaml is kept under .dvc/tmp/singer-ssl-restore/), then
+        dvc checkout --force for the cached outputs (data/model, ...).
     singer-ssl compare [--exps FILE.json] [--reference LOSS] [--metric eer] [--plot FILE.png]
         Per test dataset, a Markdown table of the experiments DVC stores (dvc exp show --json, or FILE),
         grouped by (loss, encoder): mean ± std over seeds, 95 % t-interval, and the paired difference to
         the reference method over common seeds (singer_ssl.compare); the baselines beside them. --plot
         also draws it (.png, .svg, .pdf): means with intervals, random-init and MFCC baselines.
     singer-ssl exps [--exps FILE.json]
-        One line per experiment DVC stores (loss, encoder, seed, EER, minDCF, MNR, probe accuracy,
-        random-init and MFCC EER), per test dataset, within 120 columns.
+        The recommended table: one line per experiment DVC stores (loss, encoder, seed, steps, flags, EER,
+        minDCF, MNR, probe accuracy, random-init and MFCC EER), per test dataset, within 120 columns; flags
+        mark runs whose steps (s), training data (d) or test set (t) differ from most. Read live, the
+        workspace row is left out while a run is in progress or when its metrics predate its params.yaml.
     singer-ssl summary [--metrics DIR]
         One line per test dataset of DIR (metrics/<dataset>_details.json: EER with its singer-level
         interval, minDCF, MNR, probe, random-init and MFCC EER), also after dvc repro restored evaluate
@@ -249,10 +262,42 @@ def _cmd_preset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from singer_ssl.compare import compare, format_table, load_exp_show, plot, runs_from_exp_show
+def _cmd_run(args: argparse.Namespace) -> int:
+    from singer_ssl.core.params import load_params
+    from singer_ssl.experiment import check_overrides, run_experiment
 
-    runs, skipped = runs_from_exp_show(load_exp_show(args.exps))
+    if args.check:
+        texts = list(args.set)
+        if args.preset is not None:
+            from singer_ssl.presets import overrides
+
+            texts = overrides(args.preset)[1::2] + texts
+        trees = check_overrides(load_params(), texts)
+        print(f"ok: {len(trees)} experiment(s), every parameter valid"
+              + (f": -S {' -S '.join(texts)}" if texts else ""))
+        return 0
+    return run_experiment(args.set, preset=args.preset, queue=args.queue, name=args.name)
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from singer_ssl.experiment import restore
+
+    print("\n".join(restore()))
+    return 0
+
+
+def _runs(exps: str | None) -> tuple[list, list[str]]:
+    """The experiments of ``--exps FILE`` or, live, of ``dvc exp show`` here without a stale workspace row."""
+    from singer_ssl.compare import drop_stale_workspace, load_exp_show, runs_from_exp_show
+
+    runs, skipped = runs_from_exp_show(load_exp_show(exps))
+    return (runs if exps is not None else drop_stale_workspace(runs, skipped)), skipped
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from singer_ssl.compare import compare, format_table, plot
+
+    runs, skipped = _runs(args.exps)
     tables = compare(runs, metric=args.metric, reference=args.reference)
     print("\n".join(format_table(t, args.metric) for t in tables), end="")
     if skipped:
@@ -264,9 +309,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_exps(args: argparse.Namespace) -> int:
-    from singer_ssl.compare import exps_table, load_exp_show, runs_from_exp_show
+    from singer_ssl.compare import exps_table
 
-    runs, skipped = runs_from_exp_show(load_exp_show(args.exps))
+    runs, skipped = _runs(args.exps)
     print(exps_table(runs), end="")
     if skipped:
         print(f"\nleft out (queued, failed or without metrics): {', '.join(skipped)}")
@@ -323,6 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="params file to compare with or write (default: params.yaml)")
     r.add_argument("--write", action="store_true", help="merge the preset into --params instead of printing it")
     r.set_defaults(func=_cmd_preset)
+    u = sub.add_parser("run", help="dvc exp run with the -S overrides checked first; params.yaml kept on failure")
+    u.add_argument("-S", "--set-param", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override as in dvc exp run -S (repeatable): key=value, +key=value adds a key, ~key deletes")
+    u.add_argument("--preset", default=None, help="apply a paper preset's overrides first (singer-ssl preset --list)")
+    u.add_argument("--queue", action="store_true",
+                   help="queue the experiment (dvc exp run --queue) instead of running it; run the queue with "
+                        "dvc queue start [-j N]")
+    u.add_argument("--name", "-n", default=None, help="experiment name (dvc exp run --name)")
+    u.add_argument("--check", action="store_true", help="only check the overrides; run nothing")
+    u.set_defaults(func=_cmd_run)
+    b = sub.add_parser("restore", help="bring back the last committed params.yaml, dvc.lock, metrics/, plots/ and "
+                                       "DVC outputs (after a failed or finished experiment)")
+    b.set_defaults(func=_cmd_restore)
     c = sub.add_parser("compare", help="compare SSL methods over the experiments DVC stores (mean, intervals, "
                                        "paired differences over seeds)")
     c.add_argument("--exps", default=None,

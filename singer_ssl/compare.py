@@ -26,8 +26,11 @@ baseline (one per encoder and seed) is a column.
 
 :func:`plot` draws the same table: per dataset, each method's mean with its 95 % t-interval (a bare
 point for n = 1), its random-init baseline as a grey cross, the MFCC baseline as a dashed line.
-:func:`exps_table` is ``singer-ssl exps``: one line per experiment (loss, encoder, seed, headline
-metrics), within 120 columns.
+:func:`exps_table` is ``singer-ssl exps``: one line per experiment (loss, encoder, seed, steps, headline
+metrics), within 120 columns, each run flagged where its steps, training data or test set differ from most runs
+(:func:`run_flags`); :func:`compare` notes methods not trained like the reference (:func:`setting_differences`).
+Read live (``dvc exp show`` in the current folder), the workspace row is left out while a run is in progress or
+when its metrics are not of its params.yaml (:func:`stale_workspace`).
 """
 
 from __future__ import annotations
@@ -35,9 +38,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
-import sys
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
@@ -160,7 +161,8 @@ def runs_from_exp_show(entries: Any) -> tuple[list[Run], list[str]]:
                 name = state.get("name") or rng.get("name") or str(state.get("rev", "?"))[:7]
                 found.append((name, state, executor))
     for base in entries:
-        found.append((base.get("name") or str(base.get("rev", "?"))[:7], base, None))
+        rev = str(base.get("rev", "?"))
+        found.append((base.get("name") or (rev if rev == "workspace" else rev[:7]), base, None))
     runs, skipped, seen = [], [], set()
     for name, state, executor in found:
         data = state.get("data") or {}
@@ -184,10 +186,12 @@ def load_exp_show(path: str | os.PathLike | None = None) -> Any:
             return json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise CompareError(f"cannot read {path}: {err}") from None
-    near = Path(sys.executable).with_name("dvc")
-    dvc = str(near) if near.exists() else shutil.which("dvc")
-    if dvc is None:
-        raise CompareError("dvc not found (install it, or pass --exps FILE.json from `dvc exp show --json`)")
+    from singer_ssl.experiment import ExperimentError, dvc_executable
+
+    try:
+        dvc = dvc_executable()
+    except ExperimentError:
+        raise CompareError("dvc not found (install it, or pass --exps FILE.json from `dvc exp show --json`)") from None
     proc = subprocess.run([dvc, "exp", "show", "--json"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
@@ -196,6 +200,120 @@ def load_exp_show(path: str | os.PathLike | None = None) -> Any:
         return json.loads(proc.stdout)
     except json.JSONDecodeError as err:
         raise CompareError(f"`dvc exp show --json` printed no JSON: {err}") from None
+
+
+def _norm(v: Any) -> Any:
+    """A param value as DVC's two writers agree on it: numeric strings (pyyaml reads dvc.lock's ``1e-08`` as a
+    string) as floats, containers element-wise."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_norm(x) for x in v]
+    return v
+
+
+def _first_difference(key: str, a: Any, b: Any) -> tuple[str, Any, Any] | None:
+    """The first dotted key under ``key`` where ``a`` and ``b`` differ (:func:`_norm`), with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            found = _first_difference(f"{key}.{k}", a.get(k), b.get(k))
+            if found is not None:
+                return found
+        return None
+    return None if _norm(a) == _norm(b) else (key, a, b)
+
+
+def stale_workspace(params: dict[str, Any], lock: Any) -> str | None:
+    """Why the workspace's metrics are not the results of its ``params`` (params.yaml), or None.
+
+    ``lock`` is the parsed ``dvc.lock``: the metrics on disk are what its stages last wrote. They are stale when
+    a param a stage recorded differs from params.yaml (``dvc exp run -S`` writes params.yaml first, dvc.lock
+    stage by stage as each finishes), or when the stages are not of one run: a stage's recorded dep hash differs
+    from the hash another stage recorded for that path as its out (train re-ran, embed and evaluate not yet).
+    """
+    stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
+    if not isinstance(stages, dict):
+        return None
+    outs = {o["path"]: (name, o.get("md5")) for name, st in stages.items() for o in (st or {}).get("outs") or []
+            if isinstance(o, dict) and "path" in o}
+    for name, st in sorted(stages.items()):
+        st = st or {}
+        for key, value in sorted(((st.get("params") or {}).get("params.yaml") or {}).items()):
+            found = _first_difference(key, get_path(params, key), value)
+            if found is not None:
+                where, now, then = found
+                return (f"{where} is {json.dumps(now, default=str)} in params.yaml but "
+                        f"{json.dumps(then, default=str)} in dvc.lock ({name})")
+        for dep in st.get("deps") or []:
+            made = outs.get(dep.get("path")) if isinstance(dep, dict) else None
+            if made is not None and made[0] != name and made[1] != dep.get("md5"):
+                return f"{name} ran on an older {dep['path']} than {made[0]} wrote (dvc.lock)"
+    return None
+
+
+def drop_stale_workspace(runs: list[Run], skipped: list[str], root: str | os.PathLike = ".") -> list[Run]:
+    """``runs`` without the workspace row when its metrics are not of its params (:func:`stale_workspace` on
+    ``root/dvc.lock``, or a run in progress: :func:`singer_ssl.experiment.busy`); the reason goes to ``skipped``."""
+    from singer_ssl.experiment import busy
+
+    ws = next((r for r in runs if r.name == "workspace"), None)
+    if ws is None:
+        return runs
+    lock_path = Path(root) / "dvc.lock"
+    why = busy(Path(root))
+    if why is not None:
+        why = f"a run is in progress: {why}"
+    elif lock_path.exists():
+        import yaml
+
+        try:
+            why = stale_workspace(ws.params, yaml.safe_load(lock_path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError) as err:
+            why = f"cannot read {lock_path}: {' '.join(str(err).split())}"
+    if why is None:
+        return runs
+    skipped.append(f"workspace (its metrics are not of its params.yaml: {why})")
+    return [r for r in runs if r is not ws]
+
+
+#: params that set how long a run trains, and what it trains on: runs that differ in them are flagged
+STEP_KEYS = ("train.max_steps", "train.epochs", "train.steps_per_epoch")
+DATA_KEYS = ("datasets.train", "corpus")
+#: ``singer-ssl exps``'s flag letters: what differs from most runs of the table
+FLAGS = {"s": f"steps ({', '.join(STEP_KEYS)})", "d": f"training data ({', '.join(DATA_KEYS)})",
+         "t": "test set (datasets.test.<set>, trials, segment, corpus, trial count)"}
+
+
+def _setting(run: Run, keys: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: get_path(run.params, k) for k in keys}
+    if isinstance(out.get("corpus"), dict):  # workers do not change the corpus
+        out["corpus"] = {k: v for k, v in out["corpus"].items() if k != "workers"}
+    return out
+
+
+def setting_differences(run: Run, ref: Run) -> list[str]:
+    """The step and data params in which ``run`` differs from ``ref``, as ``key value vs reference-value``."""
+    a, b = _setting(run, STEP_KEYS + DATA_KEYS), _setting(ref, STEP_KEYS + DATA_KEYS)
+    return [f"{k} {_shown(json.dumps(a[k], default=str))} vs {_shown(json.dumps(b[k], default=str))}"
+            for k in STEP_KEYS + DATA_KEYS if _norm(a[k]) != _norm(b[k])]
+
+
+def run_flags(runs: list[Run], dataset: str) -> list[str]:
+    """Per run of ``dataset``, the :data:`FLAGS` letters of what differs from the most common value among them
+    (steps, training data, test set :func:`test_set_signature`); ``""`` when nothing does."""
+    keys = {"s": lambda r: _setting(r, STEP_KEYS), "d": lambda r: _setting(r, DATA_KEYS),
+            "t": lambda r: test_set_signature(r, dataset)}
+    flags = [""] * len(runs)
+    for letter, of in keys.items():
+        values = [json.dumps(_norm(of(r)), sort_keys=True, default=str) for r in runs]
+        common = Counter(values).most_common(1)[0][0]
+        flags = [f + letter if v != common else f for f, v in zip(flags, values)]
+    return flags
 
 
 def metric_path(metric: str) -> str:
@@ -340,6 +458,11 @@ def dataset_table(runs: list[Run], dataset: str, metric: str, reference: str | N
                  if s in ref_vals and vals[s] is not None and ref_vals[s] is not None]
         paired = t_stat(diffs) if diffs and method != ref else None
         rows.append(MethodRow(method, sorted(seeds, key=str), t_stat(got) if got else None, extras, paired))
+    ref_run = next(iter(by_method[ref].values()))
+    for method, seeds in sorted(by_method.items()):
+        diffs = sorted({d for r in seeds.values() for d in setting_differences(r, ref_run)})
+        if method != ref and diffs:
+            notes.append(f"{method}: not trained like the reference {ref}: {', '.join(diffs)}")
     mfcc = [x for x in (value(r, "mfcc_eer") for ms in by_method.values() for r in ms.values()) if x is not None]
     miss = [f"{p}: {', '.join(sorted(set(names)))}" for p, names in sorted(missing.items())]
     return DatasetTable(dataset, ref, rows, excluded, miss, notes, t_stat(mfcc) if mfcc else None)
@@ -419,6 +542,18 @@ def plot_series(t: DatasetTable, metric: str) -> dict[str, Any]:
     }
 
 
+#: the unit of each headline metric (axis labels)
+UNITS = {"eer": "EER, %", "mnr": "MNR, %", "random_init_eer": "EER, %", "mfcc_eer": "EER, %",
+         "min_dcf": "normalised detection cost, 0-1", "probe_acc": "accuracy, fraction 0-1"}
+
+
+def axis_label(metric: str) -> str:
+    """The compare plot's axis label: the metric, its unit, and what is drawn (``eer (EER, %), mean over seeds``)."""
+    name = metric_path(metric)
+    unit = UNITS.get(name)
+    return f"{name} ({unit}), mean over seeds" if unit else f"{name}, mean over seeds"
+
+
 def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> None:
     """The comparison as a figure, written atomically to ``out`` (format from its suffix: .png, .svg, .pdf).
 
@@ -453,7 +588,7 @@ def plot(tables: list[DatasetTable], metric: str, out: str | os.PathLike) -> Non
                                                               markersize=8)[0]
         if d["mfcc"] is not None:
             handles["MFCC baseline"] = ax.axvline(d["mfcc"], color="tab:red", linestyle="--")
-        ax.set_xlabel(f"{metric_path(metric)} (mean over seeds)")
+        ax.set_xlabel(axis_label(metric))
         ax.set_title(textwrap.fill(f"{t.dataset} (reference: {t.reference})", 60), fontsize="medium")
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize="small",
                frameon=False)
@@ -469,26 +604,43 @@ def _cell(x: Any, key: str) -> str:
     return f"{x:.{digits(key)}f}"
 
 
+#: ``singer-ssl exps``'s text columns (left-aligned, the first three cut with ``~`` when the line is too wide)
+EXPS_TEXT = ("experiment", "loss", "encoder", "seed", "steps", "flags")
+
+
 def _line(cells: Any, widths: list[int]) -> str:
-    """Text columns (the first 4) left-aligned and cut with ``~`` to their width, numbers right-aligned."""
+    """Text columns (:data:`EXPS_TEXT`) left-aligned and cut with ``~`` to their width, numbers right-aligned."""
     out = []
     for i, (c, w) in enumerate(zip(cells, widths)):
         c = c if len(c) <= w else c[:w - 1] + "~"
-        out.append(c.ljust(w) if i < 4 else c.rjust(w))
+        out.append(c.ljust(w) if i < len(EXPS_TEXT) else c.rjust(w))
     return "  ".join(out).rstrip()
 
 
+def steps_cell(run: Run) -> str:
+    """The training length a run asked for: ``train.max_steps``, else ``<epochs> ep`` (max_steps null)."""
+    steps = get_path(run.params, "train.max_steps")
+    if steps is not None:
+        return str(steps)
+    epochs = get_path(run.params, "train.epochs")
+    return f"{epochs} ep" if epochs is not None else "?"
+
+
 def exps_table(runs: list[Run], width: int = 120) -> str:
-    """``singer-ssl exps``: per test dataset, one line per experiment (name, loss, encoder, seed and
-    :data:`EXPS_COLUMNS`), plain aligned text no wider than ``width`` (long names are cut with ``~``)."""
+    """``singer-ssl exps``: per test dataset, one line per experiment (name, loss, encoder, seed, steps,
+    :func:`run_flags` and :data:`EXPS_COLUMNS`), plain aligned text no wider than ``width`` (long names are cut
+    with ``~``, never below their header's width, so ``workspace`` is whole), and the meaning of any flag below
+    the block."""
     if not runs:
         raise CompareError("no finished experiments with metrics (run `dvc exp run` first)")
-    head = ("experiment", "loss", "encoder", "seed", *EXPS_COLUMNS)
+    head = (*EXPS_TEXT, *EXPS_COLUMNS)
     blocks = []
     for dataset in sorted({d for r in runs for d in r.metrics}):
+        present = [r for r in runs if dataset in r.metrics]
+        flags = run_flags(present, dataset)
         lines = [[r.name, str(r.params.get("loss", "?")), str(r.params.get("encoder", "?")), str(r.seed),
-                  *(_cell(metric_value(r.metrics[dataset], k), k) for k in EXPS_COLUMNS)]
-                 for r in runs if dataset in r.metrics]
+                  steps_cell(r), f or "-", *(_cell(metric_value(r.metrics[dataset], k), k) for k in EXPS_COLUMNS)]
+                 for r, f in zip(present, flags)]
         widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
         spare = width - (sum(widths) + 2 * (len(head) - 1))
         for i in range(3):  # cut the name, loss and encoder columns (in that order) until the line fits
@@ -498,7 +650,8 @@ def exps_table(runs: list[Run], width: int = 120) -> str:
             if cut > 0:
                 widths[i] -= cut
                 spare += cut
-        blocks.append("\n".join([dataset, _line(head, widths), *(_line(x, widths) for x in lines)]))
+        legend = [f"flag {k}: {what} differs from most runs" for k, what in FLAGS.items() if any(k in f for f in flags)]
+        blocks.append("\n".join([dataset, _line(head, widths), *(_line(x, widths) for x in lines), *legend]))
     return "\n\n".join(blocks) + "\n"
 
 

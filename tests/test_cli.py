@@ -174,7 +174,8 @@ def test_preset_list(capsys):
 def test_every_option_has_plain_help():
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"embed", "verify", "score", "preset", "compare", "exps", "summary"}
+    assert set(subs.choices) == {"embed", "verify", "score", "preset", "run", "restore", "compare", "exps",
+                                 "summary"}
     for name, sub in subs.choices.items():
         for action in sub._actions:
             if not isinstance(action, argparse._HelpAction):

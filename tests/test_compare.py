@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from singer_ssl import compare as cmp
 from singer_ssl.cli import main
 from singer_ssl.evaluation.run import headline
 
+ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"segments": 133, "singers": 8, "trials": 8644, "target_trials": 929}
 
 
@@ -271,12 +273,12 @@ def test_dvc_failure_is_one_line(tmp_path, monkeypatch, capsys):
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'ERROR: you are not inside of a DVC repository' >&2\nexit 253\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(cmp.sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "bin" / "python"))
     assert main(["compare"]) == 2
     err = capsys.readouterr().err
     assert err == "error: `dvc exp show --json` failed (exit 253): ERROR: you are not inside of a DVC repository\n"
     fake.unlink()
-    monkeypatch.setattr(cmp.shutil, "which", lambda _: None)
+    monkeypatch.setattr("shutil.which", lambda _: None)
     assert main(["compare"]) == 2
     assert capsys.readouterr().err.startswith("error: dvc not found")
     (tmp_path / "bad.json").write_text("{")
@@ -339,23 +341,104 @@ def test_mfcc_baseline_under_the_table():
 
 def test_exps_lists_each_experiment_within_120_columns(tmp_path, capsys):
     long = "a-very-long-experiment-name-that-would-not-fit-" * 2
-    exps = two_methods() + [(long, params("barlow", 5, encoder="ecapa_tdnn_with_a_long_name"),
-                             {"builtin-test": metrics(21.5, mnr=7.25, acc=0.9, rinit=33.3, mfcc=25.2)})]
+    exps = [(n, {**p, "train": {"max_steps": 200}}, m) for n, p, m in two_methods()]
+    exps += [(long, params("barlow", 5, encoder="ecapa_tdnn_with_a_long_name", train={"max_steps": 3}),
+              {"builtin-test": metrics(21.5, mnr=7.25, acc=0.9, rinit=33.3, mfcc=25.2)})]
     path = tmp_path / "exps.json"
     path.write_text(json.dumps(exp_show(exps)))
     assert main(["exps", "--exps", str(path)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert max(map(len, lines)) <= 120
-    assert lines[0] == "builtin-test" and lines[1].split() == ["experiment", "loss", "encoder", "seed", "eer",
-                                                               "min_dcf", "mnr", "probe_acc", "random_init_eer",
-                                                               "mfcc_eer"]
-    cells = {ln.split()[0]: ln.split() for ln in lines[2:] if ln and not ln.startswith("left out")}
-    assert cells["ntxent-s2"][1:] == ["ntxent", "audiontt2020", "2", f"{EER['ntxent'][2]:.2f}", "0.990",
+    assert lines[0] == "builtin-test" and lines[1].split() == ["experiment", "loss", "encoder", "seed", "steps",
+                                                               "flags", "eer", "min_dcf", "mnr", "probe_acc",
+                                                               "random_init_eer", "mfcc_eer"]
+    cells = {ln.split()[0]: ln.split() for ln in lines[2:] if ln and not ln.startswith(("left out", "flag "))}
+    assert cells["ntxent-s2"][1:] == ["ntxent", "audiontt2020", "2", "200", "-", f"{EER['ntxent'][2]:.2f}", "0.990",
                                       f"{MNR['ntxent'][2]:.2f}", "0.700", "25.00", "25.20"]
     cut = next(c for name, c in cells.items() if name.startswith("a-very"))
-    assert cut[0].endswith("~") and cut[-6:] == ["21.50", "0.990", "7.25", "0.900", "33.30", "25.20"]
+    assert cut[0].endswith("~") and cut[-8:] == ["3", "s", "21.50", "0.990", "7.25", "0.900", "33.30", "25.20"]
+    assert f"flag s: {cmp.FLAGS['s']} differs from most runs" in lines and not any("flag d" in x for x in lines)
     assert len(cells) == 7 and "left out (queued, failed or without metrics): queued-one (queued)" in out
+
+
+def test_workspace_label_is_whole_and_flags_mark_data_and_test_set():
+    exps = [(f"e{s}", params("ntxent", s, train={"max_steps": 200}), {"builtin-test": metrics(14.0 + s)})
+            for s in (1, 2, 3)]
+    exps.insert(0, ("other-data", params("ntxent", 4, corpus={"n_train_singers": 8}, train={"max_steps": 200}),
+                    {"builtin-test": metrics(20.0)}))
+    exps.insert(0, ("other-test", params("ntxent", 5, train={"max_steps": 200}, trials={"n_pairs": 10}),
+                    {"builtin-test": metrics(20.0, trials=10)}))
+    own = params("ntxent", 6, train={"max_steps": 200})
+    own["datasets"] = {**own["datasets"], "train": {"mine": {"path": "data/raw/mine"}}}
+    exps.insert(0, ("own-train-set", own, {"builtin-test": metrics(20.0)}))
+    runs, _ = cmp.runs_from_exp_show(exp_show(exps))
+    by_name = dict(zip([r.name for r in runs], cmp.run_flags(runs, "builtin-test")))
+    # other corpus params also regenerate the built-in test set: data and test set differ
+    assert by_name == {"own-train-set": "d", "other-test": "t", "other-data": "dt", "e1": "", "e2": "", "e3": ""}
+    ws = state("workspace", None, params("vicreg", 9), {"builtin-test": metrics(30.0)})
+    assert cmp.runs_from_exp_show([ws])[0][0].name == "workspace"
+    (text,) = cmp.exps_table(cmp.runs_from_exp_show([ws])[0], width=60).splitlines()[2:]
+    assert text.split()[0] == "workspace"  # never cut to "workspa" or "works~", even in a narrow table
+
+
+def test_compare_notes_methods_not_trained_like_the_reference():
+    exps = [(f"n{s}", params("ntxent", s, train={"max_steps": 200}), {"builtin-test": metrics(14.0 + s)})
+            for s in (1, 2)]
+    exps += [(f"v{s}", params("vicreg", s, train={"max_steps": 3}), {"builtin-test": metrics(30.0 + s)})
+             for s in (1, 2)]
+    (t,) = cmp.compare(cmp.runs_from_exp_show(exp_show(exps))[0])
+    text = cmp.format_table(t, "eer")
+    assert ("note: vicreg / audiontt2020: not trained like the reference ntxent / audiontt2020: "
+            "train.max_steps 3 vs 200\n") in text
+    same = [e for e in exps if e[0].startswith("n")] + [(f"v{s}", params("vicreg", s, train={"max_steps": 200}),
+                                                         {"builtin-test": metrics(30.0)}) for s in (1, 2)]
+    assert "not trained like" not in cmp.format_table(cmp.compare(cmp.runs_from_exp_show(exp_show(same))[0])[0],
+                                                      "eer")
+
+
+def test_stale_workspace_against_dvc_lock():
+    p = {"seed": 1, "train": {"max_steps": 3, "lr": 1e-3}, "evaluate": {"bootstrap": 10}}
+    lock = {"stages": {
+        "train": {"params": {"params.yaml": {"seed": 1, "train.max_steps": 3, "train.lr": "1e-03"}},
+                  "outs": [{"path": "data/model", "md5": "aaa.dir"}]},
+        "embed": {"deps": [{"path": "data/model", "md5": "aaa.dir"}], "params": {"params.yaml": {"seed": 1}},
+                  "outs": [{"path": "data/emb.h5", "md5": "e1"}]},
+        "evaluate": {"deps": [{"path": "data/emb.h5", "md5": "e1"}],
+                     "params": {"params.yaml": {"evaluate": {"bootstrap": 10}}}}}}
+    assert cmp.stale_workspace(p, lock) is None  # "1e-03" (pyyaml's reading of dvc.lock) is 1e-3
+    assert cmp.stale_workspace({**p, "train": {"max_steps": 50, "lr": 1e-3}}, lock) == \
+        "train.max_steps is 50 in params.yaml but 3 in dvc.lock (train)"
+    lock["stages"]["train"]["outs"][0]["md5"] = "bbb.dir"  # train re-ran; embed and evaluate are of the old model
+    assert cmp.stale_workspace(p, lock) == "embed ran on an older data/model than train wrote (dvc.lock)"
+
+
+def test_committed_default_run_is_not_stale_and_an_edit_is_named():
+    """The committed params.yaml and dvc.lock are of one run; editing one evaluate param makes them stale."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))
+    assert cmp.stale_workspace(params, lock) is None
+    params["evaluate"]["bootstrap"] = 250
+    assert cmp.stale_workspace(params, lock).startswith("evaluate.bootstrap is 250 in params.yaml but 1000 in "
+                                                        "dvc.lock (evaluate@")
+
+
+def test_drop_stale_workspace_reads_dvc_lock(tmp_path):
+    runs = [cmp.Run("workspace", {"seed": 2}, {"x": {}}), cmp.Run("exp", {"seed": 1}, {"x": {}})]
+    skipped: list[str] = []
+    assert cmp.drop_stale_workspace(runs, skipped, tmp_path) == runs  # no dvc.lock: nothing to compare with
+    (tmp_path / "dvc.lock").write_text("stages:\n  train:\n    params:\n      params.yaml:\n        seed: 1\n")
+    assert [r.name for r in cmp.drop_stale_workspace(runs, skipped, tmp_path)] == ["exp"]
+    assert skipped == ["workspace (its metrics are not of its params.yaml: seed is 2 in params.yaml but 1 in "
+                       "dvc.lock (train))"]
+
+
+def test_plot_axis_names_the_unit():
+    assert cmp.axis_label("eer") == "eer (EER, %), mean over seeds"
+    assert cmp.axis_label("embedding.mnr") == "mnr (MNR, %), mean over seeds"
+    assert "0-1" in cmp.axis_label("min_dcf")
 
 
 def test_plot_series_matches_the_table_and_baselines(tmp_path):
@@ -378,3 +461,21 @@ def test_plot_series_matches_the_table_and_baselines(tmp_path):
     with pytest.raises(cmp.CompareError, match="unknown image format 'xyz'"):
         cmp.plot([t], "eer", tmp_path / "c.xyz")
     assert not (tmp_path / "c.xyz").exists()
+
+
+def test_workspace_left_out_while_a_run_is_in_progress(tmp_path):
+    import fcntl
+    import os
+
+    runs = [cmp.Run("workspace", {"seed": 2}, {"x": {}})]
+    lock = tmp_path / ".dvc" / "tmp" / "lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as DVC holds it: the metrics on disk may be of the previous params
+    try:
+        skipped: list[str] = []
+        assert cmp.drop_stale_workspace(runs, skipped, tmp_path) == []
+        assert skipped[0].startswith("workspace (its metrics are not of its params.yaml: a run is in progress: ")
+    finally:
+        os.close(fd)
+    assert cmp.drop_stale_workspace(runs, [], tmp_path) == runs

@@ -65,9 +65,16 @@ def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional
     return 0
 
 
+#: the git-tracked files a run rewrites: params.yaml (``dvc exp run -S`` edits it in place), dvc.lock, and the
+#: cache-free metrics and plots that DVC deletes before a stage runs (a failed evaluate or train leaves them
+#: deleted or partial; only git has the last good copy)
+RESTORE_PATHS = ("params.yaml", "dvc.lock", "metrics", "plots")
+#: the shell form of ``singer-ssl restore`` (singer_ssl.experiment.restore): git brings back the tracked files,
+#: then DVC the cached outputs that the restored dvc.lock names
+RESTORE_ONE_LINER = f"git checkout HEAD -- {' '.join(RESTORE_PATHS)} && dvc checkout --force"
 #: how to put the workspace back after a failed ``dvc exp run`` (it edits params.yaml in place and may
 #: already have removed the outputs of the stages it was about to run)
-RESTORE_HINT = "; restore the workspace with: git checkout params.yaml && dvc checkout"
+RESTORE_HINT = f"; restore the last committed state with: singer-ssl restore (or: {RESTORE_ONE_LINER})"
 
 
 def restore_hint() -> str:
