@@ -208,8 +208,9 @@ def test_training_curve_says_when_a_short_run_has_no_line(steps, tmp_path):
             for k, f in enumerate(("train/loss.tsv", "val/loss.tsv")) for s in range(steps)]
     svg = render_svg(tmp_path, "train_curve", data, "step", "loss", '{"field": "filename", "type": "nominal"}')
     texts = " ".join(re.findall(r">([^<>]+)</t", svg))
-    message = "a short run: 1 logged step(s) per curve, too few for a line"
-    assert (message in texts) == (steps == 1), texts
+    assert ("a short run" in texts) == (steps == 1), texts
+    if steps == 1:
+        assert "a short run: 1 logged step(s) per curve, too few for a line" in texts
     symbols = re.search(r'class="mark-symbol role-mark[^"]*"[^>]*>(.*?)</g>', svg, re.S)
     assert symbols is not None and symbols.group(1).count("<path") == 2 * steps
 
