@@ -150,6 +150,37 @@ def test_zero_steps_keep_the_initial_weights_and_log_step_zero(loss, toy, tmp_pa
     assert ckpt.load(root / "data/checkpoints/last.pt")["finished"] is True
 
 
+@pytest.mark.parametrize("file", ["VGG_best.pth", "renamed.pth"])
+def test_zero_steps_from_a_published_checkpoint(file, toy, tmp_path, capsys):
+    """``encoders.vgglike.init: published:<file>`` at zero steps: the model's encoder holds the file's weights (its
+    classifier dropped); the known file name brings its input gain into hyperparams.yaml and says so, another
+    name gets none and a line saying that no convention is recorded for it."""
+    from tests.synthetic import write_published_checkpoint
+
+    path = tmp_path / file
+    write_published_checkpoint(tmp_path / "VGG_best.pth")
+    (tmp_path / "VGG_best.pth").rename(path)
+    params = tiny_params("ntxent", max_steps=0)
+    params["encoder"] = "vgglike"
+    params["encoders"]["vgglike"] = {"init": f"published:{path}"}
+    root = run_root(tmp_path, toy)
+    capsys.readouterr()
+    train(params, root, progress=False)
+    err = capsys.readouterr().err
+    hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
+    state, published = load_state(root), torch.load(path, weights_only=True)
+    for k, v in published.items():
+        if not k.startswith("dense_out."):
+            assert torch.equal(state[f"encoder.{k}"], v), k
+    assert hp["normalization"]["scaling"] == params["train"]["input_scaling"] == "item_mean"
+    if file == "VGG_best.pth":
+        assert hp["normalization"]["gain"] == pytest.approx(math.sqrt(38.8 * 3600 * 100 * 96))
+        assert "encoder input as VGG_best.pth was trained (Fonseca et al. 2021" in err and "gain 3.662e+04" in err
+    else:
+        assert "gain" not in hp["normalization"]
+        assert f"{path}: no recorded input convention for this file name (known for vgglike: VGG_best.pth)" in err
+
+
 def test_progress_line_per_log_interval_off_a_terminal(toy, tmp_path, capsys):
     """stderr is not a terminal under pytest (as in a log file or DVC's output): no bar, but one line per
     ``train.log_every`` steps from the first, carrying the logged loss."""

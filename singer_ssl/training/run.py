@@ -35,8 +35,11 @@ What a run does, in order:
    good checkpoint is kept and no model folder is written.
 5. **Logs**: dvclive in ``plots_dir`` (step metrics ``train/*`` every ``train.log_every`` steps,
    ``val/*`` every epoch), a tqdm progress bar only when stderr is a terminal (its ``in_batch_eer`` is the
-   in-batch EER of the last logged batch), one line per epoch (:func:`~singer_ssl.training.monitors.progress_line`:
-   train loss, validation loss and in-batch EER, time) and a final summary.
+   in-batch EER of the last logged batch), elsewhere (a log file, DVC's output) one line per log interval from
+   the first step (:func:`~singer_ssl.training.monitors.step_line`: loss, in-batch EER, time, time left), one
+   line per epoch (:func:`~singer_ssl.training.monitors.progress_line`: train loss, validation loss and in-batch
+   EER, time) and a final summary. ``train.max_steps: 0`` trains nothing: the initial weights (random, or a
+   published checkpoint's, ``encoders.<name>.init``) are logged at step 0 and kept (:meth:`TrainingRun._zero_steps`).
 6. **Threshold**: ``threshold.json`` in the model folder, the EER threshold of all pairs of the held-out
    validation singers' segments embedded by the kept weights (``singer-ssl verify`` decides with it).
 
@@ -61,7 +64,7 @@ import torch.distributed
 from dvclive import Live
 from tqdm.auto import tqdm
 
-from singer_ssl import augment
+from singer_ssl import augment, encoders
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import n_frames
@@ -610,15 +613,22 @@ def _checkpoint_step(path: Path) -> int | str:
 
 
 def _input_note(cfg: TrainConfig, hparams: dict[str, Any]) -> str:
-    """One line when the encoder input is not plain ``train.input_scaling`` (a published checkpoint's
-    convention, :func:`singer_ssl.training.hyperparams.published_scaling`); empty otherwise."""
-    norm = hparams["normalization"]
-    scaling, gain = norm.get("scaling", "dataset_std"), float(norm.get("gain", 1.0))
-    if scaling == cfg.train.input_scaling and gain == 1.0:
+    """One line about the input of an encoder that starts from a published checkpoint (``encoders.<name>.init``):
+    the recorded convention applied (:func:`singer_ssl.training.hyperparams.published_scaling`), or that the file
+    name has none; empty without a checkpoint."""
+    init = hparams["encoder"].get("init")
+    if init is None:
         return ""
-    return (f"encoder input as the published checkpoint {hparams['encoder'].get('init')} was trained: "
-            f"{scaling} scaling times gain {gain:.4g} (train.input_scaling: {cfg.train.input_scaling}); "
-            f"recorded in hyperparams.yaml (normalization)")
+    path = encoders.init_path(cfg.encoder, init)
+    convention = encoders.published_convention(cfg.encoder, path)
+    if convention is None:
+        known = sorted(k for k, c in encoders.PUBLISHED_INPUT.items() if c.encoder == cfg.encoder)
+        return (f"{path}: no recorded input convention for this file name (known for {cfg.encoder}: "
+                f"{', '.join(known) or 'none'}); the encoder gets train.input_scaling {cfg.train.input_scaling} as is")
+    norm = hparams["normalization"]
+    return (f"encoder input as {os.path.basename(path)} was trained ({convention.source}): "
+            f"{norm.get('scaling', 'dataset_std')} scaling times gain {float(norm.get('gain', 1.0)):.4g} "
+            f"(train.input_scaling: {cfg.train.input_scaling}); recorded in hyperparams.yaml (normalization)")
 
 
 def _describe(cfg: TrainConfig, data: DataPlan, device: torch.device, dist_info: Dist, unit: TrainUnit) -> str:
