@@ -75,3 +75,26 @@ def pipeline_paths(root: str | os.PathLike) -> TrainPaths:
     root = Path(root)
     return TrainPaths.of(root / "data" / "features" / "train", root / "data" / "segments" / "train",
                          root / "data" / "model", root / "data" / "checkpoints", root / "plots" / "train")
+
+
+#: Fonseca et al. 2021's published checkpoints (github.com/edufonseca/uclser20): file name -> the encoder and the
+#: constructor kwargs whose state dict has exactly the file's layout (a plain OrderedDict: same keys in the same
+#: order, shapes and dtypes, the 20-class FSDnoisy18k classifier included; checked against the real files).
+PUBLISHED_LAYOUTS: dict[str, tuple[str, dict]] = {
+    "VGG_best.pth": ("vgglike", {"embedding_dim": 512, "num_classes": 20, "pooling": "gapgmp"}),
+    "CRNN_best.pth": ("crnn", {"n_mels": 96, "hidden": 64, "num_classes": 20}),
+}
+
+
+def write_published_checkpoint(path: str | os.PathLike, seed: int = 0) -> str:
+    """Write a checkpoint with the layout of the published file named ``Path(path).name`` (a key of
+    :data:`PUBLISHED_LAYOUTS`) and seeded random weights; returns the encoder name."""
+    import torch
+
+    from singer_ssl import encoders
+
+    name, kwargs = PUBLISHED_LAYOUTS[Path(path).name]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        torch.save(encoders.get(name, **kwargs).state_dict(), path)
+    return name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,40 @@ def test_published_encoder_as_an_untrained_pipeline_row(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(wave), published(LogMel(8000, 256, 64, 16)(wave)[:, None]), rtol=1e-5,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("scaling", ["dataset_std", "item_mean", "none"])
+@pytest.mark.parametrize("file", ["VGG_best.pth", "CRNN_best.pth"])
+def test_published_convention_applies_under_any_input_scaling(file, scaling, tmp_path):
+    """``encoders.<vgglike|crnn>.init: published:<...>_best.pth``: the model feeds the encoder standardised log-mels
+    times the checkpoint's gain sqrt(N) whatever ``train.input_scaling`` (``none``, which those weights never saw,
+    becomes ``dataset_std``), records it in hyperparams.yaml, and the saved folder loads with it."""
+    from singer_ssl import encoders
+    from tests.synthetic import write_published_checkpoint
+
+    name = write_published_checkpoint(tmp_path / file)
+    params = params_for(name, {"init": f"published:{tmp_path / file}"})
+    params["train"]["input_scaling"] = scaling
+    attrs = {**front_end_params(22050, n_fft=1024, hop=256, n_mels=96), "center": True, "window": "hann",
+             "mel": "slaney"}
+    hp = describe(params, attrs, mean=-4.0, std=3.0)
+    gain = math.sqrt(38.8 * 3600 * 100 * 96)  # Fonseca et al. 2021: std / sqrt(N), N log-mel values of FSDnoisy18k
+    want = {"mean": -4.0, "std": 3.0, "gain": pytest.approx(gain)}
+    if scaling == "item_mean":
+        want["scaling"] = "item_mean"
+    assert hp["normalization"] == want
+    model = build_model(hp)
+    x = torch.randn(3, 96, 40, generator=torch.Generator().manual_seed(0)) * 2.0 - 5.0
+    if scaling == "item_mean":
+        expected = (x - x.mean(dim=(1, 2), keepdim=True)) / 3.0 * gain
+    else:  # the published wrapper's own convention with the dataset scalars
+        published = encoders.load_published(name, tmp_path / file, mean=-4.0, std=3.0)
+        expected = published.encoder_input(x[:, None])[:, 0]
+    torch.testing.assert_close(model.normalize(x)[:, 0], expected, rtol=1e-5, atol=1e-2)
+    hp["training"] = {"steps": 0}
+    folder = save_model_folder(model, hp, tmp_path / "model")
+    loaded, _ = load_model_folder(folder)
+    torch.testing.assert_close(loaded.normalize(x), model.normalize(x))
 
 
 @pytest.mark.parametrize("change, message", [

@@ -81,24 +81,29 @@ def _stages_run(out: str) -> set[str]:
     return {s for s in _all_stages_run(out) if not s.startswith("scan-") and s != "check"}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def clone_project(dst: Path, keep: tuple[str, ...] = ()) -> Path:
+    """A fresh git repository at ``dst`` holding this checkout's files without its data, metrics and plots
+    (except the paths starting with one of ``keep``), committed."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    dst = tmp_path_factory.mktemp("e2e") / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split("\n")
     for rel in filter(None, files):
         src = ROOT / rel
-        if src.is_file() and not rel.startswith(("data/", "metrics/", "plots/")):
+        if src.is_file() and (not rel.startswith(("data/", "metrics/", "plots/")) or any(map(rel.startswith, keep))):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
     for rel in ("data", "metrics", "plots"):
-        (dst / rel).mkdir(exist_ok=True)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
     _run(["git", "init", "-q"], dst)
     _run(["git", "add", "-A"], dst)
     _run(["git", "commit", "-qm", "init"], dst)
     return dst
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return clone_project(tmp_path_factory.mktemp("e2e") / "repo")
 
 
 @pytest.fixture(scope="module")

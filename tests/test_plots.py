@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -159,19 +160,20 @@ def test_dvc_yaml_templates_exist_and_pair_train_with_validation():
     np.testing.assert_allclose(values, norm.ppf(np.array(report.DET_TICKS) / 100), atol=1e-4)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_det_template_renders_with_the_vendored_scripts(tmp_path):
-    """The inlined vega + vega-lite compile and render the DET template offline, with percent tick labels."""
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+def render_svg(tmp_path: Path, template: str, data: list[dict], x: str, y: str, color: str = "{}") -> str:
+    """Render ``.dvc/plots/<template>.json``, filled as DVC fills it, with the inlined vega + vega-lite of the
+    offline page (node, no network); returns the SVG."""
     html = (PLOTS / "offline.html").read_text(encoding="utf-8")
     scripts = re.findall(r'<script type="text/javascript">\n(.*?)\n    </script>', html, re.S)
-    spec = (PLOTS / "det_probit.json").read_text()
-    fpr = np.linspace(0.001, 0.5, 20)
-    data = [{"fpr_probit": float(norm.ppf(f)), "fnr_probit": float(norm.ppf(0.5 - f * 0.9))} for f in fpr]
-    for anchor, value in (('"<DVC_METRIC_DATA>"', json.dumps(data)), ("<DVC_METRIC_X>", "fpr_probit"),
-                          ("<DVC_METRIC_Y>", "fnr_probit"), ("<DVC_METRIC_TITLE>", "DET"),
+    spec = (PLOTS / f"{template}.json").read_text()
+    for anchor, value in (('"<DVC_METRIC_DATA>"', json.dumps(data)), ("<DVC_METRIC_X>", x),
+                          ("<DVC_METRIC_Y>", y), ("<DVC_METRIC_TITLE>", "chart"),
                           ('"<DVC_METRIC_PLOT_WIDTH>"', "300"), ('"<DVC_METRIC_PLOT_HEIGHT>"', "300"),
-                          ("<DVC_METRIC_X_LABEL>", "far"), ("<DVC_METRIC_Y_LABEL>", "frr"),
-                          ('"<DVC_METRIC_COLOR>"', "{}"), ('"<DVC_METRIC_STROKE_DASH>"', "{}")):
+                          ("<DVC_METRIC_X_LABEL>", "x"), ("<DVC_METRIC_Y_LABEL>", "y"),
+                          ('"<DVC_METRIC_COLOR>"', color), ('"<DVC_METRIC_STROKE_DASH>"', "{}")):
         spec = spec.replace(anchor, value)
     (tmp_path / "vega.js").write_text(scripts[0])
     (tmp_path / "vl.js").write_text(scripts[1])
@@ -183,6 +185,86 @@ const vg = ctx.vegaLite.compile(JSON.parse(fs.readFileSync(d + '/spec.json', 'ut
 new ctx.vega.View(ctx.vega.parse(vg), {renderer: 'none'}).toSVG().then(s => process.stdout.write(s));"""
     res = subprocess.run(["node", "-e", js, str(tmp_path)], capture_output=True, text=True, timeout=3 * 3600)
     assert res.returncode == 0, res.stderr[-800:]
-    labels = re.findall(r"<text[^>]*>([^<]*)</text>", res.stdout)
+    return res.stdout
+
+
+@needs_node
+def test_det_template_renders_with_the_vendored_scripts(tmp_path):
+    """The inlined vega + vega-lite compile and render the DET template offline, with percent tick labels."""
+    fpr = np.linspace(0.001, 0.5, 20)
+    data = [{"fpr_probit": float(norm.ppf(f)), "fnr_probit": float(norm.ppf(0.5 - f * 0.9))} for f in fpr]
+    svg = render_svg(tmp_path, "det_probit", data, "fpr_probit", "fnr_probit")
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
     for tick in ("0.1", "1", "10", "40"):  # percent labels on both axes
         assert labels.count(tick) == 2, labels
+
+
+@needs_node
+@pytest.mark.parametrize("steps", [1, 2, 6])
+def test_training_curve_says_when_a_short_run_has_no_line(steps, tmp_path):
+    """dvclive rows as DVC passes them (strings, ``rev`` and ``filename`` added): every row is drawn as a point, and
+    when no curve has two logged steps (a short run) the chart says so instead of showing an empty frame."""
+    data = [{"step": str(10 * s), "loss": str(2.0 - 0.1 * s + 0.05 * k), "rev": "workspace", "filename": f}
+            for k, f in enumerate(("train/loss.tsv", "val/loss.tsv")) for s in range(steps)]
+    svg = render_svg(tmp_path, "train_curve", data, "step", "loss", '{"field": "filename", "type": "nominal"}')
+    texts = " ".join(re.findall(r">([^<>]+)</t", svg))
+    assert ("a short run" in texts) == (steps == 1), texts
+    if steps == 1:
+        assert "a short run: 1 logged step(s) per curve, too few for a line" in texts
+    symbols = re.search(r'class="mark-symbol role-mark[^"]*"[^>]*>(.*?)</g>', svg, re.S)
+    assert symbols is not None and symbols.group(1).count("<path") == 2 * steps
+
+
+def test_figure_titles_name_the_test_set():
+    labels, scores = _trials()
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fig, (a, b, c, d) = plt.subplots(1, 4)
+    report.plot_roc_det(a, b, fpr, tpr, 10.0, 0.5, "builtin-ood")
+    report.plot_scores(c, scores, labels, report.score_bins(scores), 10.0, 0.5, "builtin-ood")
+    report.plot_tsne(d, np.zeros((4, 2)), np.array(["ann", "ann", "bob", "bob"]), "builtin-ood")
+    assert [ax.get_title() for ax in (a, b, c, d)] == [
+        "builtin-ood: ROC", "builtin-ood: DET (normal-deviate axes)", "builtin-ood: trial scores",
+        "builtin-ood: t-SNE of the embeddings (4 segments, 2 singers)"]
+    plt.close(fig)
+
+
+def _css_order(html: str) -> tuple[int, list[tuple[str, int]]]:
+    """The offline page's ``order`` rules: (default for any chart, [(id suffix, order), ...])."""
+    default = int(re.search(r"body > div \{ order: (\d+); \}", html).group(1))
+    return default, [(k, int(v)) for k, v in re.findall(r'body > div\[id\$="([^"]+)"\] \{ order: (\d+); \}', html)]
+
+
+@pytest.mark.slow
+def test_plots_page_shows_each_summary_first_and_each_chart_once(tmp_path):
+    """`dvc plots show` on this checkout's dvc.yaml and committed plots: the page, laid out by the offline template's
+    CSS (flex ``order`` on DVC's chart divs), starts with every test set's summary; ROC and DET come once per test
+    set (the vega charts, not also the PNG); no learning-rate panel; every evaluate figure has its place."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    test_sets = list(yaml.safe_load((ROOT / "params.yaml").read_text())["datasets"]["test"])
+    project = tmp_path / "repo"
+    for rel in ("dvc.yaml", "params.yaml", ".dvc/config", *(f".dvc/plots/{p.name}" for p in PLOTS.iterdir()),
+                *(str(p.relative_to(ROOT)) for p in (ROOT / "plots").rglob("*") if p.is_file())):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, project / rel)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    res = subprocess.run([str(Path(sys.executable).parent / "dvc"), "plots", "show", "-o", str(tmp_path / "page")],
+                         cwd=project, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    html = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
+    body = html[html.rindex("<body"):]
+    ids = re.findall(r'<div\s+id\s*=\s*"([^"]+)"', body)
+    default, rules = _css_order(html)
+
+    def order(div_id: str) -> int:
+        return next((o for suffix, o in rules if div_id.endswith(suffix)), default)
+
+    shown = sorted(ids, key=order)  # flex order; ties keep the document order
+    assert sorted(shown[:len(test_sets)]) == sorted(f"plots_{t}_summary_png" for t in test_sets)
+    for t in test_sets:
+        mine = [i for i in ids if i.startswith(f"plots_{t}_")]
+        assert mine.count(f"plots_{t}_roc_csv") == 1 and mine.count(f"plots_{t}_det_csv") == 1
+        assert f"plots_{t}_roc_det_png" not in mine
+        assert all(order(i) < default for i in mine), mine  # every evaluate figure placed before the curves
+    curves = [i for i in ids if not i.startswith("plots_")]
+    assert len(curves) == len(spec["plots"]) and not any("earning_rate" in i for i in curves)
+    assert all(order(i) == default for i in curves)

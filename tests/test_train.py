@@ -122,6 +122,93 @@ def test_short_run_per_loss(loss, toy, tmp_path):
         assert taus[0] == pytest.approx(losses.tau_schedule(0, 3, 0.99)) and taus == sorted(taus)
 
 
+def _logged_files(root: Path) -> set[str]:
+    base = root / "plots" / "train" / "plots" / "metrics"
+    return {str(p.relative_to(base)) for p in base.rglob("*.tsv")}
+
+
+@pytest.mark.parametrize("loss", ["ntxent", "byol"])
+def test_zero_steps_keep_the_initial_weights_and_log_step_zero(loss, toy, tmp_path):
+    """``train.max_steps: 0``: the model is the seeded initialisation, and dvclive holds the same files as after
+    a training (one row at step 0 each), so DVC's declared ``plots/train/plots/metrics`` exists."""
+    from singer_ssl.model.folder import build_model
+
+    trained_root, root = run_root(tmp_path, toy, "trained"), run_root(tmp_path, toy, "zero")
+    train(tiny_params(loss, max_steps=2), trained_root, progress=False)
+    params = tiny_params(loss, max_steps=0)
+    summary = train(params, root, progress=False)
+    assert summary["steps"] == 0 and summary["kept_step"] == 0
+    assert _logged_files(root) == _logged_files(trained_root)
+    for name in _logged_files(root):
+        rows = read_metric(root, name.removesuffix(".tsv"))
+        assert [s for s, _ in rows] == [0] and all(math.isfinite(v) for _, v in rows), name
+    assert read_metric(root, "train/lr") == [(0, pytest.approx(params["train"]["lr"]))]
+    hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
+    assert hp["training"]["steps"] == 0
+    torch.manual_seed(params["seed"])
+    assert_same_state(build_model(hp).state_dict(), load_state(root))
+    assert ckpt.load(root / "data/checkpoints/last.pt")["finished"] is True
+
+
+@pytest.mark.parametrize("file", ["VGG_best.pth", "renamed.pth"])
+def test_zero_steps_from_a_published_checkpoint(file, toy, tmp_path, capsys):
+    """``encoders.vgglike.init: published:<file>`` at zero steps: the model's encoder holds the file's weights (its
+    classifier dropped); the known file name brings its input gain into hyperparams.yaml and says so, another
+    name gets none and a line saying that no convention is recorded for it."""
+    from tests.synthetic import write_published_checkpoint
+
+    path = tmp_path / file
+    write_published_checkpoint(tmp_path / "VGG_best.pth")
+    (tmp_path / "VGG_best.pth").rename(path)
+    params = tiny_params("ntxent", max_steps=0)
+    params["encoder"] = "vgglike"
+    params["encoders"]["vgglike"] = {"init": f"published:{path}"}
+    root = run_root(tmp_path, toy)
+    capsys.readouterr()
+    train(params, root, progress=False)
+    err = capsys.readouterr().err
+    hp = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())
+    state, published = load_state(root), torch.load(path, weights_only=True)
+    for k, v in published.items():
+        if not k.startswith("dense_out."):
+            assert torch.equal(state[f"encoder.{k}"], v), k
+    assert hp["normalization"]["scaling"] == params["train"]["input_scaling"] == "item_mean"
+    if file == "VGG_best.pth":
+        assert hp["normalization"]["gain"] == pytest.approx(math.sqrt(38.8 * 3600 * 100 * 96))
+        assert "encoder input as VGG_best.pth was trained (Fonseca et al. 2021" in err and "gain 3.662e+04" in err
+    else:
+        assert "gain" not in hp["normalization"]
+        assert f"{path}: no recorded input convention for this file name (known for vgglike: VGG_best.pth)" in err
+
+
+def test_progress_line_per_log_interval_off_a_terminal(toy, tmp_path, capsys):
+    """stderr is not a terminal under pytest (as in a log file or DVC's output): no bar, but one line per
+    ``train.log_every`` steps from the first, carrying the logged loss."""
+    root = run_root(tmp_path, toy)
+    capsys.readouterr()
+    train(tiny_params("ntxent", max_steps=5, log_every=2, steps_per_epoch=10), root, progress=True)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("train: step ")]
+    logged = dict(read_metric(root, "train/loss"))
+    assert [int(ln.split()[2].split("/")[0].rstrip(":")) for ln in lines] == sorted(logged) == [1, 2, 4]
+    for ln in lines:
+        step = int(ln.split()[2].split("/")[0])
+        assert ln.startswith(f"train: step {step}/5: loss {logged[step]:.4f}, in-batch EER "), ln
+    assert "\r" not in err
+    capsys.readouterr()
+    train(tiny_params("ntxent", max_steps=2), run_root(tmp_path, toy, "quiet"), progress=False)
+    assert "train: step " not in capsys.readouterr().err
+
+
+def test_step_line_estimates_the_time_left():
+    from singer_ssl.training.monitors import step_line
+
+    assert step_line(10, 200, 2.30119, 31.25, 42.4, 1.8) == (
+        "step 10/200: loss 2.3012, in-batch EER 31.2% | 42 s, 1.8 s/step, ~6 min left")  # 190 x 1.8 s = 342 s
+    assert step_line(195, 200, 1.0, 5.0, 400.0, 2.0).endswith("2 s/step, ~10 s left")
+    assert step_line(200, 200, 1.0, 5.0, 400.0, 2.0).endswith("~0 s left")
+
+
 def test_schedule_sets_the_logged_learning_rate(toy, tmp_path):
     """train/lr at step s is lr * lr_factor(s - 1): warm-up then cosine, over the planned steps."""
     from singer_ssl.training.optim import lr_factor

@@ -25,8 +25,19 @@ HEAD = """<!DOCTYPE html>
     <!-- vega {vega}, vega-lite {vega_lite}, vega-embed {vega_embed}: BSD-3-Clause, see LICENSE-vega.txt -->
 """
 TAIL = """    <style>
-        body { font-family: sans-serif; }
+        body { font-family: sans-serif; display: flex; flex-direction: column; align-items: flex-start; }
         table { border-spacing: 15px; }
+        /* DVC writes every chart as a child div of body, vega charts first, its id the plot's path or title with
+           special characters as "_". Shown in this order: each test set's summary, ROC, DET, scores, t-SNE, probe
+           confusion, invariance, then the training curves and anything else. */
+        body > div { order: 9; }
+        body > div[id$="_summary_png"] { order: 1; }
+        body > div[id$="_roc_csv"] { order: 2; }
+        body > div[id$="_det_csv"] { order: 3; }
+        body > div[id$="_scores_png"] { order: 4; }
+        body > div[id$="_tsne_png"] { order: 5; }
+        body > div[id$="_confusion_csv"] { order: 6; }
+        body > div[id$="_invariance_png"] { order: 7; }
     </style>
 </head>
 <body>

@@ -93,8 +93,9 @@ def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.nd
 
 
 def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
-                          scores: dict[str, np.ndarray]) -> None:
-    """``invariance.png``: EER per transform (bars) with the reference EER (line), and target-score boxes.
+                          scores: dict[str, np.ndarray], dataset: str = "") -> None:
+    """``invariance.png``: EER per transform (bars) with the reference EER (line), and target-score boxes; the
+    title names ``dataset``.
 
     Without a report (``block`` None: ``embed.invariance`` off, or no target pair) the image says so, so the
     pipeline's declared plot file always exists.
@@ -105,12 +106,14 @@ def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
     import matplotlib.pyplot as plt
 
     from singer_ssl.core.io import atomic_path
+    from singer_ssl.evaluation.report import titled
 
     if block is None:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.axis("off")
         ax.text(0.5, 0.5, "no invariance report\n(embed.invariance off, or no same-singer pair)",
                 ha="center", va="center")
+        ax.set_title(titled(dataset, "invariance"), fontsize=10)
     else:
         names = list(block["eer"])
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 0.9 * len(names) + 5), 4.2))
@@ -126,6 +129,7 @@ def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
         ax2.set_xticks(range(1, len(box) + 1), ["non-target", "untransformed", *names], rotation=45, ha="right")
         ax2.set_ylabel("cosine score")
         ax2.set_title("same-singer score distribution per transform", fontsize=8)
+        fig.suptitle(titled(dataset, "invariance of the embedding to each transform"), fontsize=10)
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

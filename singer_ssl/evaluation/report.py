@@ -96,8 +96,15 @@ def score_bins(scores: np.ndarray, n_bins: int = 60) -> np.ndarray:
     return np.linspace(lo - pad, hi + pad, n_bins + 1)
 
 
-def plot_roc_det(ax_roc, ax_det, fpr: np.ndarray, tpr: np.ndarray, eer_pct: float, threshold: float) -> None:
-    """Draw the ROC (linear axes) and the DET (normal-deviate axes, ticks :data:`DET_TICKS` %) with the EER point."""
+def titled(dataset: str, text: str) -> str:
+    """A figure title naming the test set: ``"<dataset>: <text>"`` (``text`` alone without a name)."""
+    return f"{dataset}: {text}" if dataset else text
+
+
+def plot_roc_det(ax_roc, ax_det, fpr: np.ndarray, tpr: np.ndarray, eer_pct: float, threshold: float,
+                 dataset: str = "") -> None:
+    """Draw the ROC (linear axes) and the DET (normal-deviate axes, ticks :data:`DET_TICKS` %) with the EER point;
+    the titles name ``dataset``."""
     e = eer_pct / 100.0
     label = f"EER {eer_pct:.2f} % (cosine {threshold:.3f})"
     ax_roc.plot(fpr, tpr, color="C0", lw=1.5)
@@ -105,7 +112,7 @@ def plot_roc_det(ax_roc, ax_det, fpr: np.ndarray, tpr: np.ndarray, eer_pct: floa
     ax_roc.plot([0, 1], [1, 0], color="0.8", lw=0.8, ls="--")
     ax_roc.plot([e], [1 - e], "o", color="C3", label=label)
     ax_roc.set(xlim=(0, 1), ylim=(0, 1), xlabel="false acceptance rate", ylabel="true acceptance rate",
-               title="ROC")
+               title=titled(dataset, "ROC"))
     ax_roc.legend(loc="lower right", fontsize=8)
     lo, hi = probit(DET_TICKS[0] / 200.0), probit(0.5)
     ax_det.plot(probit(fpr), probit(1 - tpr), color="C0", lw=1.5)
@@ -116,26 +123,27 @@ def plot_roc_det(ax_roc, ax_det, fpr: np.ndarray, tpr: np.ndarray, eer_pct: floa
     ax_det.set_xticks(ticks, names, fontsize=8)
     ax_det.set_yticks(ticks, names, fontsize=8)
     ax_det.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="false acceptance rate (%)", ylabel="false rejection rate (%)",
-               title="DET (normal-deviate axes)")
+               title=titled(dataset, "DET (normal-deviate axes)"))
     ax_det.grid(True, lw=0.4, alpha=0.5)
     ax_det.legend(loc="lower left", fontsize=8)
 
 
 def plot_scores(ax, scores: np.ndarray, labels: np.ndarray, bins: np.ndarray, eer_pct: float,
-                threshold: float) -> None:
-    """Target / non-target score histograms (densities) with the EER threshold as a vertical line."""
+                threshold: float, dataset: str = "") -> None:
+    """Target / non-target score histograms (densities) with the EER threshold as a vertical line; the title
+    names ``dataset``."""
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, color="C0",
             label=f"different singers ({int((labels == 0).sum())} trials)")
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, color="C1",
             label=f"same singer ({int((labels == 1).sum())} trials)")
     ax.axvline(threshold, color="C3", lw=1.5, label=f"EER threshold {threshold:.3f} (EER {eer_pct:.2f} %)")
     ax.set_xlim(bins[0], bins[-1])
-    ax.set(xlabel="cosine score", ylabel="density", title="Trial scores")
+    ax.set(xlabel="cosine score", ylabel="density", title=titled(dataset, "trial scores"))
     ax.legend(fontsize=8, loc="upper left")
 
 
-def plot_tsne(ax, xy: np.ndarray, singers: np.ndarray) -> None:
-    """t-SNE points, one colour per singer (legend up to 20 singers)."""
+def plot_tsne(ax, xy: np.ndarray, singers: np.ndarray, dataset: str = "") -> None:
+    """t-SNE points, one colour per singer (legend up to 20 singers); the title names ``dataset``."""
     plt = _pyplot()
     names = sorted(set(singers.tolist()))
     cmap = plt.get_cmap("tab20", max(len(names), 1))
@@ -144,14 +152,15 @@ def plot_tsne(ax, xy: np.ndarray, singers: np.ndarray) -> None:
         ax.scatter(xy[m, 0], xy[m, 1], s=10, color=cmap(i % 20), label=s if len(names) <= 20 else None)
     if len(names) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), title="singer")
-    ax.set_title(f"t-SNE of the embeddings ({len(xy)} segments, {len(names)} singers)")
+    ax.set_title(titled(dataset, f"t-SNE of the embeddings ({len(xy)} segments, {len(names)} singers)"))
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], perplexity: float = 30.0, max_points: int = 2000,
-                seed: int = 0) -> None:
-    """Write every plot file for one dataset except ``summary.png`` (see module docstring).
+                seed: int = 0, dataset: str = "") -> None:
+    """Write every plot file for one dataset except ``summary.png`` (see module docstring); figure titles name
+    ``dataset``.
 
     ``data``: ``labels`` (M,) and ``scores`` (M,) of the trials, ``embedding`` (N, D) and ``singers`` (N,)
     of the segments, ``probe`` (the result of :func:`singer_ssl.evaluation.probe.probe_singer_id`). The
@@ -171,7 +180,7 @@ def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], perplexity: fl
     write_csv(out / "det.csv", ["fpr", "fnr", "fpr_probit", "fnr_probit"],
               zip(f, (1 - t).round(6), probit(f).round(5), probit(1 - t).round(5)))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6))
-    plot_roc_det(a, b, fpr, tpr, eer_pct, threshold)
+    plot_roc_det(a, b, fpr, tpr, eer_pct, threshold, dataset)
     _savefig(fig, out / "roc_det.png")
     plt.close(fig)
 
@@ -181,7 +190,7 @@ def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], perplexity: fl
     centers = (bins[:-1] + bins[1:]) / 2
     write_csv(out / "scores.csv", ["score", "target", "nontarget"], zip(centers.round(4), tgt.round(5), non.round(5)))
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    plot_scores(ax, scores, labels, bins, eer_pct, threshold)
+    plot_scores(ax, scores, labels, bins, eer_pct, threshold, dataset)
     _savefig(fig, out / "scores.png")
     plt.close(fig)
 
@@ -191,7 +200,7 @@ def write_plots(out_dir: str | os.PathLike, data: dict[str, Any], perplexity: fl
     xy = tsne_2d(emb[sel], float(perplexity), seed)
     write_csv(out / "tsne.csv", ["x", "y", "singer"], zip(xy[:, 0].round(4), xy[:, 1].round(4), singers[sel]))
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    plot_tsne(ax, xy, singers[sel])
+    plot_tsne(ax, xy, singers[sel], dataset)
     _savefig(fig, out / "tsne.png")
     plt.close(fig)
 

@@ -337,11 +337,11 @@ def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: st
     except NonFiniteError as e:  # no metric is decided on NaN/inf scores: name the file they come from
         raise NonFiniteError(e if str(embeddings_path) in str(e) else f"{embeddings_path}: {e}") from None
     write_plots(Path(plots_dir), plot_data, perplexity=cfg.tsne.perplexity, max_points=cfg.tsne.max_points,
-                seed=cfg.seed)
+                seed=cfg.seed, dataset=cfg.dataset)
     write_summary(Path(plots_dir) / "summary.png", result, cfg.dataset)
     from singer_ssl.evaluation.invariance import write_invariance_plot
 
-    write_invariance_plot(Path(plots_dir) / "invariance.png", *plot_data["invariance"])
+    write_invariance_plot(Path(plots_dir) / "invariance.png", *plot_data["invariance"], dataset=cfg.dataset)
     write_json(details_path(metrics_path), result)
     write_json(Path(metrics_path), headline(result))
     e, r, m = result["embedding"], result["baselines"]["random_init"], result["baselines"]["mfcc"]

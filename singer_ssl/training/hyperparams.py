@@ -26,18 +26,33 @@ def frontend_from_attrs(feature_attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float) -> dict[str, Any]:
-    """``normalization``: the dataset scalars, plus ``scaling``/``gain`` when they are not the defaults
-    (``train.input_scaling``; the gain of a published checkpoint's input convention when the encoder
-    starts from one: :data:`singer_ssl.encoders.PUBLISHED_INPUT`)."""
+    """``normalization``: the dataset scalars, plus ``scaling``/``gain`` when they are not the defaults.
+
+    ``scaling`` is ``train.input_scaling``; when the encoder starts from a published checkpoint whose input
+    convention standardises (:data:`singer_ssl.encoders.PUBLISHED_INPUT`), ``gain`` is that convention's
+    gain (Fonseca et al. 2021: sqrt(N) = 3.66e4) under ``dataset_std`` and ``item_mean`` alike, and
+    ``none`` (raw log-mel, which those weights were never fed) becomes ``dataset_std``: the weights get the
+    input they were trained on whatever ``train.input_scaling`` says (:func:`published_scaling`).
+    """
     out: dict[str, Any] = {"mean": float(mean), "std": float(std)}
-    if cfg.train.input_scaling != "dataset_std":
-        out["scaling"] = cfg.train.input_scaling
-        return out
+    scaling, gain = published_scaling(cfg, init)
+    if scaling != "dataset_std":
+        out["scaling"] = scaling
+    if gain != 1.0:
+        out["gain"] = float(gain)
+    return out
+
+
+def published_scaling(cfg: TrainConfig, init: str | None) -> tuple[str, float]:
+    """(input scaling, gain) of the model: ``train.input_scaling`` with gain 1, unless ``init`` names a
+    published checkpoint whose recorded convention standardises its input (then ``none`` becomes
+    ``dataset_std`` and the gain is the convention's)."""
+    scaling = cfg.train.input_scaling
     convention = None if init is None else encoders.published_convention(cfg.encoder, encoders.init_path(
         cfg.encoder, init))
-    if convention is not None and convention.standardize and convention.gain != 1.0:
-        out["gain"] = float(convention.gain)
-    return out
+    if convention is None or not convention.standardize:
+        return scaling, 1.0
+    return ("dataset_std" if scaling == "none" else scaling), float(convention.gain)
 
 
 def head_section(cfg: TrainConfig, dim: int | None) -> dict[str, Any]:

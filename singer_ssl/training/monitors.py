@@ -113,3 +113,20 @@ def progress_line(epoch: int, n_epochs: int, step: int, total_steps: int, train_
         parts.append(f"best {best['monitor']} {best['value']:.4f} (epoch {best['epoch']})")
     parts.append(f"{seconds:.0f} s")
     return " | ".join(parts)
+
+
+def step_line(step: int, total_steps: int, loss: float, in_batch_eer: float, seconds: float,
+              seconds_per_step: float) -> str:
+    """One progress line per log interval (the train stage prints it when stderr is not a terminal, where
+    no progress bar is drawn), e.g.::
+
+        step 10/200: loss 2.3012, in-batch EER 31.2% | 42 s, 1.8 s/step, ~6 min left
+
+    ``loss`` and ``in_batch_eer`` (%) of the batch of ``step`` (see :func:`batch_monitors`); ``seconds`` since
+    the start of the stage; ``seconds_per_step`` measured over this run's steps so far, which gives the
+    estimate of the time left for the ``total_steps - step`` remaining steps.
+    """
+    left = max(total_steps - step, 0) * seconds_per_step
+    left_txt = f"~{left / 60:.0f} min left" if left >= 90 else f"~{left:.0f} s left"
+    return (f"step {step}/{total_steps}: loss {loss:.4f}, in-batch EER {in_batch_eer:.1f}% | {seconds:.0f} s, "
+            f"{seconds_per_step:.2g} s/step, {left_txt}")

@@ -35,8 +35,11 @@ What a run does, in order:
    good checkpoint is kept and no model folder is written.
 5. **Logs**: dvclive in ``plots_dir`` (step metrics ``train/*`` every ``train.log_every`` steps,
    ``val/*`` every epoch), a tqdm progress bar only when stderr is a terminal (its ``in_batch_eer`` is the
-   in-batch EER of the last logged batch), one line per epoch (:func:`~singer_ssl.training.monitors.progress_line`:
-   train loss, validation loss and in-batch EER, time) and a final summary.
+   in-batch EER of the last logged batch), elsewhere (a log file, DVC's output) one line per log interval from
+   the first step (:func:`~singer_ssl.training.monitors.step_line`: loss, in-batch EER, time, time left), one
+   line per epoch (:func:`~singer_ssl.training.monitors.progress_line`: train loss, validation loss and in-batch
+   EER, time) and a final summary. ``train.max_steps: 0`` trains nothing: the initial weights (random, or a
+   published checkpoint's, ``encoders.<name>.init``) are logged at step 0 and kept (:meth:`TrainingRun._zero_steps`).
 6. **Threshold**: ``threshold.json`` in the model folder, the EER threshold of all pairs of the held-out
    validation singers' segments embedded by the kept weights (``singer-ssl verify`` decides with it).
 
@@ -61,7 +64,7 @@ import torch.distributed
 from dvclive import Live
 from tqdm.auto import tqdm
 
-from singer_ssl import augment
+from singer_ssl import augment, encoders
 from singer_ssl.core.device import resolve_device
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import n_frames
@@ -71,7 +74,7 @@ from singer_ssl.training.config import TrainConfig
 from singer_ssl.training.data import ViewDataset, collate_views, load_segment_table, split_by_singer, worker_init
 from singer_ssl.training.hyperparams import hyperparams
 from singer_ssl.training.loop import NonFiniteLoss, Trainer, TrainUnit
-from singer_ssl.training.monitors import progress_line, validation_threshold
+from singer_ssl.training.monitors import progress_line, step_line, validation_threshold
 from singer_ssl.training.optim import build_optimizer, lr_factor, set_lr
 from singer_ssl.training.runtime import (
     Dist,
@@ -299,18 +302,17 @@ class TrainingRun:
         waveform_augment = None
         if cfg.wave_mode and cfg.augment.waveform_enabled:
             waveform_augment = augment.build_waveform(cfg.augment.waveform, int(table.attrs["sample_rate"]))
-        dataset = ViewDataset(table, "wave" if cfg.wave_mode else "logmel", cfg.augment.views, data.crop_samples,
-                              waveform_augment)
+        self.dataset = dataset = ViewDataset(table, "wave" if cfg.wave_mode else "logmel", cfg.augment.views,
+                                             data.crop_samples, waveform_augment)
         workers = tr.num_workers
         self.train_loader = self.val_loader = None
         if self.start_step < data.total_steps:
             stream = BatchStream(data.train_plan, data.steps_per_epoch, self.start_step, data.total_steps,
                                  dist_info.rank, dist_info.world_size)
             self.train_loader = _loader(dataset, stream, workers, device)
-            if data.val_plan is not None:
-                specs = fixed_batches(data.val_plan, data.val_batches, dist_info.rank, dist_info.world_size,
-                                      VAL_STREAM)
-                self.val_loader = _loader(dataset, specs, workers, device)
+        if data.val_plan is not None and (self.start_step < data.total_steps or data.total_steps == 0):
+            specs = fixed_batches(data.val_plan, data.val_batches, dist_info.rank, dist_info.world_size, VAL_STREAM)
+            self.val_loader = _loader(dataset, specs, workers, device)
         self.live = None
 
     def _hyperparams(self, embedding_dim: int | None) -> dict[str, Any]:
@@ -422,10 +424,18 @@ class TrainingRun:
             self.live = Live(str(live_dir), resume=self.resumed is not None, dvcyaml=False, save_dvc_exp=False,
                              report=None)
             _log(_describe(self.cfg, data, self.device, self.dist, self.unit), self.dist)
-        # the bar only on a terminal (disable=None): log files get the per-epoch lines, no carriage returns
+            note = _input_note(self.cfg, self.hparams)
+            if note:
+                _log(note, self.dist)
+        if data.total_steps == 0:
+            return self._write_model(0, False, self._zero_steps())
+        # the bar only on a terminal (disable=None); elsewhere (a log file, DVC's output) one line per log interval
+        # from the first step, and one per epoch either way; no carriage returns in files
         talk = progress and self.dist.is_main
         bar = tqdm(total=data.total_steps, initial=self.start_step, unit="step", dynamic_ncols=True, file=sys.stderr,
                    desc=f"train {self.cfg.loss}/{self.cfg.encoder}", disable=None if talk else True)
+        lines = talk and bar.disable
+        loop_started = time.perf_counter()
         n_epochs, epoch_losses = math.ceil(data.total_steps / data.steps_per_epoch), []
         stopped_early = False  # a resumed run is an interrupted one: it had not stopped
         step, last_loss = self.start_step, float("nan")
@@ -446,6 +456,10 @@ class TrainingRun:
                     for k, v in monitors.items():
                         self.log(f"train/{k}", v, step)
                     bar.set_postfix(loss=f"{result.loss:.4f}", in_batch_eer=f"{monitors['eer']:.1f}%", refresh=False)
+                    if lines:
+                        _log(step_line(step, data.total_steps, result.loss, monitors["eer"],
+                                       time.perf_counter() - self.started,
+                                       (time.perf_counter() - loop_started) / (step - self.start_step)), self.dist)
                 end = step == data.total_steps
                 if step % spe == 0 or end:
                     self.epoch = math.ceil(step / spe)
@@ -477,6 +491,31 @@ class TrainingRun:
             if self.live is not None:
                 self.live.end()
         return self._write_model(step, stopped_early, last_loss)
+
+    def _zero_steps(self) -> float:
+        """``train.max_steps: 0`` (e.g. a published encoder as an untrained baseline): the initial weights are
+        the model. They are logged at step 0 as a training logs its steps (``train/*``: loss and monitors of
+        the first training batch in eval mode, the learning rate, τ; ``epoch`` and ``val/*``), so the dvclive
+        folder holds the same files as after a training (DVC's declared outputs exist and the tracked logs
+        are rewritten, not lost); a finished checkpoint is saved. Returns the step-0 training loss."""
+        try:
+            first = fixed_batches(self.data.train_plan, 1, self.dist.rank, self.dist.world_size)
+            metrics = self.trainer.validate(_loader(self.dataset, first, 0, self.device))
+            set_lr(self.optimizer, self.lr_factor(0))
+            for k, v in metrics.items():
+                self.log(f"train/{k}", v, 0)
+            self.log("train/lr", self.optimizer.param_groups[0]["lr"], 0)
+            self.log("train/tau", self.trainer.momentum_tau, 0)
+            self.end_of_epoch(0)
+            self.save_checkpoint(0, True)
+        finally:
+            if self.live is not None:
+                self.live.end()
+        val = self.history[-1] if self.history else None
+        _log(f"0 steps (train.max_steps: 0): the model keeps its initial weights; step 0: train loss "
+             f"{metrics.get('loss', float('nan')):.4f}"
+             + (f", val loss {val['loss']:.4f}, val in-batch EER {val['eer']:.1f}%" if val else ""), self.dist)
+        return float(metrics.get("loss", float("nan")))
 
     def _write_model(self, step: int, stopped_early: bool, last_loss: float) -> dict[str, Any]:
         best = self.best
@@ -571,6 +610,25 @@ def _checkpoint_step(path: Path) -> int | str:
         return int(ckpt.load(path)["step"])
     except Exception:  # noqa: BLE001 - only for the message
         return "?"
+
+
+def _input_note(cfg: TrainConfig, hparams: dict[str, Any]) -> str:
+    """One line about the input of an encoder that starts from a published checkpoint (``encoders.<name>.init``):
+    the recorded convention applied (:func:`singer_ssl.training.hyperparams.published_scaling`), or that the file
+    name has none; empty without a checkpoint."""
+    init = hparams["encoder"].get("init")
+    if init is None:
+        return ""
+    path = encoders.init_path(cfg.encoder, init)
+    convention = encoders.published_convention(cfg.encoder, path)
+    if convention is None:
+        known = sorted(k for k, c in encoders.PUBLISHED_INPUT.items() if c.encoder == cfg.encoder)
+        return (f"{path}: no recorded input convention for this file name (known for {cfg.encoder}: "
+                f"{', '.join(known) or 'none'}); the encoder gets train.input_scaling {cfg.train.input_scaling} as is")
+    norm = hparams["normalization"]
+    return (f"encoder input as {os.path.basename(path)} was trained ({convention.source}): "
+            f"{norm.get('scaling', 'dataset_std')} scaling times gain {float(norm.get('gain', 1.0)):.4g} "
+            f"(train.input_scaling: {cfg.train.input_scaling}); recorded in hyperparams.yaml (normalization)")
 
 
 def _describe(cfg: TrainConfig, data: DataPlan, device: torch.device, dist_info: Dist, unit: TrainUnit) -> str:
