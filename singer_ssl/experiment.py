@@ -6,9 +6,9 @@ typo such as ``-S loss=vicreq`` leaves params.yaml rewritten and fails with DVC'
 are missing``, and ``-S train.max_step=3`` draws the advice ``+train.max_step=3``, which the train stage then
 rejects. :func:`check_overrides` applies the overrides to a copy of params.yaml (Hydra's override grammar as DVC
 uses it: ``key=value``, ``+key=value`` adds a key, ``++key=value`` sets or adds, ``~key`` deletes) and validates
-the result with :func:`validate_params`, the one walk over the parameter schema: every stage's typed
-``<Stage>Config.from_params`` (the checks the stages themselves run), so an unknown loss, encoder or key is
-refused with the valid names before DVC is called.
+the result with :func:`singer_ssl.validate.validate_params`, the one walk over the parameter schema (the ``check``
+stage runs it too): every stage's typed ``<Stage>Config.from_params``, unknown keys anywhere, empty roles, so an
+unknown loss, encoder or key is refused with the valid names before DVC is called.
 
 :func:`run_experiment` then runs ``dvc exp run`` with the byte snapshot of params.yaml in hand and writes the
 snapshot back when DVC fails or is interrupted. It refuses to start while another DVC process holds the
@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 from singer_ssl.core.stage import RESTORE_ONE_LINER, RESTORE_PATHS
+from singer_ssl.validate import validate_params
 
 #: DVC's repository lock (dvc.lock.make_lock: zc.lockfile, an flock on this file) relative to the repository root
 DVC_LOCK = Path(".dvc") / "tmp" / "lock"
@@ -176,30 +177,8 @@ def apply_overrides(params: dict[str, Any], overrides: Sequence[Override]) -> di
     return out
 
 
-def validate_params(params: dict[str, Any]) -> None:
-    """Check a whole parameter tree as the stages will: the ``datasets`` structure, then every stage's
-    ``<Stage>Config.from_params`` (corpus, train, and per dataset scan, segment, features; per test dataset
-    trials, embed, evaluate). The first problem is a one-line ConfigError naming the key and the valid choices."""
-    from singer_ssl.core.params import check_datasets, dataset_items
-    from singer_ssl.data.builtin_corpus import CorpusConfig
-    from singer_ssl.embed import EmbedConfig
-    from singer_ssl.evaluation.run import EvaluateConfig
-    from singer_ssl.features import FeaturesConfig
-    from singer_ssl.scan import ScanConfig
-    from singer_ssl.segment import SegmentConfig
-    from singer_ssl.training.config import TrainConfig
-    from singer_ssl.trials import TrialsConfig
-
-    check_datasets(params)
-    CorpusConfig.from_params(params)
-    TrainConfig.from_params(params)
-    for name, role, _ in dataset_items(params):
-        for config in (ScanConfig, SegmentConfig, FeaturesConfig) + ((TrialsConfig, EmbedConfig, EvaluateConfig)
-                                                                     if role == "test" else ()):
-            config.from_params(params, name)
-
-
-def check_overrides(params: dict[str, Any], texts: Sequence[str]) -> list[dict[str, Any]]:
+def check_overrides(params: dict[str, Any], texts: Sequence[str],
+                    base: str | os.PathLike = ".") -> list[dict[str, Any]]:
     """The parameter trees ``dvc exp run -S ...`` would produce from ``params`` and the override ``texts``, one per
     combination of a sweep's values (:func:`expand_sweep`; one tree without a sweep), each validated
     (:func:`validate_params`); ExperimentError / ConfigError of one line naming the failing combination."""
@@ -210,7 +189,7 @@ def check_overrides(params: dict[str, Any], texts: Sequence[str]) -> list[dict[s
     for combo in itertools.product(*options):
         tree = apply_overrides(params, [parse_override(t) for t in combo])
         try:
-            validate_params(tree)
+            validate_params(tree, base=base)
         except ValueError as err:
             raise ExperimentError(f"{' '.join(str(err).split())} (after -S {' -S '.join(combo)})") from None
         trees.append(tree)
@@ -327,7 +306,7 @@ def run_experiment(overrides: Sequence[str], root: str | os.PathLike = ".", *, p
         from singer_ssl.presets import overrides as preset_overrides
 
         texts = preset_overrides(preset, params_path, root / PRESET_DIR)[1::2] + texts
-    check_overrides(load_params(params_path), texts)
+    check_overrides(load_params(params_path), texts, base=Path(params_path).resolve().parent)
     cmd = [dvc or dvc_executable(), "exp", "run", *(a for t in texts for a in ("-S", t))]
     cmd += ["--queue"] if queue else []
     cmd += ["--name", name] if name else []
