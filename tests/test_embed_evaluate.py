@@ -89,7 +89,10 @@ def test_embed_section_must_be_a_mapping(params):
     ("evaluate.mnr_negatives", 2.5, "evaluate.mnr_negatives: expected an integer >= 1, got 2.5"),
     ("evaluate.seed", -1, "evaluate.seed: expected an integer >= 0, got -1"),
     ("evaluate.p_targt", 0.01, "evaluate.p_targt: unknown parameter; valid keys of evaluate: bootstrap, c_fa, "
-                               "c_miss, mnr_negatives, mnr_queries, p_target, probe, seed, tsne"),
+                               "c_miss, mnr_negatives, mnr_queries, p_target, probe, score_norm, seed, tsne"),
+    ("evaluate.score_norm.method", "znorm", "evaluate.score_norm.method: expected one of none, snorm, asnorm, "
+                                           "got 'znorm'"),
+    ("evaluate.score_norm.top_n", 1, "evaluate.score_norm.top_n: expected an integer >= 2, got 1"),
     ("evaluate.probe.patience", 0, "evaluate.probe.patience: expected an integer >= 1, got 0"),
     ("evaluate.probe.patiense", 3, "evaluate.probe.patiense: unknown parameter; valid keys of evaluate.probe: "
                                    "batch_size, device, lr, max_epochs, patience, runs, test_fraction, "
