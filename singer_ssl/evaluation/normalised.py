@@ -50,7 +50,6 @@ def load_reference(train_dir: str | os.PathLike, model_dir: str | os.PathLike | 
     ValueError naming the folder when it holds no embedding file or the files disagree on the matrices.
     """
     from singer_ssl.evaluation.store import read_embeddings
-    from singer_ssl.model.folder import read_threshold
 
     files = sorted(Path(train_dir).glob("*.h5"))
     if not files:
@@ -63,10 +62,28 @@ def load_reference(train_dir: str | os.PathLike, model_dir: str | os.PathLike | 
         raise ValueError(f"{train_dir}: the files share no embedding matrix")
     vectors = {n: np.concatenate([es.vectors[n] for es in sets]) for n in names}
     singers = np.concatenate([[f"{f.stem}/{s}" for s in es.singers] for f, es in zip(files, sets)])
-    stored = read_threshold(model_dir) if model_dir is not None else None
-    val = (stored or {}).get("val_singers")
+    val = validation_singers(model_dir) if model_dir is not None else None
     is_val = None if not val else np.isin(singers, np.asarray(val, dtype=str))
     return Reference(vectors, singers, is_val, tuple(str(f) for f in files))
+
+
+def validation_singers(model_dir: str | os.PathLike) -> list[str] | None:
+    """``val_singers`` (``"<dataset>/<singer>"``) of the model folder's ``threshold.json`` (the train stage's
+    record, :data:`singer_ssl.model.folder.THRESHOLD_FILE`; read here without the model code); None when the
+    file or the key is absent (a model trained without validation singers). ValueError naming the file when
+    it is malformed."""
+    import json
+
+    path = Path(model_dir) / "threshold.json"
+    if not path.is_file():
+        return None
+    try:
+        val = json.loads(path.read_text(encoding="utf-8")).get("val_singers")
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: not a JSON object ({e})") from None
+    if val is not None and not (isinstance(val, list) and all(isinstance(v, str) for v in val)):
+        raise ValueError(f"{path}: val_singers must be a list of singer names, got {val!r}")
+    return val
 
 
 def _calibration_pairs(ref: Reference, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
