@@ -226,11 +226,28 @@ def test_train_stores_the_validation_threshold_and_verify_decides_with_it(tmp_pa
     frr = np.mean(scores[labels == 1] < stored["eer_threshold"] - 1e-6)
     assert abs(far - want) <= 1 / 36 + 1e-9 and abs(frr - want) <= 1 / 30 + 1e-9
 
+    # the calibration: logistic regression of the same pairs' cosine scores (scikit-learn, balanced classes)
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=np.inf, class_weight="balanced", tol=1e-12, max_iter=10000).fit(scores[:, None], labels)
+    # (the API's embeddings here, the trainer's there: the same up to float rounding, which a 2-step model's
+    # nearly flat scores amplify in the coefficients, so the LLRs are compared)
+    mine = stored["calibration"]["scale"] * scores + stored["calibration"]["offset"]
+    np.testing.assert_allclose(mine, lr.decision_function(scores[:, None]), atol=0.02)
+    assert stored["calibration"]["score"] == "cosine"
+    assert stored["val_singers"] == sorted({table.singer_names[k] for k in table.singer[val_idx]})
+
     a, b = files[0], files[-1]
-    rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu"], capsys)
-    score = float(out.split()[1])
-    assert rc == 0 and "threshold.json" in out
-    assert ("same singer" in out) == (score >= stored["eer_threshold"])
+    for p_target in (0.01, 0.5, 0.99):
+        rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu", "--p-target", str(p_target)],
+                         capsys)
+        score, llr = float(out.split()[1]), float(out.split()[3])
+        assert rc == 0 and "threshold.json" in out and "Bayes threshold" in out
+        assert llr == pytest.approx(stored["calibration"]["scale"] * score + stored["calibration"]["offset"],
+                                    abs=2e-3)
+        assert ("same singer" in out) == (llr >= np.log((1 - p_target) / p_target))
+    rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu", "--threshold", "-1"], capsys)
+    assert "same singer (threshold -1.0000 from --threshold)" in out  # --threshold overrides the calibration
 
 
 def test_threshold_file_leaves_the_weights_untouched(tmp_path):

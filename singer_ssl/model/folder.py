@@ -26,8 +26,10 @@ Only ``frontend``, ``normalization``, ``encoder`` and ``head`` are needed by :fu
 
 Optional ``threshold.json`` (:data:`THRESHOLD_FILE`, written by the train stage beside the three files,
 never inside ``model.ts``): ``{eer_threshold, eer, source, n_segments, n_singers, n_trials,
-n_target_trials}``, the cosine score at the EER of all pairs of the held-out validation singers'
-segments, which ``singer-ssl verify`` decides with (:func:`read_threshold`).
+n_target_trials, calibration: {scale, offset, score}, val_singers}``, the cosine score at the EER of all
+pairs of the held-out validation singers' segments, the linear map of a cosine score to a log-likelihood
+ratio fitted on the same pairs, which ``singer-ssl verify`` decides with (:func:`read_threshold`), and the
+validation singers' names.
 
 Loading validates the folder (:func:`load_eager`, :func:`load_torchscript`): every problem is one
 :class:`ModelFolderError` line naming the file and key (malformed hyperparams, a ``model.pt`` that is

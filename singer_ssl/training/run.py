@@ -38,7 +38,9 @@ What a run does, in order:
    in-batch EER of the last logged batch), one line per epoch (:func:`~singer_ssl.training.monitors.progress_line`:
    train loss, validation loss and in-batch EER, time) and a final summary.
 6. **Threshold**: ``threshold.json`` in the model folder, the EER threshold of all pairs of the held-out
-   validation singers' segments embedded by the kept weights (``singer-ssl verify`` decides with it).
+   validation singers' segments embedded by the kept weights, the logistic-regression calibration of the same
+   pairs' cosine scores to log-likelihood ratios (``singer-ssl verify`` decides with them) and the names of
+   the validation singers (``val_singers``: the evaluate stage's calibration trials).
 
 Planned steps: ``epochs * steps_per_epoch`` (``steps_per_epoch: null`` = one pass over the training
 segments), capped by ``max_steps``. Same seed, data and device (CPU) give the same weights.
@@ -525,7 +527,9 @@ class TrainingRun:
              f"{found['n_trials']} pairs of {found['n_segments']} validation segments ({found['n_singers']} singers)",
              self.dist)
         return {"eer_threshold": found["eer_threshold"], "eer": found["eer"], "source": "validation singers",
-                "representation": "embedding", **{k: v for k, v in found.items() if k.startswith("n_")}}
+                "representation": "embedding", **{k: v for k, v in found.items() if k.startswith("n_")},
+                "calibration": {**found["calibration"], "score": "cosine"},
+                "val_singers": sorted({table.singer_names[k] for k in table.singer[val_idx]})}
 
 
 #: most validation segments embedded for the stored threshold (a seeded subset beyond it)
