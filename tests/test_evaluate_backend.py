@@ -139,6 +139,17 @@ def test_method_none_calibrates_the_cosine_and_reports_both_norms(tmp_path, file
     assert m["embedding"]["calibration"]["score"] == "cosine"
     assert {"snorm", "asnorm"} <= set(m["embedding"]["score_norm"]) and "eer_norm" not in m["embedding"]
     assert "versus_norm" not in m and "eer_norm" not in json.loads((tmp_path / "m.json").read_text())
+    # the glue to scripts/scoring_report.py: its table reads what the evaluate stage writes
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scoring_report", ROOT / "scripts" / "scoring_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    text = report.report(tmp_path)
+    e = m["embedding"]
+    assert (f"| trained encoder | {e['eer']:.2f} | {e['score_norm']['snorm']['eer']:.2f} | "
+            f"{e['score_norm']['asnorm']['eer']:.2f} |") in text
+    assert f"Cllr {e['calibration']['cllr']:.3f}" in text
 
 
 def test_without_validation_singers_no_calibration_and_the_whole_training_set_is_the_cohort(tmp_path, files):
