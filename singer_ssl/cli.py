@@ -26,6 +26,8 @@
         the Bayes threshold at target prior P (default 0.01, the evaluation prior). Fallbacks: --threshold T
         on the cosine (overrides everything), else the stored EER threshold of the validation singers (a
         model folder without calibration). Both files are checked before the model is loaded.
+        --score-norm snorm|asnorm scores the pair against the training singers' cohort the train stage stored
+        (MODEL_DIR/cohort.json; singer_ssl.evaluation.backend) and decides with that score's calibration.
     singer-ssl score TRIALS --embeddings FILE.h5 [--representation embedding]
         Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format),
         scored as the evaluate stage scores it (singer_ssl.evaluation.verification).
@@ -225,8 +227,8 @@ def unreadable(path: Path) -> str:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from singer_ssl.api import load_model
-    from singer_ssl.evaluation.backend import bayes_threshold
-    from singer_ssl.model.folder import THRESHOLD_FILE, read_threshold
+    from singer_ssl.evaluation.backend import bayes_threshold, normalize_pair
+    from singer_ssl.model.folder import COHORT_FILE, THRESHOLD_FILE, read_cohort, read_threshold
 
     for f in (args.a, args.b):  # before the model loads: a missing file costs no model load
         why = unreadable(Path(f))
@@ -234,13 +236,27 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise CliError(f"{f} {why}")
     if not 0.0 < args.p_target < 1.0:
         raise CliError(f"--p-target: expected a probability in (0, 1), got {args.p_target}")
+    if args.threshold is not None and args.score_norm != "none":
+        raise CliError("--threshold is a cosine threshold; it cannot be combined with --score-norm")
     stored = read_threshold(args.model) if args.threshold is None else None
+    where = Path(args.model) / THRESHOLD_FILE
+    norm = None
+    if args.score_norm != "none":  # S-norm / AS-norm against the folder's training-singer cohort
+        found = read_cohort(args.model)
+        cal = ((stored or {}).get("calibration_norm") or {}).get(args.score_norm)
+        if found is None or not cal:
+            raise CliError(f"--score-norm {args.score_norm}: {args.model} stores no {COHORT_FILE} with its "
+                           f"calibration (a model folder from before cohorts were stored); use --score-norm none")
+        norm = (found, cal)
     model = load_model(args.model, device=args.device)
     a, b = model.embed_file(args.a), model.embed_file(args.b)
     score = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
     print(f"score {score:.4f}")
-    where = Path(args.model) / THRESHOLD_FILE
     cal = (stored or {}).get("calibration") or {}
+    if norm is not None:
+        (cohort, mean), cal = norm
+        score = normalize_pair(a, b, cohort, mean, args.score_norm, int(cal.get("top_n", 100)))
+        print(f"{args.score_norm} score {score:.4f} (cohort of {len(cohort)} training singers)")
     if "scale" in cal and "offset" in cal:  # the calibrated decision
         llr = float(cal["scale"]) * score + float(cal["offset"])
         at = bayes_threshold(args.p_target)
@@ -357,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--p-target", type=float, default=0.01,
                    help="target prior of the Bayes decision on the calibrated LLR (default: 0.01, the evaluation "
                         "prior evaluate.p_target); used when the model folder stores a calibration")
+    v.add_argument("--score-norm", choices=("none", "snorm", "asnorm"), default="none",
+                   help="score the pair with S-norm or AS-norm against the training singers' cohort stored in the "
+                        "model folder (cohort.json) and decide with its own calibration (default: none, the cosine)")
     v.add_argument("--device", **device)
     v.set_defaults(func=_cmd_verify)
     s = sub.add_parser("score", help="EER/minDCF of a trial list on stored embeddings")

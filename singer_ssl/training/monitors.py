@@ -99,6 +99,20 @@ def validation_threshold(embeddings: np.ndarray, singers: np.ndarray) -> dict[st
             "n_target_trials": int(labels.sum()), "calibration": fit_calibration(scores, labels).to_dict()}
 
 
+def normalised_calibrations(embeddings: np.ndarray, singers: np.ndarray, cohort: np.ndarray, mean: np.ndarray,
+                            top_n: int) -> dict[str, dict[str, float]]:
+    """``{snorm: {scale, offset, top_n}, asnorm: {...}}``: the calibration (as in :func:`validation_threshold`) of
+    every validation pair's S-norm and AS-norm score against the training singers' ``cohort`` (C, D) with the
+    training ``mean`` (D,) subtracted (:func:`singer_ssl.evaluation.backend.normalize_scores`)."""
+    from singer_ssl.evaluation.backend import fit_calibration, normalize_scores
+
+    singers = np.asarray(singers)
+    i, j = np.triu_indices(len(embeddings), k=1)
+    labels = (singers[i] == singers[j]).astype(int)
+    return {m: {**fit_calibration(normalize_scores(embeddings, i, j, cohort, mean, m, top_n), labels).to_dict(),
+                "top_n": int(min(top_n, len(cohort)))} for m in ("snorm", "asnorm")}
+
+
 def progress_line(epoch: int, n_epochs: int, step: int, total_steps: int, train_loss: float,
                   val: dict[str, float] | None, seconds: float, best: dict | None = None) -> str:
     """One progress line per epoch (the train stage prints it after each validation), e.g.::
