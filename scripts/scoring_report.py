@@ -67,9 +67,12 @@ def table(name: str, details: dict) -> list[str]:
     if ch:
         m = ch["target_score_mean"]
         cross = ch["cross_recording_eer"]
+        p = ch.get("pair_eer") or {}
         lines.append(f"Channel shortcut (trained embedding): mean target score same-recording "
-                     f"{_f(m['same_recording'], 3)} vs cross-recording {_f(m['cross_recording'], 3)}; EER over "
-                     f"cross-recording targets {_f(cross, 2)} % (all trials {ch['eer']:.2f} %).")
+                     f"{_f(m['same_recording'], 3)} vs cross-recording {_f(m['cross_recording'], 3)} (EER of those "
+                     f"pairs against the non-targets {_f(p.get('same_recording'), 2)} % vs "
+                     f"{_f(p.get('cross_recording'), 2)} %); EER over cross-recording targets {_f(cross, 2)} % "
+                     f"(all trials {ch['eer']:.2f} %).")
     return lines + [""]
 
 

@@ -47,6 +47,11 @@ def test_means_equal_a_loop_over_same_singer_pairs_and_cross_eer_a_filtered_list
     assert got["target_score_mean"]["same_recording"] == pytest.approx(np.mean(same))
     assert got["target_score_mean"]["cross_recording"] == pytest.approx(np.mean(cross))
     assert got["score_gap"] == pytest.approx(np.mean(same) - np.mean(cross))
+    non = scores[labels == 0]
+    for kind, tar in (("same_recording", same), ("cross_recording", cross)):
+        want = eer(np.r_[np.ones(len(tar)), np.zeros(len(non))], np.r_[tar, non])[0]
+        assert got["pair_eer"][kind] == pytest.approx(want)
+    assert got["pair_eer"]["same_recording"] < got["pair_eer"]["cross_recording"]
     keep = [k for k in range(400) if labels[k] == 0 or sources[i1[k]] != sources[i2[k]]]
     assert got["cross_recording_target_trials"] == sum(1 for k in keep if labels[k] == 1)
     assert got["cross_recording_eer"] == pytest.approx(eer(labels[keep], scores[keep])[0])

@@ -9,7 +9,10 @@ reports (``channel`` in ``metrics/<dataset>_details.json``, see :func:`channel_s
   ``max_pairs`` of each kind), and ``score_gap`` (same minus cross): near 0 for a channel-blind embedding;
 - ``cross_recording_eer``: the EER (%) of the trial list restricted to its cross-recording target trials, with
   every non-target trial, beside ``eer`` of the whole list (the same scores): a cross-recording EER far above
-  the whole list's means that the same-recording targets were easy because of the channel.
+  the whole list's means that the same-recording targets were easy because of the channel;
+- ``pair_eer``: ``{same_recording, cross_recording}``, the EER (%) of those same-singer pairs of each kind as
+  targets against the trial list's non-targets; informative also when the trial list holds cross-recording
+  targets only (``trials.cross_recording: true``, where ``cross_recording_eer`` equals ``eer``).
 
 A recording is the manifest's ``recording`` (the embeddings' ``source``): by default the file, for m4singer
 the song folder.
@@ -58,24 +61,31 @@ def channel_shortcut(vectors: np.ndarray, singers: np.ndarray, sources: np.ndarr
     for a trial list ``labels``/``idx1``/``idx2`` (M,) and its cosine ``scores`` (M,).
 
     Returns ``{target_score_mean: {same_recording, cross_recording}, pairs: {same_recording, cross_recording},
-    score_gap, eer, cross_recording_eer, cross_recording_target_trials}``; a mean (and the gap) is None when no
+    score_gap, pair_eer: {same_recording, cross_recording}, eer, cross_recording_eer,
+    cross_recording_target_trials}``; a mean (and the gap) is None when no
     pair of its kind exists, ``cross_recording_eer`` None when the trial list has no cross-recording target.
     """
     from singer_ssl.evaluation.metrics import cosine_scores, eer
 
     sources = np.asarray(sources)
-    means: dict[str, float | None] = {}
-    counts: dict[str, int] = {}
-    for kind, (i, j) in same_singer_pairs(singers, sources, max_pairs, seed).items():
-        counts[kind] = int(len(i))
-        means[kind] = float(cosine_scores(vectors, i, j).mean()) if len(i) else None
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
+    non = scores[labels == 0]
+    means: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
+    pair_eer: dict[str, float | None] = {}
+    for kind, (i, j) in same_singer_pairs(singers, sources, max_pairs, seed).items():
+        counts[kind] = int(len(i))
+        s = cosine_scores(vectors, i, j)
+        means[kind] = float(s.mean()) if len(i) else None
+        pair_eer[kind] = (eer(np.r_[np.ones(len(s)), np.zeros(len(non))], np.r_[s, non])[0]
+                          if len(i) and len(non) else None)
     cross_target = (labels == 1) & (sources[idx1] != sources[idx2])
     keep = cross_target | (labels == 0)
     n_cross = int(cross_target.sum())
     gap = None if None in means.values() else means["same_recording"] - means["cross_recording"]
-    return {"target_score_mean": means, "pairs": counts, "score_gap": gap, "eer": eer(labels, scores)[0],
+    return {"target_score_mean": means, "pairs": counts, "score_gap": gap, "pair_eer": pair_eer,
+            "eer": eer(labels, scores)[0],
             "cross_recording_eer": eer(labels[keep], scores[keep])[0] if n_cross else None,
             "cross_recording_target_trials": n_cross}
 
@@ -85,5 +95,8 @@ def channel_line(block: dict[str, Any]) -> str:
     m = block["target_score_mean"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     cross = block["cross_recording_eer"]
-    return (f"channel: target score same-recording {fmt(m['same_recording'])} vs cross {fmt(m['cross_recording'])}, "
-            f"cross-recording EER {'n/a' if cross is None else f'{cross:.2f}%'} (all {block['eer']:.2f}%)")
+    p = block["pair_eer"]
+    pct = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
+    return (f"channel: target score same-recording {fmt(m['same_recording'])} vs cross {fmt(m['cross_recording'])}"
+            f" (pair EER {pct(p['same_recording'])} vs {pct(p['cross_recording'])}), cross-recording EER "
+            f"{pct(cross)} (all {block['eer']:.2f}%)")
