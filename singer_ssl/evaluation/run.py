@@ -45,8 +45,8 @@ list values from its metrics views anyway) holds everything::
         calibration: {score, scale, offset, act_dcf, min_dcf, cllr, min_cllr, trials, singers}
         eer_norm                                          (evaluate.score_norm.method's EER, unless none)
     versus_norm: {random_init, mfcc}: {...}              (as versus, on the normalised scores; unless none)
-    channel: {target_score_mean: {same_recording, cross_recording}, pairs: {...}, score_gap, eer,
-              cross_recording_eer, cross_recording_target_trials}
+    channel: {target_score_mean: {same_recording, cross_recording}, pairs: {...}, score_gap,
+              pair_eer: {same_recording, cross_recording}, eer, cross_recording_eer, cross_recording_target_trials}
                                                           (the channel-shortcut diagnostic of the embedding,
                                                           singer_ssl.evaluation.channel)
     invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
@@ -325,7 +325,7 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, tr
     out: dict[str, Any] = {}
     main_block, main_scores, (nq, nneg) = verification(v["embedding"], singers, trials, **scoring)
     out["embedding"] = main_block
-    out["projection"], _, _ = verification(v["projection"], singers, trials, **scoring)
+    out["projection"], projection_scores, _ = verification(v["projection"], singers, trials, **scoring)
     out["probe"], main_probe = _probe(cfg, v["embedding"], singers, sources)
 
     baseline_scores: dict[str, np.ndarray] = {}
@@ -344,7 +344,8 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, tr
         for base, names in (("random_init", inits), ("mfcc", ["baseline/mfcc/embedding"]))
     }
     if train_dir is not None:
-        _add_backend(cfg, out, v, singers, trials, main_scores, baseline_scores, inits, train_dir, model_dir)
+        raw = {"embedding": main_scores, "projection": projection_scores, **baseline_scores}
+        _add_backend(cfg, out, v, singers, trials, raw, inits, train_dir, model_dir)
     from singer_ssl.evaluation.channel import channel_shortcut
 
     out["channel"] = channel_shortcut(v["embedding"], singers, sources, labels, trials.idx1, trials.idx2,
@@ -373,46 +374,38 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, tr
 
 
 def _add_backend(cfg: EvaluateConfig, out: dict[str, Any], v: dict[str, np.ndarray], singers: np.ndarray,
-                 trials: Any, main_scores: np.ndarray, baseline_scores: dict[str, np.ndarray], inits: list[str],
-                 train_dir: str | os.PathLike, model_dir: str | os.PathLike | None) -> None:
-    """Add the S-norm/AS-norm and calibration blocks of every representation to ``out`` (in place), each with
-    its own cohort, and with ``evaluate.score_norm.method`` set: ``eer_norm`` per representation and
-    ``versus_norm`` (the paired comparison on the normalised scores)."""
+                 trials: Any, raw: dict[str, np.ndarray], inits: list[str], train_dir: str | os.PathLike,
+                 model_dir: str | os.PathLike | None) -> None:
+    """Add the S-norm/AS-norm and calibration blocks of every representation (``raw``: its cosine trial scores
+    by matrix name) to ``out`` (in place), each with its own cohort, and with ``evaluate.score_norm.method`` set:
+    ``eer_norm`` per representation and ``versus_norm`` (the paired comparison on the normalised scores)."""
     from singer_ssl.evaluation.normalised import backend_block, load_reference, mean_blocks
 
     ref = load_reference(train_dir, model_dir)
     method, top_n = cfg.score_norm.method, cfg.score_norm.top_n
-    scoring = {"p_target": cfg.p_target, "c_miss": cfg.c_miss, "c_fa": cfg.c_fa, "mnr_queries": cfg.mnr_queries,
-               "mnr_negatives": cfg.mnr_negatives, "seed": cfg.seed}
+    scoring = {k: val for k, val in cfg.scoring().items() if k != "bootstrap"}
     missing = [n for n in ("embedding", "projection", *inits, "baseline/mfcc/embedding") if n not in ref.vectors]
     if missing:
         raise ValueError(f"{train_dir}: the training-data embeddings lack {', '.join(missing)} (re-run embed-train)")
     norm_scores: dict[str, dict[str, np.ndarray]] = {}
 
-    def block(name: str, raw: np.ndarray) -> dict[str, Any]:
-        b, norm_scores[name] = backend_block(name, v[name], singers, trials.labels, trials.idx1, trials.idx2, raw,
-                                             ref, method, top_n, **scoring)
+    def block(name: str) -> dict[str, Any]:
+        b, norm_scores[name] = backend_block(name, v[name], singers, trials.labels, trials.idx1, trials.idx2,
+                                             raw[name], ref, method, top_n, **scoring)
         if method != "none":
             b["eer_norm"] = b["score_norm"][method]["eer"]
         return b
 
-    out["embedding"].update(block("embedding", main_scores))
-    out["projection"].update(block("projection", metrics_scores(v["projection"], trials)))
-    out["baselines"]["mfcc"].update(block("baseline/mfcc/embedding", baseline_scores["baseline/mfcc/embedding"]))
-    out["baselines"]["random_init"].update(mean_blocks([block(n, baseline_scores[n]) for n in inits]))
+    out["embedding"].update(block("embedding"))
+    out["projection"].update(block("projection"))
+    out["baselines"]["mfcc"].update(block("baseline/mfcc/embedding"))
+    out["baselines"]["random_init"].update(mean_blocks([block(n) for n in inits]))
     if method != "none":
         out["versus_norm"] = {
             base: versus(trials.labels, norm_scores["embedding"][method], [norm_scores[n][method] for n in names],
                          singers[trials.idx1], singers[trials.idx2], n_boot=cfg.bootstrap, seed=cfg.seed)
             for base, names in (("random_init", inits), ("mfcc", ["baseline/mfcc/embedding"]))
         }
-
-
-def metrics_scores(vectors: np.ndarray, trials: Any) -> np.ndarray:
-    """Cosine scores of a trial list on ``vectors`` (as the verification blocks score it)."""
-    from singer_ssl.evaluation.metrics import cosine_scores
-
-    return cosine_scores(vectors, trials.idx1, trials.idx2)
 
 
 def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: str | os.PathLike,
