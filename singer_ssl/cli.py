@@ -192,10 +192,15 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     for f, key, singer in tqdm(present, desc="embed", disable=args.quiet):
         try:  # the segment stage's whole-file skip rules (strict), then the model's windowed mean
-            chunk.append((load_mono(f, model.sample_rate, strict=True), key, singer))
+            x = load_mono(f, model.sample_rate, strict=True)
         except AudioError as err:
             skipped.append((key, err.reason))
             continue
+        if len(x) < model.min_samples:  # the encoder cannot embed it: a recorded skip, not an error
+            skipped.append((key, f"{len(x) / model.sample_rate:.3f} s is shorter than the encoder's minimum input "
+                                 f"({model.min_samples} samples)"))
+            continue
+        chunk.append((x, key, singer))
         if len(chunk) == EMBED_CHUNK:
             flush()
     flush()

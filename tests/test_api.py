@@ -314,7 +314,7 @@ def test_missing_input_errors_before_the_model_is_loaded(tmp_path, model_dir, mo
     assert "skipped gone.wav: does not exist" in err and "none of the 2 files" in err
 
 
-def test_cli_embed_notes_a_short_clip(tmp_path, model_dir, capsys):
+def test_cli_embed_notes_a_short_clip(tmp_path, model_dir, capsys, monkeypatch):
     folder = tmp_path / "in" / "alice"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(7)
@@ -327,3 +327,16 @@ def test_cli_embed_notes_a_short_clip(tmp_path, model_dir, capsys):
     assert notes[0] == "source,note" and len(notes) == 2 and notes[1].startswith("alice/tiny.wav,\"short clip: 0.10 s")
     assert "1 short clip(s) noted" in capsys.readouterr().out
     assert list(np.load(out)["key"]) == ["alice/ok.wav", "alice/tiny.wav"]
+    import singer_ssl.api
+
+    real = singer_ssl.api.load_model
+
+    def strict(*args, **kwargs):  # an encoder with a minimum input longer than tiny.wav
+        m = real(*args, **kwargs)
+        m.min_samples = SR // 5
+        return m
+
+    monkeypatch.setattr(singer_ssl.api, "load_model", strict)
+    assert cli(["embed", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
+    assert list(np.load(out)["key"]) == ["alice/ok.wav"]
+    assert "shorter than the encoder's minimum input (3200 samples)" in (tmp_path / "e.npz.skipped.csv").read_text()
