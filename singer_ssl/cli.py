@@ -220,13 +220,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def unreadable(path: Path) -> str:
-    """Why ``path`` cannot be read as a file ("" when it can): checked before any model is loaded."""
+    """Why ``path`` cannot be read as a file ("" when it can), worded as the reader's skips (``unreadable: ...``):
+    checked before any model is loaded."""
     if not path.exists():
-        return "does not exist"
+        return "unreadable: no such file" + (" (dangling link)" if path.is_symlink() else "")
     if not path.is_file():
-        return "is not a file"
+        return "unreadable: not a file"
     if not os.access(path, os.R_OK):
-        return "is not readable (permission denied)"
+        return "unreadable: permission denied"
     return ""
 
 
@@ -238,7 +239,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for f in (args.a, args.b):  # before the model loads: a missing file costs no model load
         why = unreadable(Path(f))
         if why:
-            raise CliError(f"{f} {why}")
+            raise CliError(f"{f}: {why}")
     if not 0.0 < args.p_target < 1.0:
         raise CliError(f"--p-target: expected a probability in (0, 1), got {args.p_target}")
     if args.threshold is not None and args.score_norm != "none":

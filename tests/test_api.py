@@ -306,12 +306,12 @@ def test_missing_input_errors_before_the_model_is_loaded(tmp_path, model_dir, mo
     sf.write(real, np.zeros(SR, np.float32) + 0.1, SR)
     assert cli(["verify", str(real), str(tmp_path / "gone.wav"), "--model", str(model_dir)]) == 2
     err = capsys.readouterr().err
-    assert "gone.wav does not exist" in err and err.count("\n") == 1
+    assert "gone.wav: unreadable: no such file" in err and err.count("\n") == 1
     listing = tmp_path / "list.txt"
     listing.write_text("gone.wav\nalso-gone.flac\n")
     assert cli(["embed", str(listing), "--model", str(model_dir), "--out", str(tmp_path / "e.npz"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "skipped gone.wav: does not exist" in err and "none of the 2 files" in err
+    assert "skipped gone.wav: unreadable: no such file" in err and "none of the 2 files" in err
 
 
 def test_cli_embed_notes_a_short_clip(tmp_path, model_dir, capsys, monkeypatch):
