@@ -16,10 +16,18 @@
         skipped by the segment stage's whole-file rules (unreadable, empty, corrupt, truncated, NaN, digital
         silence, anti-phase channels, samples beyond +6 dBFS); every skip, unreadable folders included,
         is listed once on stderr and in FILE.skipped.csv (source,reason), and counted on the last line.
-    singer-ssl verify A B --model MODEL_DIR [--threshold T]
-        Print the cosine score of two files' embeddings and, when a threshold is known (--threshold, or
-        the EER threshold the train stage stored in MODEL_DIR/threshold.json, computed on the held-out
-        validation singers), the decision: same singer when score >= T.
+        Missing and unreadable files are found before the model is loaded. A clip shorter than the audio the
+        model was trained on (its training views) is embedded with one warning naming it, also listed in
+        FILE.notes.csv (source,note). Files are embedded in chunks through singer_ssl.api's embed_batch.
+    singer-ssl verify A B --model MODEL_DIR [--threshold T] [--p-target P]
+        Print the cosine score of two files' embeddings and the decision. With the calibration the train
+        stage stored in MODEL_DIR/threshold.json (logistic regression on the held-out validation singers'
+        pairs), also the log-likelihood ratio (natural log), and same singer when LLR >= log((1 - P) / P),
+        the Bayes threshold at target prior P (default 0.01, the evaluation prior). Fallbacks: --threshold T
+        on the cosine (overrides everything), else the stored EER threshold of the validation singers (a
+        model folder without calibration). Both files are checked before the model is loaded.
+        --score-norm snorm|asnorm scores the pair against the training singers' cohort the train stage stored
+        (MODEL_DIR/cohort.json; singer_ssl.evaluation.backend) and decides with that score's calibration.
     singer-ssl score TRIALS --embeddings FILE.h5 [--representation embedding]
         Print EER (%), its threshold, and minDCF for a trial list (Torres et al. 2023 csv or Kaldi format),
         scored as the evaluate stage scores it (singer_ssl.evaluation.verification).
@@ -65,6 +73,8 @@ import numpy as np
 
 from singer_ssl.core.allocator import keep_large_allocations
 
+#: files read per ``embed_batch`` call of ``singer-ssl embed``
+EMBED_CHUNK = 32
 #: output extensions of ``embed`` -> format name
 OUT_FORMATS = {".h5": "hdf5", ".hdf5": "hdf5", ".npz": "npz", ".npy": "npy", ".txt": "kaldi"}
 
@@ -174,54 +184,125 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         bad = next((k for _, k, _ in rows if any(c.isspace() for c in k)), None)
         if bad is not None:
             raise CliError(f"key {bad!r} contains whitespace, which Kaldi-style text cannot hold; write .h5 or .npz")
-    model = load_model(args.model, device=args.device)
-    keys, singers, embs, skipped = [], [], [], list(problems)
-    for f, key, singer in tqdm(rows, desc="embed", disable=args.quiet):
+    skipped = list(problems)
+    present = []
+    for row in rows:  # before the model loads: a missing or unreadable file costs no model load
+        why = unreadable(row[0])
+        if why:
+            skipped.append((row[1], why))
+        else:
+            present.append(row)
+    model = load_model(args.model, device=args.device) if present else None
+    keys, singers, embs, notes = [], [], [], []
+    chunk: list[tuple[np.ndarray, str, str]] = []
+
+    def flush() -> None:
+        if chunk:
+            try:
+                embs.append(model.embed_batch([x for x, _, _ in chunk], model.sample_rate,
+                                              names=[k for _, k, _ in chunk], notes=notes))
+            except NonFiniteError as err:  # no NaN/inf embedding is ever written
+                raise CliError(f"{err} (nothing written to {out})") from None
+            keys.extend(k for _, k, _ in chunk)
+            singers.extend(s for _, _, s in chunk)
+            chunk.clear()
+
+    for f, key, singer in tqdm(present, desc="embed", disable=args.quiet):
         try:  # the segment stage's whole-file skip rules (strict), then the model's windowed mean
-            embs.append(model.embed(load_mono(f, model.sample_rate, strict=True), model.sample_rate))
-        except NonFiniteError as err:
-            raise CliError(f"{f}: {err} (nothing written to {out})") from None
+            x = load_mono(f, model.sample_rate, strict=True)
         except AudioError as err:
             skipped.append((key, err.reason))
             continue
-        keys.append(key)
-        singers.append(singer)
+        if len(x) < model.min_samples:  # the encoder cannot embed it: a recorded skip, not an error
+            skipped.append((key, f"{len(x) / model.sample_rate:.3f} s is shorter than the encoder's minimum input "
+                                 f"({model.min_samples} samples)"))
+            continue
+        chunk.append((x, key, singer))
+        if len(chunk) == EMBED_CHUNK:
+            flush()
+    flush()
     for key, why in skipped:
         print(f"skipped {key}: {why}", file=sys.stderr)
     report = Path(f"{out}.skipped.csv")
     write_csv(report, ("source", "reason"), skipped)  # always written: no stale report of an earlier run
+    write_csv(Path(f"{out}.notes.csv"), ("source", "note"), notes)
     if not embs:
         print(f"error: none of the {len(rows)} files could be used (reasons in {report})", file=sys.stderr)
         return 1
-    write_output(out, fmt, keys, singers, np.stack(embs), str(args.model))
+    write_output(out, fmt, keys, singers, np.concatenate(embs), str(args.model))
     print(f"embedded {len(keys)} files -> {out}"
-          + (f"; skipped {len(skipped)} unreadable or unusable (reasons in {report})" if skipped else ""))
+          + (f"; skipped {len(skipped)} unreadable or unusable (reasons in {report})" if skipped else "")
+          + (f"; {len(notes)} short clip(s) noted in {out}.notes.csv" if notes else ""))
     return 0
+
+
+def unreadable(path: Path) -> str:
+    """Why ``path`` cannot be read as a file ("" when it can), worded as the reader's skips (``unreadable: ...``):
+    checked before any model is loaded."""
+    if not path.exists():
+        return "unreadable: no such file" + (" (dangling link)" if path.is_symlink() else "")
+    if not path.is_file():
+        return "unreadable: not a file"
+    if not os.access(path, os.R_OK):
+        return "unreadable: permission denied"
+    return ""
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from singer_ssl.api import load_model
-    from singer_ssl.model.folder import THRESHOLD_FILE, read_threshold
+    from singer_ssl.evaluation.backend import bayes_threshold, normalize_pair
+    from singer_ssl.model.folder import COHORT_FILE, THRESHOLD_FILE, read_cohort, read_threshold
 
+    for f in (args.a, args.b):  # before the model loads: a missing file costs no model load
+        why = unreadable(Path(f))
+        if why:
+            raise CliError(f"{f}: {why}")
+    if not 0.0 < args.p_target < 1.0:
+        raise CliError(f"--p-target: expected a probability in (0, 1), got {args.p_target}")
+    if args.threshold is not None and args.score_norm != "none":
+        raise CliError("--threshold is a cosine threshold; it cannot be combined with --score-norm")
+    stored = read_threshold(args.model) if args.threshold is None else None
+    where = Path(args.model) / THRESHOLD_FILE
+    norm = None
+    if args.score_norm != "none":  # S-norm / AS-norm against the folder's training-singer cohort
+        found = read_cohort(args.model)
+        cal = ((stored or {}).get("calibration_norm") or {}).get(args.score_norm)
+        if found is None or not cal:
+            raise CliError(f"--score-norm {args.score_norm}: {args.model} stores no {COHORT_FILE} with its "
+                           f"calibration (a model folder from before cohorts were stored); use --score-norm none")
+        norm = (found, cal)
     model = load_model(args.model, device=args.device)
     a, b = model.embed_file(args.a), model.embed_file(args.b)
     score = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
     if not np.isfinite(score):  # finite embeddings whose norms overflow float32
         raise CliError(f"the score of {args.a} and {args.b} is {score} (embedding norms overflow); no decision")
-    threshold, origin = args.threshold, "--threshold"
-    stored = read_threshold(args.model) if threshold is None else None
-    if stored is not None:
-        threshold = stored["eer_threshold"]
-        origin = (f"{Path(args.model) / THRESHOLD_FILE}: EER {float(stored.get('eer', float('nan'))):.2f}% on "
-                  f"{stored.get('source', 'validation data')}")
     print(f"score {score:.4f}")
-    if threshold is None:
+    cal = (stored or {}).get("calibration") or {}
+    if norm is not None:
+        (cohort, mean), cal = norm
+        score = normalize_pair(a, b, cohort, mean, args.score_norm, int(cal.get("top_n", 100)))
+        print(f"{args.score_norm} score {score:.4f} (cohort of {len(cohort)} training singers)")
+    if "scale" in cal and "offset" in cal:  # the calibrated decision
+        llr = float(cal["scale"]) * score + float(cal["offset"])
+        at = bayes_threshold(args.p_target)
+        print(f"llr {llr:.3f}")
+        print(f"{'same singer' if llr >= at else 'different singers'} (LLR {llr:.3f} vs Bayes threshold {at:.3f} at "
+              f"p_target {args.p_target:g}; calibration from {where}, fitted on "
+              f"{stored.get('source', 'validation data')})")
+        return 0
+    if args.threshold is not None:
+        threshold, origin = args.threshold, "--threshold"
+    elif stored is not None:  # the documented fallback: the validation singers' EER threshold
+        threshold = stored["eer_threshold"]
+        origin = (f"{where}: EER {float(stored.get('eer', float('nan'))):.2f}% on "
+                  f"{stored.get('source', 'validation data')}")
+    else:
         print(f"no decision: {args.model} stores no EER threshold (no {THRESHOLD_FILE}: a model folder from "
               "before thresholds were stored, or trained without validation singers); pass --threshold, e.g. "
               "embedding.eer_threshold of metrics/<dataset>_details.json")
-    else:
-        verdict = "same singer" if score >= threshold else "different singers"
-        print(f"{verdict} (threshold {threshold:.4f} from {origin})")
+        return 0
+    verdict = "same singer" if score >= threshold else "different singers"
+    print(f"{verdict} (threshold {threshold:.4f} from {origin})")
     return 0
 
 
@@ -350,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decision threshold on the cosine score (e.g. embedding.eer_threshold of "
                         "metrics/<dataset>_details.json); "
                         "default: the EER threshold stored in the model folder's threshold.json")
+    v.add_argument("--p-target", type=float, default=0.01,
+                   help="target prior of the Bayes decision on the calibrated LLR (default: 0.01, the evaluation "
+                        "prior evaluate.p_target); used when the model folder stores a calibration")
+    v.add_argument("--score-norm", choices=("none", "snorm", "asnorm"), default="none",
+                   help="score the pair with S-norm or AS-norm against the training singers' cohort stored in the "
+                        "model folder (cohort.json) and decide with its own calibration (default: none, the cosine)")
     v.add_argument("--device", **device)
     v.set_defaults(func=_cmd_verify)
     s = sub.add_parser("score", help="EER/minDCF of a trial list on stored embeddings")

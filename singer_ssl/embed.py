@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from singer_ssl.augment.controlled import InvarianceConfig, Transform, select_rows
 from singer_ssl.core.device import resolve_device
+from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.frontend import FRONT_END_KEYS
-from singer_ssl.core.params import bool_param, device_param, int_param, section, test_dataset
+from singer_ssl.core.params import bool_param, dataset_spec, device_param, int_param, section, test_dataset
 from singer_ssl.evaluation.baselines import mfcc_embeddings, random_init_model
 from singer_ssl.evaluation.store import EmbeddingSet, write_embeddings
 from singer_ssl.model.folder import load_eager, read_hyperparams
@@ -60,21 +61,29 @@ class EmbedConfig:
     invariance: InvarianceConfig | None = None
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], dataset: str) -> EmbedConfig:
-        """Validate ``seed``, ``embed.*`` and that ``dataset`` is a test dataset; ConfigError otherwise.
+    def from_params(cls, params: dict[str, Any], dataset: str, role: str = "test") -> EmbedConfig:
+        """Validate ``seed``, ``embed.*`` and that ``dataset`` is a dataset of ``role``; ConfigError otherwise.
 
+        ``role="train"`` (the embed-train stage: the training data's embeddings, the evaluate stage's score
+        normalisation cohort and calibration trials) turns the invariance report and ``degrade_16k`` off.
         Reads no other section, so a bad ``train:`` or ``augment:`` never stops this stage.
         """
-        test_dataset(params, dataset, "embed")
+        if role == "train":
+            kind, _ = dataset_spec(params, dataset)
+            if kind != "train":
+                raise ConfigError(f"dataset {dataset!r} is a {kind} dataset; embed-train runs on training datasets")
+        else:
+            test_dataset(params, dataset, "embed")
         sec = section(params, "embed", EMBED_KEYS)
+        full = role != "train"  # the training data's embeddings need neither the 16 kHz copy nor the invariance
         return cls(
             dataset=dataset,
             seed=int_param(params.get("seed", 0), "seed", minimum=0),
             batch_size=int_param(sec.get("batch_size", 64), "embed.batch_size", minimum=1),
             device=device_param(sec.get("device", "auto"), "embed.device"),
-            degrade_16k=bool_param(sec.get("degrade_16k", False), "embed.degrade_16k"),
+            degrade_16k=full and bool_param(sec.get("degrade_16k", False), "embed.degrade_16k"),
             random_inits=int_param(sec.get("random_inits", 3), "embed.random_inits", minimum=1),
-            invariance=InvarianceConfig.from_mapping(sec.get("invariance")),
+            invariance=InvarianceConfig.from_mapping(sec.get("invariance")) if full else None,
         )
 
 

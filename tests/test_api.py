@@ -237,3 +237,106 @@ def test_readme_snippet_runs(tmp_path, model_dir, monkeypatch):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["emb"].shape == (32,) and scope["embs"].shape == (2, 32) and scope["cosine"].shape == (2,)
+
+
+# --------------------------------------------------------------------------------------------------
+# embed_batch: mixed lengths and rates in one call; honest input handling
+
+
+def test_embed_batch_rows_equal_embedding_each_item_alone(model_dir):
+    """Lengths below, at and above the 1 s window, at three rates, in one call: each row equals the item alone
+    (and, independently, the mean of model(window) over the item's own windows)."""
+    model = load_model(model_dir, device="cpu")
+    rng = np.random.default_rng(5)
+    items = [(rng.uniform(-0.3, 0.3, int(sec * sr)).astype(np.float32), sr)
+             for sec, sr in ((0.4, SR), (1.0, SR), (2.7, 22050), (1.3, 8000), (3.2, SR), (0.25, 44100))]
+    with pytest.warns(UserWarning):
+        batch = model.embed_batch([torch.from_numpy(x) if k % 2 else x for k, (x, _) in enumerate(items)],
+                                  [sr for _, sr in items])
+    assert batch.shape == (len(items), 32) and batch.dtype == np.float32
+    with pytest.warns(UserWarning):
+        alone = np.stack([model.embed(x, sr) for x, sr in items])
+    assert np.abs(batch - alone).max() <= 1e-5
+    x = soxr.resample(items[4][0], SR, SR)  # 3.2 s at the model's rate: three 1 s windows, the rest dropped
+    with torch.no_grad():
+        manual = model.model(torch.from_numpy(x[: 3 * SR].reshape(3, SR).copy())).mean(0).numpy()
+    assert np.abs(batch[4] - manual).max() <= 1e-5
+    with torch.no_grad():  # 0.4 s, shorter than a window: the whole clip, unpadded, is the one window
+        manual = model.model(torch.from_numpy(soxr.resample(items[0][0], SR, SR)[None].copy()))[0].numpy()
+    assert np.abs(batch[0] - manual).max() <= 1e-5
+    # no padding leaks: the same item beside a much longer one gives the same row
+    with pytest.warns(UserWarning):
+        pair = model.embed_batch([items[0][0], rng.uniform(-0.3, 0.3, 5 * SR).astype(np.float32)], SR)
+    assert np.abs(pair[0] - batch[0]).max() <= 1e-5
+
+
+def test_embed_files_reuses_embed_batch_and_notes_short_clips(tmp_path, model_dir):
+    model = load_model(model_dir, device="cpu")
+    rng = np.random.default_rng(6)
+    short, long_ = tmp_path / "short.wav", tmp_path / "long.wav"
+    sf.write(short, rng.uniform(-0.3, 0.3, SR // 10).astype(np.float32), SR)
+    sf.write(long_, rng.uniform(-0.3, 0.3, 2 * SR).astype(np.float32), SR)
+    notes: list = []
+    with pytest.warns(UserWarning, match="short.wav: short clip: 0.10 s") as record:
+        out = model.embed_files([short, long_], notes=notes)
+    assert len([w for w in record if "short clip" in str(w.message)]) == 1  # one warning, naming the file
+    assert [n for n, _ in notes] == [str(short)] and "0.10 s" in notes[0][1]
+    with pytest.warns(UserWarning):
+        ref = model.embed_batch([sf.read(short, dtype="float32")[0], sf.read(long_, dtype="float32")[0]], SR)
+    assert np.abs(out - ref).max() <= 1e-6
+
+
+def test_encoder_minimum_is_refused_with_the_name(model_dir):
+    model = load_model(model_dir, device="cpu")
+    model.min_samples = 1000
+    with pytest.raises(ValueError, match="clip.wav: 0.031 s is shorter than the encoder's minimum input"):
+        model.embed_batch([np.zeros(500, np.float32) + 0.1], SR, names=["clip.wav"])
+    with pytest.raises(ValueError, match="item 1: the waveform contains NaN"):
+        model.embed_batch([np.ones(SR, np.float32) * 0.1, np.full(SR, np.nan, np.float32)], SR)
+
+
+def test_missing_input_errors_before_the_model_is_loaded(tmp_path, model_dir, monkeypatch, capsys):
+    import singer_ssl.api
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(singer_ssl.api, "load_model", never)
+    real = tmp_path / "a.wav"
+    sf.write(real, np.zeros(SR, np.float32) + 0.1, SR)
+    assert cli(["verify", str(real), str(tmp_path / "gone.wav"), "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "gone.wav: unreadable: no such file" in err and err.count("\n") == 1
+    listing = tmp_path / "list.txt"
+    listing.write_text("gone.wav\nalso-gone.flac\n")
+    assert cli(["embed", str(listing), "--model", str(model_dir), "--out", str(tmp_path / "e.npz"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped gone.wav: unreadable: no such file" in err and "none of the 2 files" in err
+
+
+def test_cli_embed_notes_a_short_clip(tmp_path, model_dir, capsys, monkeypatch):
+    folder = tmp_path / "in" / "alice"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    sf.write(folder / "tiny.wav", rng.uniform(-0.3, 0.3, SR // 10).astype(np.float32), SR)
+    sf.write(folder / "ok.wav", rng.uniform(-0.3, 0.3, 2 * SR).astype(np.float32), SR)
+    out = tmp_path / "e.npz"
+    with pytest.warns(UserWarning, match="tiny.wav"):
+        assert cli(["embed", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
+    notes = (tmp_path / "e.npz.notes.csv").read_text().splitlines()
+    assert notes[0] == "source,note" and len(notes) == 2 and notes[1].startswith("alice/tiny.wav,\"short clip: 0.10 s")
+    assert "1 short clip(s) noted" in capsys.readouterr().out
+    assert list(np.load(out)["key"]) == ["alice/ok.wav", "alice/tiny.wav"]
+    import singer_ssl.api
+
+    real = singer_ssl.api.load_model
+
+    def strict(*args, **kwargs):  # an encoder with a minimum input longer than tiny.wav
+        m = real(*args, **kwargs)
+        m.min_samples = SR // 5
+        return m
+
+    monkeypatch.setattr(singer_ssl.api, "load_model", strict)
+    assert cli(["embed", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
+    assert list(np.load(out)["key"]) == ["alice/ok.wav"]
+    assert "shorter than the encoder's minimum input (3200 samples)" in (tmp_path / "e.npz.skipped.csv").read_text()

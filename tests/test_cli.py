@@ -155,6 +155,9 @@ def test_verify_prints_the_cosine_and_the_decision(tmp_path, audio, model_dir, c
     assert rc == 2 and "threshold.json" in err and err.count("\n") == 1
     rc, _, err = run(["verify", audio / "alice/a.wav", audio / "bob/broken.wav", "--model", model_dir], capsys)
     assert rc == 2 and "broken.wav" in err and err.count("\n") == 1
+    rc, _, err = run(["verify", audio / "alice/a.wav", audio / "bob/c.flac", "--model", model_dir, "--score-norm",
+                      "snorm"], capsys)
+    assert rc == 2 and "stores no cohort.json" in err and err.count("\n") == 1
 
 
 def test_preset_list(capsys):
@@ -227,11 +230,57 @@ def test_train_stores_the_validation_threshold_and_verify_decides_with_it(tmp_pa
     frr = np.mean(scores[labels == 1] < stored["eer_threshold"] - 1e-6)
     assert abs(far - want) <= 1 / 36 + 1e-9 and abs(frr - want) <= 1 / 30 + 1e-9
 
+    # the calibration: logistic regression of the same pairs' cosine scores (scikit-learn, balanced classes)
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=np.inf, class_weight="balanced", tol=1e-12, max_iter=10000).fit(scores[:, None], labels)
+    # (the API's embeddings here, the trainer's there: the same up to float rounding, which a 2-step model's
+    # nearly flat scores amplify in the coefficients, so the LLRs are compared)
+    mine = stored["calibration"]["scale"] * scores + stored["calibration"]["offset"]
+    np.testing.assert_allclose(mine, lr.decision_function(scores[:, None]), atol=0.02)
+    assert stored["calibration"]["score"] == "cosine"
+    assert stored["val_singers"] == sorted({table.singer_names[k] for k in table.singer[val_idx]})
+
     a, b = files[0], files[-1]
-    rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu"], capsys)
-    score = float(out.split()[1])
-    assert rc == 0 and "threshold.json" in out
-    assert ("same singer" in out) == (score >= stored["eer_threshold"])
+    for p_target in (0.01, 0.5, 0.99):
+        rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu", "--p-target", str(p_target)],
+                         capsys)
+        score, llr = float(out.split()[1]), float(out.split()[3])
+        assert rc == 0 and "threshold.json" in out and "Bayes threshold" in out
+        assert llr == pytest.approx(stored["calibration"]["scale"] * score + stored["calibration"]["offset"],
+                                    abs=2e-3)
+        assert ("same singer" in out) == (llr >= np.log((1 - p_target) / p_target))
+    rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu", "--threshold", "-1"], capsys)
+    assert "same singer (threshold -1.0000 from --threshold)" in out  # --threshold overrides the calibration
+
+    # cohort.json: the training (not validation) singers' mean embeddings and the training mean, recomputed with
+    # the API; the AS-norm calibration of the validation pairs; verify --score-norm asnorm decides with them
+    from singer_ssl.evaluation.backend import normalize_pair, normalize_scores
+
+    train_idx, _, _ = split_by_singer(table, params["train"]["val_fraction"], params["seed"])
+    t_emb = load_model(paths.model, device="cpu").embed_files([table.audio_path(int(i)) for i in train_idx])
+    t_sing = np.array([table.singer_names[k] for k in table.singer[train_idx]])
+    coh = json.loads((paths.model / "cohort.json").read_text())
+    assert coh["singers"] == sorted(set(t_sing)) and coh["segments"] == len(train_idx)
+    np.testing.assert_allclose(coh["cohort"], [t_emb[t_sing == n].mean(0) for n in coh["singers"]], atol=1e-4)
+    np.testing.assert_allclose(coh["mean"], t_emb.mean(0), atol=1e-4)
+    assert not set(coh["singers"]) & set(stored["val_singers"])
+    cohort, mean = np.array(coh["cohort"]), np.array(coh["mean"])
+    raw = load_model(paths.model, device="cpu").embed_files(files)
+    norm_scores = normalize_scores(raw, i, j, cohort, mean, "asnorm", 100)
+    lr = LogisticRegression(C=np.inf, class_weight="balanced", tol=1e-12, max_iter=10000).fit(norm_scores[:, None],
+                                                                                               labels)
+    cal = stored["calibration_norm"]["asnorm"]
+    np.testing.assert_allclose(cal["scale"] * norm_scores + cal["offset"], lr.decision_function(norm_scores[:, None]),
+                               atol=0.02)
+    rc, out, _ = run(["verify", a, b, "--model", paths.model, "--device", "cpu", "--score-norm", "asnorm"], capsys)
+    want = normalize_pair(raw[0], raw[-1], cohort, mean, "asnorm", cal["top_n"])
+    assert rc == 0 and f"asnorm score {want:.4f} (cohort of {len(cohort)} training singers)" in out
+    llr = float(out.split("llr ")[1].split()[0])
+    assert llr == pytest.approx(cal["scale"] * want + cal["offset"], abs=2e-3)
+    assert ("same singer" in out) == (llr >= np.log(99))
+    rc, _, err = run(["verify", a, b, "--model", paths.model, "--score-norm", "asnorm", "--threshold", "0.5"], capsys)
+    assert rc == 2 and "cannot be combined" in err
 
 
 def test_threshold_file_leaves_the_weights_untouched(tmp_path):

@@ -89,7 +89,10 @@ def test_embed_section_must_be_a_mapping(params):
     ("evaluate.mnr_negatives", 2.5, "evaluate.mnr_negatives: expected an integer >= 1, got 2.5"),
     ("evaluate.seed", -1, "evaluate.seed: expected an integer >= 0, got -1"),
     ("evaluate.p_targt", 0.01, "evaluate.p_targt: unknown parameter; valid keys of evaluate: bootstrap, c_fa, "
-                               "c_miss, mnr_negatives, mnr_queries, p_target, probe, seed, tsne"),
+                               "c_miss, mnr_negatives, mnr_queries, p_target, probe, score_norm, seed, tsne"),
+    ("evaluate.score_norm.method", "znorm", "evaluate.score_norm.method: expected one of none, snorm, asnorm, "
+                                           "got 'znorm'"),
+    ("evaluate.score_norm.top_n", 1, "evaluate.score_norm.top_n: expected an integer >= 2, got 1"),
     ("evaluate.probe.patience", 0, "evaluate.probe.patience: expected an integer >= 1, got 0"),
     ("evaluate.probe.patiense", 3, "evaluate.probe.patiense: unknown parameter; valid keys of evaluate.probe: "
                                    "batch_size, device, lr, max_epochs, patience, runs, test_fraction, "
@@ -322,3 +325,24 @@ def test_random_init_names_in_initialisation_order():
     assert random_init_names(names) == ["baseline/random_init/embedding", "baseline/random_init/init1/embedding",
                                         "baseline/random_init/init2/embedding",
                                         "baseline/random_init/init10/embedding"]
+
+
+def test_embed_train_role_embeds_training_datasets_without_the_extras(params):
+    p = _set(params, "embed.degrade_16k", True)
+    cfg = EmbedConfig.from_params(p, "builtin-train", role="train")
+    assert (cfg.dataset, cfg.degrade_16k, cfg.invariance, cfg.random_inits) == ("builtin-train", False, None, 3)
+    assert EmbedConfig.from_params(p, DATASET).degrade_16k and EmbedConfig.from_params(p, DATASET).invariance
+    with pytest.raises(ConfigError, match="is a test dataset; embed-train runs on training datasets"):
+        EmbedConfig.from_params(params, DATASET, role="train")
+    with pytest.raises(ConfigError, match="is a train dataset; embed runs on test datasets"):
+        EmbedConfig.from_params(params, "builtin-train")
+
+
+def test_evaluate_stage_command_passes_the_training_embeddings_and_model(params):
+    """dvc.yaml's evaluate command names embed-train's folder and the model folder, and depends on both."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["do"]
+    assert stage["cmd"].split()[-2:] == ["data/embeddings/train", "data/model"]
+    assert {"data/embeddings/train", "data/model"} <= set(stage["deps"])
+    train = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["embed-train"]
+    assert train["foreach"] == "${datasets.train}"
+    assert train["do"]["outs"] == ["data/embeddings/train/${key}.h5"]

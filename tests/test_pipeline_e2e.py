@@ -3,7 +3,7 @@
 1. `dvc exp run -S ...` (reduced config) runs every stage; outputs and metrics schema are checked,
    and the trained default (NT-Xent) encoder beats the random-init baseline on builtin-test.
 2. A second `dvc repro` runs nothing.
-3. `dvc exp run $(singer-ssl preset byol-laptop)` (a method switch) re-runs only train, embed and
+3. `dvc exp run $(singer-ssl preset byol-laptop)` (a method switch) re-runs only train, embed, embed-train and
    evaluate, `dvc metrics diff` shows the changed EER (`--all`: with the baselines; `dvc metrics show`
    within 120 columns), and the trained BYOL encoder beats the random-init baseline on builtin-test.
 4. A two-method x two-seed sweep (four short experiments) and `singer-ssl compare` on it: each method's
@@ -180,7 +180,7 @@ def test_method_switch_reruns_only_the_training_half_and_byol_learns(project: Pa
     `dvc metrics diff` shows the changed EER (`--all`: with the baselines; `dvc metrics show` within 120 columns);
     the trained BYOL encoder beats the random-init baseline on builtin-test."""
     assert _stages_run(byol_run) == {"train", "embed@builtin-test", "evaluate@builtin-test", "embed@builtin-ood",
-                                     "evaluate@builtin-ood"}, byol_run
+                                     "evaluate@builtin-ood", "embed-train@builtin-train"}, byol_run
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
     changed = diff["metrics/builtin-test.json"]
     assert "eer" in changed and changed["eer"]["diff"] != 0

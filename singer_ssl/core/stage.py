@@ -35,8 +35,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, N
 
 
 def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional: Sequence[str],
-               argv: Sequence[str] | None = None, description: str | None = None) -> int:
-    """Run ``main(args)`` with ``positional`` arguments (and ``--params``); print its summary line.
+               argv: Sequence[str] | None = None, description: str | None = None,
+               optional: Sequence[str] = ()) -> int:
+    """Run ``main(args)`` with ``positional`` arguments, then the ``optional`` positional ones (None when left
+    out), and ``--params``; print its summary line.
 
     Returns the process exit status: 0 on success, 1 on a user error (message on stderr, one line),
     2 on a bad command line (argparse's own message).
@@ -44,6 +46,8 @@ def stage_main(stage: str, main: Callable[[argparse.Namespace], str], positional
     ap = argparse.ArgumentParser(prog=f"stages/{stage}.py", description=description)
     for name in positional:
         ap.add_argument(name)
+    for name in optional:
+        ap.add_argument(name, nargs="?", default=None)
     ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     keep_large_allocations()  # large CPU tensors reuse heap pages (singer_ssl.core.allocator)

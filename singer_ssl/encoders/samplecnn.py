@@ -27,6 +27,7 @@ class SampleCNN(nn.Module):
     """SampleCNN encoder: waveform (B, S) (or (B, 1, S)) -> (B, 512); needs S >= 59,049."""
 
     input_kind = WAVEFORM
+    min_samples = 59049  # 3^10: the shortest input the strided convolutions accept (singer_ssl.api refuses less)
     min_length = MIN_SAMPLES
 
     def __init__(self) -> None:

@@ -21,7 +21,10 @@ Two metrics files per dataset. ``metrics/<dataset>.json`` (``metrics:`` in ``dvc
 ``dvc metrics show/diff`` and ``dvc exp show`` display) holds the headline numbers only, flat, the
 baselines beside the trained encoder (:data:`HEADLINE`, copied from the details)::
 
-    {eer, min_dcf, mnr, probe_acc, random_init_eer, mfcc_eer, trials}
+    {eer, min_dcf, mnr, probe_acc, random_init_eer, mfcc_eer, [eer_norm,] trials}
+                                       (eer_norm: evaluate.score_norm.method's EER, unless none; the baselines'
+                                       and the calibrated numbers stay in the details, so that `dvc metrics
+                                       show` keeps within 120 columns)
 
 ``metrics/<dataset>_details.json`` (a plain ``outs:`` file, so DVC's tables stay narrow; DVC drops
 list values from its metrics views anyway) holds everything::
@@ -38,6 +41,16 @@ list values from its metrics views anyway) holds everything::
                                                           paired singer-level bootstrap interval; beaten: it lies
                                                           below 0)
     degraded_16k: {embedding, projection}: {...}         (only when the embed stage wrote them)
+    embedding, projection, baselines.mfcc, baselines.random_init (averaged over inits), with training-data
+    embeddings (the evaluate stage's ``train_dir``/``model_dir``; :mod:`singer_ssl.evaluation.normalised`) also:
+        score_norm: {cohort_singers, top_n, snorm: {eer, min_dcf, mnr}, asnorm: {eer, min_dcf, mnr}}
+        calibration: {score, scale, offset, act_dcf, min_dcf, cllr, min_cllr, trials, singers}
+        eer_norm                                          (evaluate.score_norm.method's EER, unless none)
+    versus_norm: {random_init, mfcc}: {...}              (as versus, on the normalised scores; unless none)
+    channel: {target_score_mean: {same_recording, cross_recording}, pairs: {...}, score_gap,
+              pair_eer: {same_recording, cross_recording}, eer, cross_recording_eer, cross_recording_target_trials}
+                                                          (the channel-shortcut diagnostic of the embedding,
+                                                          singer_ssl.evaluation.channel)
     invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
                  target_score_mean: {reference, <transform>: ...}, nontarget_score_mean}
                                                           (only with embed.invariance; singer_ssl.evaluation.invariance)
@@ -63,15 +76,18 @@ from singer_ssl.core.errors import ConfigError, NonFiniteError
 from singer_ssl.core.params import device_param, int_param, mapping_param, number_param, section, test_dataset
 
 #: the keys of the ``evaluate`` section and of its sub-mappings
-EVALUATE_KEYS = ("p_target", "c_miss", "c_fa", "bootstrap", "mnr_queries", "mnr_negatives", "seed", "probe", "tsne")
+EVALUATE_KEYS = ("p_target", "c_miss", "c_fa", "bootstrap", "mnr_queries", "mnr_negatives", "seed", "probe", "tsne",
+                 "score_norm")
 PROBE_KEYS = ("lr", "weight_decay", "max_epochs", "patience", "batch_size", "val_fraction", "test_fraction", "device",
               "runs")
 TSNE_KEYS = ("perplexity", "max_points")
+SCORE_NORM_KEYS = ("method", "top_n")
 #: the matrices the embed stage always writes (``degraded_16k/*`` only with ``embed.degrade_16k``)
 REQUIRED_VECTORS = ("embedding", "projection", "baseline/random_init/embedding", "baseline/mfcc/embedding")
 #: headline key -> dotted path in the details JSON (the order of ``metrics/<dataset>.json``)
 HEADLINE = {"eer": "embedding.eer", "min_dcf": "embedding.min_dcf", "mnr": "embedding.mnr", "probe_acc": "probe.acc",
-            "random_init_eer": "baselines.random_init.eer", "mfcc_eer": "baselines.mfcc.eer", "trials": "counts.trials"}
+            "random_init_eer": "baselines.random_init.eer", "mfcc_eer": "baselines.mfcc.eer",
+            "eer_norm": "embedding.eer_norm", "trials": "counts.trials"}
 DETAILS_SUFFIX = "_details"
 #: the further random initialisations (``embed.random_inits`` > 1): ``baseline/random_init/init<k>/embedding``
 RANDOM_INIT_MORE = re.compile(r"^baseline/random_init/init([1-9][0-9]*)/embedding$")
@@ -133,6 +149,27 @@ class TsneConfig:
 
 
 @dataclass(frozen=True)
+class ScoreNormConfig:
+    """``evaluate.score_norm``: the normalised score (``none`` | ``snorm`` | ``asnorm``, wespeaker
+    ``bin/score_norm.py``) reported as ``eer_norm`` and calibrated, and AS-norm's ``top_n`` (capped at the cohort
+    size). S-norm and AS-norm are both reported in the details whenever training-data embeddings are given."""
+
+    method: str = "none"
+    top_n: int = 100
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str = "evaluate.score_norm") -> ScoreNormConfig:
+        """Validate the ``score_norm`` sub-mapping; ConfigError naming ``evaluate.score_norm.<key>`` otherwise."""
+        from singer_ssl.evaluation.backend import NORM_METHODS
+
+        sec = mapping_param(value, where, SCORE_NORM_KEYS)
+        method = sec.get("method", "none")
+        if method not in NORM_METHODS:
+            raise ConfigError(f"{where}.method: expected one of {', '.join(NORM_METHODS)}, got {method!r}")
+        return cls(method=method, top_n=int_param(sec.get("top_n", 100), f"{where}.top_n", minimum=2))
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """The evaluate stage's parameters (``evaluate.*``); defaults are the published values.
 
@@ -151,6 +188,7 @@ class EvaluateConfig:
     seed: int = 0
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     tsne: TsneConfig = field(default_factory=TsneConfig)
+    score_norm: ScoreNormConfig = field(default_factory=ScoreNormConfig)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], dataset: str) -> EvaluateConfig:
@@ -173,6 +211,7 @@ class EvaluateConfig:
             seed=int_param(sec.get("seed", d.seed), "evaluate.seed", minimum=0),
             probe=ProbeConfig.from_mapping(sec.get("probe")),
             tsne=TsneConfig.from_mapping(sec.get("tsne")),
+            score_norm=ScoreNormConfig.from_mapping(sec.get("score_norm")),
         )
 
     def scoring(self) -> dict[str, Any]:
@@ -261,9 +300,12 @@ def details_path(metrics_path: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}{DETAILS_SUFFIX}{p.suffix or '.json'}")
 
 
-def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
-                     trials_path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The metrics dict (schema in the module docstring) and the plot data of one dataset."""
+def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: str | os.PathLike,
+                     train_dir: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics dict (schema in the module docstring) and the plot data of one dataset; with ``train_dir``
+    (embed-train files) and ``model_dir`` (its ``threshold.json`` names the validation singers) also the
+    back-end blocks (:mod:`singer_ssl.evaluation.normalised`)."""
     from singer_ssl.evaluation.store import read_embeddings
     from singer_ssl.evaluation.verification import load_trials, verification
 
@@ -283,7 +325,7 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
     out: dict[str, Any] = {}
     main_block, main_scores, (nq, nneg) = verification(v["embedding"], singers, trials, **scoring)
     out["embedding"] = main_block
-    out["projection"], _, _ = verification(v["projection"], singers, trials, **scoring)
+    out["projection"], projection_scores, _ = verification(v["projection"], singers, trials, **scoring)
     out["probe"], main_probe = _probe(cfg, v["embedding"], singers, sources)
 
     baseline_scores: dict[str, np.ndarray] = {}
@@ -301,6 +343,13 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
                      singers[trials.idx2], n_boot=cfg.bootstrap, seed=cfg.seed)
         for base, names in (("random_init", inits), ("mfcc", ["baseline/mfcc/embedding"]))
     }
+    if train_dir is not None:
+        raw = {"embedding": main_scores, "projection": projection_scores, **baseline_scores}
+        _add_backend(cfg, out, v, singers, trials, raw, inits, train_dir, model_dir)
+    from singer_ssl.evaluation.channel import channel_shortcut
+
+    out["channel"] = channel_shortcut(v["embedding"], singers, sources, labels, trials.idx1, trials.idx2,
+                                      main_scores, seed=cfg.seed)
     if "degraded_16k/embedding" in v:
         out["degraded_16k"] = {
             rep: verification(v[f"degraded_16k/{rep}"], singers, trials, **scoring)[0]
@@ -324,16 +373,53 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
     return out, plot_data
 
 
+def _add_backend(cfg: EvaluateConfig, out: dict[str, Any], v: dict[str, np.ndarray], singers: np.ndarray,
+                 trials: Any, raw: dict[str, np.ndarray], inits: list[str], train_dir: str | os.PathLike,
+                 model_dir: str | os.PathLike | None) -> None:
+    """Add the S-norm/AS-norm and calibration blocks of every representation (``raw``: its cosine trial scores
+    by matrix name) to ``out`` (in place), each with its own cohort, and with ``evaluate.score_norm.method`` set:
+    ``eer_norm`` per representation and ``versus_norm`` (the paired comparison on the normalised scores)."""
+    from singer_ssl.evaluation.normalised import backend_block, load_reference, mean_blocks
+
+    ref = load_reference(train_dir, model_dir)
+    method, top_n = cfg.score_norm.method, cfg.score_norm.top_n
+    scoring = {k: val for k, val in cfg.scoring().items() if k != "bootstrap"}
+    missing = [n for n in ("embedding", "projection", *inits, "baseline/mfcc/embedding") if n not in ref.vectors]
+    if missing:
+        raise ValueError(f"{train_dir}: the training-data embeddings lack {', '.join(missing)} (re-run embed-train)")
+    norm_scores: dict[str, dict[str, np.ndarray]] = {}
+
+    def block(name: str) -> dict[str, Any]:
+        b, norm_scores[name] = backend_block(name, v[name], singers, trials.labels, trials.idx1, trials.idx2,
+                                             raw[name], ref, method, top_n, **scoring)
+        if method != "none":
+            b["eer_norm"] = b["score_norm"][method]["eer"]
+        return b
+
+    out["embedding"].update(block("embedding"))
+    out["projection"].update(block("projection"))
+    out["baselines"]["mfcc"].update(block("baseline/mfcc/embedding"))
+    out["baselines"]["random_init"].update(mean_blocks([block(n) for n in inits]))
+    if method != "none":
+        out["versus_norm"] = {
+            base: versus(trials.labels, norm_scores["embedding"][method], [norm_scores[n][method] for n in names],
+                         singers[trials.idx1], singers[trials.idx2], n_boot=cfg.bootstrap, seed=cfg.seed)
+            for base, names in (("random_init", inits), ("mfcc", ["baseline/mfcc/embedding"]))
+        }
+
+
 def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: str | os.PathLike,
-        metrics_path: str | os.PathLike, plots_dir: str | os.PathLike) -> str:
+        metrics_path: str | os.PathLike, plots_dir: str | os.PathLike, train_dir: str | os.PathLike | None = None,
+        model_dir: str | os.PathLike | None = None) -> str:
     """Evaluate one dataset: write ``plots_dir``/*, the details file (:func:`details_path`), then the headline
-    ``metrics_path``; return the summary line."""
+    ``metrics_path``; return the summary line. ``train_dir``/``model_dir``: see :func:`evaluate_dataset`."""
     from singer_ssl.core.io import write_json
+    from singer_ssl.evaluation.channel import channel_line
     from singer_ssl.evaluation.report import write_plots, write_summary
 
     t0 = time.perf_counter()
     try:
-        result, plot_data = evaluate_dataset(cfg, embeddings_path, trials_path)
+        result, plot_data = evaluate_dataset(cfg, embeddings_path, trials_path, train_dir, model_dir)
     except NonFiniteError as e:  # no metric is decided on NaN/inf scores: name the file they come from
         raise NonFiniteError(e if str(embeddings_path) in str(e) else f"{embeddings_path}: {e}") from None
     write_plots(Path(plots_dir), plot_data, perplexity=cfg.tsne.perplexity, max_points=cfg.tsne.max_points,
@@ -350,5 +436,21 @@ def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: st
         f"minDCF {e['min_dcf']:.3f} MNR {e['mnr']:.2f}% probe acc {result['probe']['acc']:.3f} "
         f"(std {result['probe']['acc_std']:.3f}) | "
         f"random-init EER {r['eer']:.2f}% (std {r['eer_std']:.2f}, {r['inits']} inits) | "
-        f"mfcc EER {m['eer']:.2f}% | {versus_line(result)} ({time.perf_counter() - t0:.1f} s)"
+        f"mfcc EER {m['eer']:.2f}% | {versus_line(result)}{backend_line(result)} | "
+        f"{channel_line(result['channel'])} ({time.perf_counter() - t0:.1f} s)"
     )
+
+
+def backend_line(details: dict[str, Any]) -> str:
+    """e.g. `` | AS-norm EER 9.80% (S-norm 10.1%), actDCF 0.512 Cllr 0.61 (min 0.55)``; empty without the
+    back-end blocks."""
+    e = details["embedding"]
+    if "score_norm" not in e:
+        return ""
+    sn = e["score_norm"]
+    text = f" | AS-norm EER {sn['asnorm']['eer']:.2f}% (S-norm {sn['snorm']['eer']:.2f}%, raw {e['eer']:.2f}%)"
+    cal = e.get("calibration")
+    if cal:
+        text += (f", calibrated {cal['score']}: actDCF {cal['act_dcf']:.3f} (minDCF {cal['min_dcf']:.3f}) "
+                 f"Cllr {cal['cllr']:.3f} (min {cal['min_cllr']:.3f})")
+    return text

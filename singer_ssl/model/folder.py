@@ -26,8 +26,13 @@ Only ``frontend``, ``normalization``, ``encoder`` and ``head`` are needed by :fu
 
 Optional ``threshold.json`` (:data:`THRESHOLD_FILE`, written by the train stage beside the three files,
 never inside ``model.ts``): ``{eer_threshold, eer, source, n_segments, n_singers, n_trials,
-n_target_trials}``, the cosine score at the EER of all pairs of the held-out validation singers'
-segments, which ``singer-ssl verify`` decides with (:func:`read_threshold`).
+n_target_trials, calibration: {scale, offset, score}, val_singers}``, the cosine score at the EER of all
+pairs of the held-out validation singers' segments, the linear map of a cosine score to a log-likelihood
+ratio fitted on the same pairs, which ``singer-ssl verify`` decides with (:func:`read_threshold`), and the
+validation singers' names; with ``calibration_norm: {snorm, asnorm}: {scale, offset, top_n}`` the same
+for the normalised scores against the optional ``cohort.json`` (:data:`COHORT_FILE`): ``{singers, segments,
+mean (D,), cohort (C, D)}``, the training singers' mean embeddings and the training mean for S-norm/AS-norm
+(:func:`read_cohort`, :mod:`singer_ssl.evaluation.backend`).
 
 Loading validates the folder (:func:`load_eager`, :func:`load_torchscript`): every problem is one
 :class:`ModelFolderError` line naming the file and key (malformed hyperparams, a ``model.pt`` that is
@@ -72,6 +77,8 @@ FRONTEND_FIXED = {"center": True, "window": "hann", "mel": "slaney"}
 MODEL_FILES = ("model.pt", "model.ts", "hyperparams.yaml")
 #: optional: the stored decision threshold (see the module docstring)
 THRESHOLD_FILE = "threshold.json"
+#: optional: the score-normalisation cohort (see the module docstring)
+COHORT_FILE = "cohort.json"
 
 
 class ModelFolderError(ValueError):
@@ -603,10 +610,35 @@ def read_threshold(folder: str | os.PathLike) -> dict[str, Any] | None:
     return {**data, "eer_threshold": value}
 
 
+def read_cohort(folder: str | os.PathLike) -> tuple[Any, Any] | None:
+    """``(cohort (C, D), mean (D,))`` float64 arrays of the folder's ``cohort.json``, or None when there is none.
+
+    Raises :class:`ModelFolderError` (one line naming the file) when it is malformed or not finite.
+    """
+    import json
+
+    import numpy as np
+
+    path = Path(folder) / COHORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        cohort = np.asarray(data["cohort"], dtype=np.float64)
+        mean = np.asarray(data["mean"], dtype=np.float64)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFolderError(f"{path}: expected a JSON object with a cohort matrix and a mean vector ({e})") from None
+    if cohort.ndim != 2 or len(cohort) < 2 or mean.shape != (cohort.shape[1],):
+        raise ModelFolderError(f"{path}: cohort {cohort.shape} and mean {mean.shape} must be (C >= 2, D) and (D,)")
+    if not (np.isfinite(cohort).all() and np.isfinite(mean).all()):
+        raise ModelFolderError(f"{path}: the cohort holds NaN/inf values")
+    return cohort, mean
+
+
 def save_model_folder(model: SingerModel, hparams: dict[str, Any], out_dir: str | os.PathLike,
-                      threshold: dict[str, Any] | None = None) -> Path:
-    """Write ``model.pt``, ``model.ts`` and ``hyperparams.yaml`` (and ``threshold.json`` when
-    ``threshold`` is given) into ``out_dir`` atomically.
+                      threshold: dict[str, Any] | None = None, cohort: dict[str, Any] | None = None) -> Path:
+    """Write ``model.pt``, ``model.ts`` and ``hyperparams.yaml`` (and ``threshold.json`` / ``cohort.json`` when
+    ``threshold`` / ``cohort`` is given) into ``out_dir`` atomically.
 
     The folder is assembled in a temporary sibling and renamed over ``out_dir`` only when all the
     files were written (an existing folder is replaced as a whole). The same model and hyperparams
@@ -627,4 +659,8 @@ def save_model_folder(model: SingerModel, hparams: dict[str, Any], out_dir: str 
             import json
 
             (tmp / THRESHOLD_FILE).write_text(json.dumps(plain(threshold), indent=2) + "\n", encoding="utf-8")
+        if cohort is not None:
+            import json
+
+            (tmp / COHORT_FILE).write_text(json.dumps(plain(cohort)) + "\n", encoding="utf-8")
     return out_dir

@@ -76,10 +76,12 @@ def validation_threshold(embeddings: np.ndarray, singers: np.ndarray) -> dict[st
             the pipeline embeds them). singers: (N,) singer labels.
 
     Returns:
-        ``{eer_threshold, eer (%), n_segments, n_singers, n_trials, n_target_trials}``: every pair
+        ``{eer_threshold, eer (%), n_segments, n_singers, n_trials, n_target_trials, calibration}``: every pair
         ``i < j`` is a trial (target = same singer), scored by cosine similarity; EER and threshold by
-        :func:`singer_ssl.evaluation.metrics.eer`. ``None`` when there are fewer than two singers or no
-        target pair (no threshold can be defined).
+        :func:`singer_ssl.evaluation.metrics.eer`; ``calibration`` ``{scale, offset}`` maps a cosine score to
+        a log-likelihood ratio (logistic regression on the same trials,
+        :func:`singer_ssl.evaluation.backend.fit_calibration`). ``None`` when there are fewer than two singers or
+        no target pair (no threshold can be defined).
     """
     x = np.asarray(embeddings, dtype=np.float64)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -90,9 +92,25 @@ def validation_threshold(embeddings: np.ndarray, singers: np.ndarray) -> dict[st
         return None
     scores = np.einsum("nd,nd->n", x[i], x[j])
     rate, threshold = eer(labels, scores)
+    from singer_ssl.evaluation.backend import fit_calibration
+
     return {"eer_threshold": float(threshold), "eer": float(rate), "n_segments": int(len(x)),
             "n_singers": int(len(np.unique(singers))), "n_trials": int(len(labels)),
-            "n_target_trials": int(labels.sum())}
+            "n_target_trials": int(labels.sum()), "calibration": fit_calibration(scores, labels).to_dict()}
+
+
+def normalised_calibrations(embeddings: np.ndarray, singers: np.ndarray, cohort: np.ndarray, mean: np.ndarray,
+                            top_n: int) -> dict[str, dict[str, float]]:
+    """``{snorm: {scale, offset, top_n}, asnorm: {...}}``: the calibration (as in :func:`validation_threshold`) of
+    every validation pair's S-norm and AS-norm score against the training singers' ``cohort`` (C, D) with the
+    training ``mean`` (D,) subtracted (:func:`singer_ssl.evaluation.backend.normalize_scores`)."""
+    from singer_ssl.evaluation.backend import fit_calibration, normalize_scores
+
+    singers = np.asarray(singers)
+    i, j = np.triu_indices(len(embeddings), k=1)
+    labels = (singers[i] == singers[j]).astype(int)
+    return {m: {**fit_calibration(normalize_scores(embeddings, i, j, cohort, mean, m, top_n), labels).to_dict(),
+                "top_n": int(min(top_n, len(cohort)))} for m in ("snorm", "asnorm")}
 
 
 def progress_line(epoch: int, n_epochs: int, step: int, total_steps: int, train_loss: float,

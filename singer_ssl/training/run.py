@@ -41,7 +41,9 @@ What a run does, in order:
    EER, time) and a final summary. ``train.max_steps: 0`` trains nothing: the initial weights (random, or a
    published checkpoint's, ``encoders.<name>.init``) are logged at step 0 and kept (:meth:`TrainingRun._zero_steps`).
 6. **Threshold**: ``threshold.json`` in the model folder, the EER threshold of all pairs of the held-out
-   validation singers' segments embedded by the kept weights (``singer-ssl verify`` decides with it).
+   validation singers' segments embedded by the kept weights, the logistic-regression calibration of the same
+   pairs' cosine scores to log-likelihood ratios (``singer-ssl verify`` decides with them) and the names of
+   the validation singers (``val_singers``: the evaluate stage's calibration trials).
 
 Planned steps: ``epochs * steps_per_epoch`` (``steps_per_epoch: null`` = one pass over the training
 segments), capped by ``max_steps``. Same seed, data and device (CPU) give the same weights.
@@ -536,8 +538,8 @@ class TrainingRun:
             final.load_state_dict(kept["state"] if kept is not None else _cpu_state(self.unit.model))
             self.hparams["training"] = {k: summary[k] for k in ("steps", "epochs", "select", "monitor", "best_value",
                                                                 "best_val_loss", "best_step", "kept_step")}
-            threshold = self._threshold(final)
-            save_model_folder(final, self.hparams, self.paths.model, threshold=threshold)
+            threshold, cohort = self._threshold(final)
+            save_model_folder(final, self.hparams, self.paths.model, threshold=threshold, cohort=cohort)
             best_txt = ("no validation" if best is None
                         else f"best val {best['monitor']} {best['value']:.4f} at step {best['step']}")
             best_txt += f", kept the weights of step {summary['kept_step']}"
@@ -546,12 +548,17 @@ class TrainingRun:
         return summary
 
 
-    def _threshold(self, final: torch.nn.Module) -> dict[str, Any] | None:
-        """``threshold.json`` of the model folder: the EER threshold of all pairs of the held-out validation
-        singers' segments, embedded whole by the kept weights (:func:`validation_embeddings`); None (and a
-        log line) when validation holds out no singers."""
+    def _threshold(self, final: torch.nn.Module) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``threshold.json`` and ``cohort.json`` of the model folder: the EER threshold and the calibrations of
+        all pairs of the held-out validation singers' segments, embedded whole by the kept weights
+        (:func:`validation_embeddings`), and the training singers' mean embeddings (a seeded subset of at most
+        :data:`THRESHOLD_MAX_SEGMENTS` training segments) for S-norm/AS-norm; ``(None, None)`` (and a log line)
+        when validation holds out no singers."""
+        from singer_ssl.evaluation.backend import singer_cohort
+        from singer_ssl.training.monitors import normalised_calibrations
+
         table, tr = self.data.table, self.cfg.train
-        _, val_idx, unit = split_by_singer(table, tr.val_fraction, self.cfg.seed)
+        train_idx, val_idx, unit = split_by_singer(table, tr.val_fraction, self.cfg.seed)
         found = None
         if unit == "singer" and len(val_idx):
             emb, idx = validation_embeddings(final.to(self.device), table, val_idx, self.cfg.seed, self.device)
@@ -559,12 +566,27 @@ class TrainingRun:
         if found is None:
             _log("no verification threshold stored (needs >= 2 held-out validation singers with >= 2 segments; "
                  "train.val_fraction)", self.dist)
-            return None
+            return None, None
+        t_emb, t_idx = validation_embeddings(final, table, train_idx, self.cfg.seed, self.device)
+        t_singers = np.array([table.singer_names[k] for k in table.singer[t_idx]])
+        means, mean = singer_cohort(t_emb, t_singers)
+        cohort = None
+        if len(means) >= 2:
+            cohort = {"singers": sorted(set(t_singers.tolist())), "segments": int(len(t_idx)), "mean": mean,
+                      "cohort": means}
+            found["calibration_norm"] = normalised_calibrations(emb, table.singer[idx], means, mean, COHORT_TOP_N)
         _log(f"verification threshold: cosine {found['eer_threshold']:.4f} at EER {found['eer']:.2f}% over "
              f"{found['n_trials']} pairs of {found['n_segments']} validation segments ({found['n_singers']} singers)",
              self.dist)
         return {"eer_threshold": found["eer_threshold"], "eer": found["eer"], "source": "validation singers",
-                "representation": "embedding", **{k: v for k, v in found.items() if k.startswith("n_")}}
+                "representation": "embedding", **{k: v for k, v in found.items() if k.startswith("n_")},
+                "calibration": {**found["calibration"], "score": "cosine"},
+                **({"calibration_norm": found["calibration_norm"]} if "calibration_norm" in found else {}),
+                "val_singers": sorted({table.singer_names[k] for k in table.singer[val_idx]})}, cohort
+
+
+#: AS-norm's top-N for the model folder's normalised calibration (wespeaker's default; ``singer-ssl verify``)
+COHORT_TOP_N = 100
 
 
 #: most validation segments embedded for the stored threshold (a seeded subset beyond it)
