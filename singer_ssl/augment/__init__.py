@@ -17,7 +17,8 @@ parameters, ``p`` outside [0, 1] and inverted ``min_*``/``max_*`` ranges raise
 API: :func:`validate`, :func:`build_waveform` -> :class:`WaveformAugment` (callable ``(x (S,), rng) ->
 (S,)``, picklable), :func:`build_spectrogram` -> :class:`SpectrogramAugment` (``nn.Module``, forward
 ``(B, 1, F, T) -> (B, 1, F, T)``; standardised log-mel expected, see :mod:`.spectrogram`).
-Semantics, references and per-augmentation cost: :mod:`.waveform` and :mod:`.spectrogram` docstrings.
+Semantics, references and per-augmentation cost: :mod:`.waveform`, :mod:`.channel` (the recording-channel
+chain: room, babble, music, band-limit, codecs, clipping; the default) and :mod:`.spectrogram` docstrings.
 """
 
 from __future__ import annotations

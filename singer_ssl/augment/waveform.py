@@ -724,9 +724,11 @@ class Delay(WaveformOp):
 # ----------------------------------------------------------------------------------------------------
 # registry and chain
 
+from singer_ssl.augment.channel import CHANNEL_OPS  # noqa: E402  (channel.py builds on the classes above)
+
 _ORDER: tuple[type[WaveformOp], ...] = (
     GaussianNoise, PitchShiftPraat, Gain, PolarityInversion, ColoredNoise, GaussianSNR, FilterOneOf,
-    BandPass, BandStop, HighPass, LowPass, SevenBandEQ, PitchShift, Delay, TimeMask,
+    BandPass, BandStop, HighPass, LowPass, SevenBandEQ, PitchShift, Delay, *CHANNEL_OPS, TimeMask,
 )
 WAVEFORM_OPS: dict[str, type[WaveformOp]] = {cls.name: cls for cls in _ORDER}
 WAVEFORM_NAMES: tuple[str, ...] = tuple(WAVEFORM_OPS)
@@ -767,7 +769,8 @@ class WaveformAugment:
     def names(self) -> tuple[str, ...]:
         return tuple(op.name for op, _ in self.steps)
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, x: np.ndarray, rng: np.random.Generator, source: Any = None) -> np.ndarray:
+        """``source``: the babble source (:data:`singer_ssl.augment.channel.BabbleSource`, other singers' crops)."""
         x = np.asarray(x)
         if x.ndim != 1:
             raise ValueError(f"waveform augmentation expects a mono (S,) array, got shape {x.shape}")
@@ -776,7 +779,7 @@ class WaveformAugment:
         y = x.astype(np.float32, copy=True)
         for op, p in self.steps:
             if p >= 1.0 or rng.random() < p:
-                y = op(y, rng)
+                y = op(y, rng, source) if getattr(op, "needs_source", False) else op(y, rng)
         return y
 
     def __len__(self) -> int:
