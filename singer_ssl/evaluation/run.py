@@ -39,7 +39,8 @@ list values from its metrics views anyway) holds everything::
                                                           below 0)
     degraded_16k: {embedding, projection}: {...}         (only when the embed stage wrote them)
     invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
-                 target_score_mean: {reference, <transform>: ...}, nontarget_score_mean}
+                 target_score_mean: {reference, <transform>: ...}, nontarget_score_mean, training_chain,
+                 groups: {seen, held_out}, max_increase: {seen, held_out}}
                                                           (only with embed.invariance; singer_ssl.evaluation.invariance)
     counts: {segments, singers, trials, target_trials, mnr_queries, mnr_negatives,
              probe_train, probe_val, probe_test}          (probe_*: segments in the first run's split)
@@ -311,7 +312,8 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike,
     invariance, invariance_scores = (None, {})
     if es.invariance:
         invariance, invariance_scores = invariance_report(v["embedding"], singers, sources, es.invariance_rows,
-                                                          es.invariance, labels, trials.idx1, trials.idx2)
+                                                          es.invariance, labels, trials.idx1, trials.idx2,
+                                                          training_chain=es.training_chain)
     if invariance is not None:
         out["invariance"] = invariance
     out["counts"] = {
@@ -338,7 +340,7 @@ def run(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, trials_path: st
     write_summary(Path(plots_dir) / "summary.png", result, cfg.dataset)
     from singer_ssl.evaluation.invariance import write_invariance_plot
 
-    write_invariance_plot(Path(plots_dir) / "invariance.png", *plot_data["invariance"])
+    write_invariance_plot(Path(plots_dir) / "invariance.png", *plot_data["invariance"], dataset=cfg.dataset)
     write_json(details_path(metrics_path), result)
     write_json(Path(metrics_path), headline(result))
     e, r, m = result["embedding"], result["baselines"]["random_init"], result["baselines"]["mfcc"]
