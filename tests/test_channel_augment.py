@@ -12,6 +12,7 @@ import yaml
 
 from singer_ssl import augment
 from singer_ssl.augment import channel as C
+from singer_ssl.augment.library import library_random_state
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.training.data import ViewDataset, load_segment_table
 from tests.synthetic import make_training_set, pipeline_paths
@@ -157,9 +158,9 @@ def test_library_random_state_is_seeded_and_restored():
     expect = (random.random(), np.random.random())
     random.seed(5)
     np.random.seed(5)
-    with C.library_random_state(123):
+    with library_random_state(123):
         a = (random.random(), np.random.random())
-    with C.library_random_state(123):
+    with library_random_state(123):
         b = (random.random(), np.random.random())
     assert a == b  # seeded
     assert (random.random(), np.random.random()) == expect  # the outer streams continue untouched

@@ -29,57 +29,36 @@ Ops (same ``draw(rng, S) -> params`` / ``apply(x, **params)`` contract as :mod:`
                       ``[lo, hi]`` (soxr HQ, the project's resampler), and with probability ``telephone_prob``
                       the 300-3400 Hz telephone band (a 4th-order Butterworth band-pass,
                       :class:`~singer_ssl.augment.waveform.BandPass`).
-``mp3_compression``   audiomentations ``Mp3Compression`` (lameenc backend, constant bit-rate
-                      ``U{min_bitrate..max_bitrate}`` kbps from the library's list); the encoder delay is
-                      kept and the output cropped to the input length.
+``mp3_compression``   audiomentations ``Mp3Compression`` (lameenc backend, constant bit-rate drawn
+                      uniformly from the library's supported rates in ``[min_bitrate, max_bitrate]``
+                      kbps); the encoder delay is kept and the output cropped to the input length.
 ``mu_law``            8-bit mu-law companding (ITU-T G.711, mu = 255): ``F(x) = sign(x) ln(1+mu|x|)/ln(1+mu)``
                       quantised to 256 levels and expanded back; peak-normalised before, rescaled after.
                       Hand-written: audiomentations has no mu-law codec (three numpy lines).
-``clipping``          audiomentations ``ClippingDistortion``: clip at the ``U{min..max}_percentile_threshold``
-                      percentile of ``|x|`` (a fraction of samples clipped, as an overdriven microphone).
+``clipping``          audiomentations ``ClippingDistortion``: percentile threshold ``t ~ U{min..max}``, clip
+                      to the ``t/2`` and ``100 - t/2`` percentiles of ``x`` (``t`` % of the samples clipped,
+                      as an overdriven microphone).
 ==================== ==================================================================================
 
-Randomness: audiomentations draws from python's ``random`` and ``np.random``; :func:`library_random_state`
-seeds both from the item's Generator for the call and restores them after (the one place that bridges the
-library's global state to per-item seeding), so equal Generators give equal outputs in any worker.
+Randomness: every parameter is drawn from the item's Generator; the audiomentations ops run through
+:func:`singer_ssl.augment.library.library_apply` (the one bridge to the library's global random state).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import random
-import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from scipy.signal import fftconvolve
 
+from singer_ssl.augment.library import library_apply
 from singer_ssl.augment.waveform import BandPass, WaveformOp, _fit_length, _require, _rms
 
-__all__ = ["BabbleSource", "CHANNEL_OPS", "library_random_state", "mix_at_snr", "rir_bank"]
+__all__ = ["BabbleSource", "CHANNEL_OPS", "mix_at_snr", "rir_bank"]
 
 #: ``source(rng, count, n_samples) -> (count, n_samples)`` float32 crops of other singers (see ViewDataset)
 BabbleSource = Callable[[np.random.Generator, int, int], np.ndarray]
-
-
-@contextlib.contextmanager
-def library_random_state(seed: int) -> Iterator[None]:
-    """Seed python ``random`` and ``np.random`` (the libraries' global generators) inside the block; restore after.
-
-    audiomentations (and pyroomacoustics) draw from these globals; seeding them from an integer drawn from
-    the item's ``np.random.Generator`` makes a library call a function of that Generator, whichever
-    DataLoader worker runs it, and restoring leaves every other user of the globals undisturbed.
-    """
-    py_state, np_state = random.getstate(), np.random.get_state()
-    random.seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -94,47 +73,29 @@ def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (x + np.float32(g) * noise).astype(np.float32, copy=False)
 
 
-class _SeededLibraryOp(WaveformOp):
-    """An audiomentations transform run at p = 1 with the globals seeded by :func:`library_random_state`."""
-
-    def transform(self) -> Any:
-        raise NotImplementedError
-
-    @functools.cached_property
-    def _transform(self) -> Any:
-        return self.transform()
-
-    def draw(self, rng, n_samples):
-        return {"seed": int(rng.integers(2**31 - 1))}
-
-    def apply(self, x, seed):
-        with warnings.catch_warnings(), library_random_state(seed):
-            warnings.simplefilter("ignore")  # the lameenc backend's deprecation notice
-            y = self._transform(samples=np.asarray(x, dtype=np.float32), sample_rate=self.sample_rate)
-        return _fit_length(np.asarray(y, dtype=np.float32), x.shape[0])
-
-    def __getstate__(self) -> dict[str, Any]:  # picklable for DataLoader workers: rebuild the transform there
-        state = dict(self.__dict__)
-        state.pop("_transform", None)
-        return state
-
-
-class Mp3Compression(_SeededLibraryOp):
+class Mp3Compression(WaveformOp):
     name = "mp3_compression"
     defaults = {"min_bitrate": 16, "max_bitrate": 64}
     ranges = (("min_bitrate", "max_bitrate"),)
 
     def check(self) -> None:
-        _require(8 <= self.min_bitrate and self.max_bitrate <= 320, "bit-rates must lie in 8..320 kbps")
-
-    def transform(self):
         from audiomentations import Mp3Compression as Mp3
 
-        return Mp3(min_bitrate=self.min_bitrate, max_bitrate=self.max_bitrate, backend="lameenc",
-                   preserve_delay=True, p=1.0)
+        _require(8 <= self.min_bitrate and self.max_bitrate <= 320, "bit-rates must lie in 8..320 kbps")
+        self.choices = [b for b in Mp3.SUPPORTED_BITRATES if self.min_bitrate <= b <= self.max_bitrate]
+        _require(bool(self.choices), f"no MP3 bit-rate in [{self.min_bitrate}, {self.max_bitrate}] kbps "
+                                     f"(supported: {Mp3.SUPPORTED_BITRATES})")
+
+    def draw(self, rng, n_samples):
+        return {"bitrate": int(self.choices[rng.integers(len(self.choices))])}
+
+    def apply(self, x, bitrate):
+        y = library_apply("Mp3Compression", x, self.sample_rate, {"bitrate": bitrate}, min_bitrate=self.min_bitrate,
+                          max_bitrate=self.max_bitrate, backend="lameenc", preserve_delay=True)
+        return _fit_length(y, x.shape[0])
 
 
-class Clipping(_SeededLibraryOp):
+class Clipping(WaveformOp):
     name = "clipping"
     defaults = {"min_percentile_threshold": 0, "max_percentile_threshold": 10}
     ranges = (("min_percentile_threshold", "max_percentile_threshold"),)
@@ -143,11 +104,12 @@ class Clipping(_SeededLibraryOp):
         _require(0 <= self.min_percentile_threshold and self.max_percentile_threshold <= 100,
                  "percentile thresholds must lie in 0..100")
 
-    def transform(self):
-        from audiomentations import ClippingDistortion
+    def draw(self, rng, n_samples):
+        return {"percentile_threshold": int(rng.integers(self.min_percentile_threshold,
+                                                         self.max_percentile_threshold + 1))}
 
-        return ClippingDistortion(min_percentile_threshold=self.min_percentile_threshold,
-                                  max_percentile_threshold=self.max_percentile_threshold, p=1.0)
+    def apply(self, x, percentile_threshold):
+        return library_apply("ClippingDistortion", x, self.sample_rate, {"percentile_threshold": percentile_threshold})
 
 
 class MuLaw(WaveformOp):

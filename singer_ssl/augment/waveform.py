@@ -1,4 +1,4 @@
-"""Waveform augmentations: cheap vectorised numpy, seeded only by the caller's ``np.random.Generator``.
+"""Waveform augmentations, on audiomentations where it has them, seeded only by the caller's Generator.
 
 Every augmentation is an object with ``draw(rng, n_samples) -> dict`` (its random parameters) and
 ``apply(x, **params) -> np.ndarray`` (deterministic); ``op(x, rng)`` is ``apply(x, **draw(rng, len(x)))``.
@@ -20,12 +20,16 @@ exceed 0 dBFS; the log-mel front end does not care).
 
 Conventions (where implementations disagree, the choice is named):
 
-- ``gaussian_noise``: audiomentations ``AddGaussianNoise`` — amplitude ``a ~ U(min_amplitude,
-  max_amplitude)``, ``y = x + a * N(0, 1)`` (noise std = a, in full-scale units).
-- ``gain``: ``g ~ U(min_gain_db, max_gain_db)``, ``y = x * 10**(g/20)``.
-- ``time_mask``: audiomentations 0.29 ``TimeMask`` (Torres et al.'s version): length
+- ``gaussian_noise`` (library): audiomentations ``AddGaussianNoise`` — amplitude ``a ~
+  U(min_amplitude, max_amplitude)``, ``y = x + a * N(0, 1)`` (noise std = a, in full-scale units).
+- ``gain`` (library): audiomentations ``Gain`` — ``g ~ U(min_gain_db, max_gain_db)``, ``y = x * 10**(g/20)``.
+- ``time_mask`` (library): audiomentations ``TimeMask`` (the draw of Torres et al.'s 0.29 version): length
   ``t ~ U{int(S*min_band_part) .. int(S*max_band_part)}``, start ``t0 ~ U{0 .. S-t}``, zeroed; optional
-  linear fades of ``fade_seconds`` inside the masked run (0 = hard edges, as Torres et al. 2023).
+  equal-gain fades of ``fade_seconds`` inside the masked run (0 = hard edges, as Torres et al. 2023).
+
+The ops marked "(library)" draw their parameters from the caller's Generator and let audiomentations do the
+DSP (:func:`singer_ssl.augment.library.library_apply`; noise from the library's global generators seeded from
+the Generator); the others are hand-written for the reason their entry gives.
 - ``pitch_shift_praat``: Torres et al. 2023 ``PitchShiftParselmouth`` (Praat "Change gender"): pitch ratio
   ``U(min_pitch_ratio, max_pitch_ratio)`` and pitch-range ratio ``U(min_range_ratio, max_range_ratio)``,
   each inverted with probability ``invert_prob`` (0.5 => [1/1.3, 1.3]); formant ratio 1, duration 1;
@@ -40,7 +44,8 @@ Conventions (where implementations disagree, the choice is named):
   U(min_f_decay, max_f_decay)`` (0 white, 1 pink, 2 brown, -1 blue, -2 violet), no DC. (Their code shapes
   the amplitude with ``1/linspace(1, sqrt(sr/2))**f_decay`` on a 1 s noise tiled periodically; we shape
   the full-length noise by the documented law.)
-- ``gaussian_snr``: audiomentations ``AddGaussianSNR`` (the GE2E singer encoder): noise std = RMS(x) / 10**(snr/20).
+- ``gaussian_snr`` (library): audiomentations ``AddGaussianSNR`` (the GE2E singer encoder): noise std =
+  RMS(x) / 10**(snr/20).
 - Filters (``band_pass``, ``band_stop``, ``high_pass``, ``low_pass``, ``filter_one_of``): zero-phase
   Butterworth magnitude responses of order ``order`` applied in the frequency domain (zero-padded FFT,
   so no circular wrap): low/high-pass ``|H|^2 = 1/(1+(f/fc)^(±2n))`` (-3 dB at fc, 6n dB/octave);
@@ -96,6 +101,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft as sfft
 
+from singer_ssl.augment.library import library_apply
 from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = ["WAVEFORM_NAMES", "WaveformAugment", "WaveformOp", "merge_params", "make_waveform_op"]
@@ -285,13 +291,11 @@ class GaussianNoise(WaveformOp):
         _require(self.min_amplitude >= 0, f"min_amplitude must be >= 0, got {self.min_amplitude}")
 
     def draw(self, rng, n_samples):
-        amplitude = rng.uniform(self.min_amplitude, self.max_amplitude)
-        return {"amplitude": float(amplitude), "noise": rng.standard_normal(n_samples, dtype=np.float32)}
+        return {"amplitude": float(rng.uniform(self.min_amplitude, self.max_amplitude)),
+                "seed": int(rng.integers(2**31 - 1))}
 
-    def apply(self, x, amplitude, noise):
-        noise = noise * np.float32(amplitude)
-        noise += x
-        return noise
+    def apply(self, x, amplitude, seed):
+        return library_apply("AddGaussianNoise", x, self.sample_rate, {"amplitude": amplitude}, seed)
 
 
 class Gain(WaveformOp):
@@ -303,7 +307,7 @@ class Gain(WaveformOp):
         return {"gain_db": float(rng.uniform(self.min_gain_db, self.max_gain_db))}
 
     def apply(self, x, gain_db):
-        return x * np.float32(10.0 ** (gain_db / 20.0))
+        return library_apply("Gain", x, self.sample_rate, {"amplitude_ratio": float(10.0 ** (gain_db / 20.0))})
 
 
 class TimeMask(WaveformOp):
@@ -322,16 +326,9 @@ class TimeMask(WaveformOp):
         return {"start": start, "length": length}
 
     def apply(self, x, start, length):
-        y = x.copy()
-        fade = min(int(round(self.fade_seconds * self.sample_rate)), length // 2)
-        if fade >= 2:
-            ramp = np.linspace(1.0, 0.0, fade, dtype=np.float32)
-            y[start:start + fade] *= ramp
-            y[start + fade:start + length - fade] = 0.0
-            y[start + length - fade:start + length] *= ramp[::-1]
-        else:
-            y[start:start + length] = 0.0
-        return y
+        return library_apply("TimeMask", x, self.sample_rate, {"t": length, "t0": start},
+                             min_band_part=self.min_band_part, max_band_part=self.max_band_part,
+                             fade_duration=float(self.fade_seconds))
 
 
 class PitchShiftPraat(WaveformOp):
@@ -440,11 +437,10 @@ class GaussianSNR(_SnrNoise):
     defaults = {"min_snr_db": 20.0, "max_snr_db": 50.0}
 
     def draw(self, rng, n_samples):
-        return {"snr_db": float(rng.uniform(self.min_snr_db, self.max_snr_db)),
-                "noise": rng.standard_normal(n_samples, dtype=np.float32)}
+        return {"snr_db": float(rng.uniform(self.min_snr_db, self.max_snr_db)), "seed": int(rng.integers(2**31 - 1))}
 
-    def apply(self, x, snr_db, noise):
-        return x + np.float32(self._noise_std(x, snr_db)) * noise
+    def apply(self, x, snr_db, seed):
+        return library_apply("AddGaussianSNR", x, self.sample_rate, {"noise_std": self._noise_std(x, snr_db)}, seed)
 
 
 class _Filter(WaveformOp):
