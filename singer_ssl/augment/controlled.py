@@ -15,10 +15,9 @@ Specs (``kind:argument``; the spec string is the transform's name in the metrics
 ``white_noise:<dB>``  additive Gaussian white noise at SNR ``dB`` relative to the segment's RMS (exact:
                       the drawn noise is rescaled to the target RMS)
 ``pink_noise:<dB>``   the same with pink noise (power spectral density ~ 1/f, no DC)
-``band_pass:<lo>-<hi>`` zero-phase 4th-order Butterworth band-pass, -3 dB at ``lo`` and ``hi`` Hz (e.g.
-                      ``band_pass:300-3400``, the telephone band; the analog prototype's magnitude
-                      ``|H|^2 = 1/(1+((f^2-lo*hi)/(f (hi-lo)))^8)`` applied on the FFT grid, as
-                      :class:`~singer_ssl.augment.waveform.BandPass`)
+``band_pass:<lo>-<hi>`` 4th-order digital Butterworth band-pass (bilinear, causal), -3 dB at ``lo`` and
+                      ``hi`` Hz (e.g. ``band_pass:300-3400``, the telephone band), through
+                      :class:`~singer_ssl.augment.waveform.BandPass` (audiomentations ``BandPassFilter``)
 ``reverb:<RT60 s>``   convolution with a synthetic room impulse response: Gaussian noise under an
                       exponential envelope whose energy decays 60 dB in RT60 seconds, ``RT60`` s long,
                       unit energy, no direct path; one response per seed (one "room" for all segments)
@@ -152,7 +151,7 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, color: str
 
 
 def band_pass(x: np.ndarray, sr: int, low_hz: float, high_hz: float, order: int = BAND_PASS_ORDER) -> np.ndarray:
-    """Zero-phase Butterworth band-pass of ``order``, -3 dB at ``low_hz`` and ``high_hz`` (see module doc)."""
+    """Digital Butterworth band-pass of ``order``, -3 dB at ``low_hz`` and ``high_hz`` (see module doc)."""
     from singer_ssl.augment.waveform import BandPass
 
     if not 0.0 < low_hz < high_hz:
