@@ -225,3 +225,17 @@ def test_babble_never_uses_the_items_own_singer_or_recording(toy, monkeypatch):
     assert np.array_equal(ds[(0, 0, 1, 0, 0, 0, 0)][0], v[0])
     plain = ViewDataset(table, "wave", "file", 4000, None)
     assert not np.array_equal(plain[(0, 0, 1, 0, 0, 0, 0)][0], v[0])
+
+
+@pytest.mark.parametrize("name", ["torres2023", "ge2e-singer", "semisupcon", "byol-a", "fonseca2021"])
+def test_paper_presets_keep_their_own_chain_over_the_default(name):
+    """A preset is deep-merged over params.yaml: none of the default chain's entries or ranges may leak into a
+    paper's chain (the merged chain equals the one the preset's own entries build with the class defaults)."""
+    from singer_ssl.presets import load_preset, merge
+
+    root = Path(__file__).parents[1]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    preset = load_preset(name, root / "presets")
+    merged = augment.build_waveform(merge(params, preset)["augment"]["waveform"], 44100)
+    alone = augment.build_waveform(preset["augment"]["waveform"], 44100)
+    assert repr(merged) == repr(alone)
