@@ -58,8 +58,8 @@ the Generator); the others are hand-written for the reason their entry gives.
   four as torch-audiomentations ``OneOf`` (uniform choice, then p 0.3): ``filter_one_of`` does that, its
   ``choices`` mapping each filter name to its parameters.
 - ``seven_band_eq`` (library): audiomentations ``SevenBandParametricEQ`` (the GE2E singer encoder): low shelf,
-  five peaking filters, high shelf (RBJ Audio-EQ-Cookbook biquads, centres in the library's seven ranges,
-  gain ``U(min_gain_db, max_gain_db)`` per band); the library draws the bands from its seeded globals.
+  five peaking filters, high shelf (the library's RBJ Audio-EQ-Cookbook biquads, run causally), centres
+  uniform on the mel scale in the library's seven ranges, gain ``U(min_gain_db, max_gain_db)`` per band.
 - ``pitch_shift`` (library): audiomentations ``PitchShift`` with librosa's phase vocoder (stretch by
   ``2**(n/12)``, soxr resampling back), ``n ~ U(min_semitones, max_semitones)`` (SemiSupCon: ±4); duration
   kept; a clip shorter than one 2048-sample frame comes back unchanged.
@@ -87,7 +87,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft as sfft
 
-from singer_ssl.augment.library import library_apply, library_random_state, library_transform
+from singer_ssl.augment.library import library_apply
 from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = ["WAVEFORM_NAMES", "WaveformAugment", "WaveformOp", "merge_params", "make_waveform_op"]
@@ -503,21 +503,49 @@ class FilterOneOf(WaveformOp):
         return self.filters[index].apply(x, **params)
 
 
+def _mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+
 class SevenBandEQ(WaveformOp):
-    """audiomentations ``SevenBandParametricEQ``; it draws its seven bands itself, from the seeded globals."""
+    """audiomentations ``SevenBandParametricEQ``'s seven biquads (its own ``LowShelfFilter`` / ``PeakingFilter`` /
+    ``HighShelfFilter``), the bands drawn here as the library draws them."""
 
     name = "seven_band_eq"
     defaults = {"min_gain_db": -12.0, "max_gain_db": 12.0}
     ranges = (("min_gain_db", "max_gain_db"),)
+    # (library filter, centre range in Hz, Q range): audiomentations SevenBandParametricEQ
+    BANDS: ClassVar[tuple[tuple[str, tuple[float, float], tuple[float, float]], ...]] = (
+        ("LowShelfFilter", (42.0, 95.0), (0.1, 0.999)),
+        ("PeakingFilter", (91.0, 204.0), (0.5, 5.0)),
+        ("PeakingFilter", (196.0, 441.0), (0.5, 5.0)),
+        ("PeakingFilter", (421.0, 948.0), (0.5, 5.0)),
+        ("PeakingFilter", (909.0, 2045.0), (0.5, 5.0)),
+        ("PeakingFilter", (1957.0, 4404.0), (0.5, 5.0)),
+        ("HighShelfFilter", (4216.0, 9486.0), (0.1, 0.999)),
+    )
 
     def draw(self, rng, n_samples):
-        return {"seed": int(rng.integers(2**31 - 1))}
+        """Centres uniform on the mel scale in each band's range (clamped below 0.45 x the sample rate, where a
+        band would pass Nyquist: the top bands at rates under 21 kHz), gain ``U(min, max)`` dB, Q uniform."""
+        lo = np.array([b[1][0] for b in self.BANDS])
+        hi = np.array([b[1][1] for b in self.BANDS])
+        centers = np.minimum(_mel_to_hz(rng.uniform(_mel(lo), _mel(hi))), 0.45 * self.sample_rate)
+        gains = rng.uniform(self.min_gain_db, self.max_gain_db, size=len(self.BANDS))
+        qs = rng.uniform([b[2][0] for b in self.BANDS], [b[2][1] for b in self.BANDS])
+        return {"centers_hz": centers.tolist(), "gains_db": gains.tolist(), "qs": qs.tolist()}
 
-    def apply(self, x, seed):
-        transform = library_transform("SevenBandParametricEQ", min_gain_db=self.min_gain_db,
-                                      max_gain_db=self.max_gain_db)
-        with library_random_state(seed):
-            return np.asarray(transform(np.asarray(x, dtype=np.float32), self.sample_rate), dtype=np.float32)
+    def apply(self, x, centers_hz, gains_db, qs):
+        y = x
+        for (kind, (lo, hi), (q_lo, q_hi)), c, g, q in zip(self.BANDS, centers_hz, gains_db, qs):
+            y = library_apply(kind, y, self.sample_rate, {"center_freq": c, "gain_db": g, "q_factor": q},
+                              min_center_freq=min(lo, c), max_center_freq=hi, min_gain_db=self.min_gain_db,
+                              max_gain_db=self.max_gain_db, min_q=q_lo, max_q=q_hi)
+        return y
 
 
 class PitchShift(WaveformOp):
