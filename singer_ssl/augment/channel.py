@@ -20,7 +20,8 @@ Ops (same ``draw(rng, S) -> params`` / ``apply(x, **params)`` contract as :mod:`
 ``babble``            1..``max_speakers`` crops of *other* training singers (never the item's singer, never
                       its recording; the dataset supplies them, see :class:`BabbleSource`), each scaled to
                       unit RMS, summed, mixed at SNR ``U(min_snr_db, max_snr_db)``. Without a source (the
-                      invariance report, a bare call) it leaves the input alone.
+                      invariance report, a bare call) or a known other singer (a corpus without singer
+                      labels) it leaves the input alone.
 ``music_bed``         a synthetic music-like bed mixed at SNR ``U(min_snr_db, max_snr_db)``: a chord of 3-4
                       harmonic tones (root on the equal-tempered scale 55-220 Hz, major or minor triad plus
                       octave, 8 harmonics at 1/k amplitudes) changing every 0.5-1 s, plus a kick/hi-hat pattern
