@@ -225,8 +225,9 @@ def training_chain(hp: dict[str, Any]) -> tuple[str, ...]:
     Read from the model folder's hyperparameters (``augment``, written by the train stage); a folder without
     them (e.g. an imported model) gives ``()``: every invariance transform then counts as held-out.
     """
-    waveform = (hp.get("augment") or {}).get("waveform") or {}
-    return tuple(name for name, entry in waveform.items() if float((entry or {}).get("p", 1.0)) > 0)
+    from singer_ssl.augment import enabled
+
+    return tuple(enabled((hp.get("augment") or {}).get("waveform")))
 
 
 def random_init_seeds(seed: int, random_inits: int) -> list[int]:
