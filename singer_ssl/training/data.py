@@ -18,7 +18,8 @@ Two input modes:
   ``crop_samples`` samples corresponds to ``1 + crop_samples // hop`` frames (centred STFT).
 - ``wave``: views are sample crops of the segment audio, read with soundfile (only the crop is
   read) and augmented in the DataLoader workers; the log-mel is computed later, batched, on the
-  training device (or the waveform goes straight to a waveform encoder).
+  training device (or the waveform goes straight to a waveform encoder). The ``babble`` augmentation
+  reads crops of other training singers' segments through :meth:`ViewDataset.babble`.
 
 Every sample's randomness (which partner segment, crop offsets, augmentation draws) comes from its
 own ``numpy.random.Generator`` seeded by the sample's *key* ``(seed, stream, epoch, batch, position)``
