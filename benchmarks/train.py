@@ -2,13 +2,14 @@
 
     python benchmarks/train.py                         # EfficientNet-B0, batch 32, default augmentations
     python benchmarks/train.py --workers 1 --loss ntxent --steps 6 --json out.json
+    python benchmarks/train.py --batch 16 --waveform previous   # the chain before the recording-channel one
 
 Data: a synthetic training set in the pipeline layout (4 s segments at 44.1 kHz, 128 mels, written by
 the segment/features writers). Configuration: ``params.yaml`` defaults with ``encoder:
-efficientnet_b0``, ``train.batch_size: 32``, no validation; the default augmentations (waveform
-gaussian_noise / gain / time_mask, 3 s crops of two segments of the same recording) put the run in
-waveform mode: DataLoader workers read the crops' audio and augment them, the main process computes
-the log-mel of the 64 views batched (``LogMel``) then trains.
+efficientnet_b0``, ``train.batch_size: 32``, no validation; the default waveform augmentations (the
+recording-channel chain, ``--waveform`` to swap it; crops of two segments of the same recording) put the
+run in waveform mode: DataLoader workers read the crops' audio (and the babble's) and augment them, the
+main process computes the log-mel of the views batched (``LogMel``) then trains.
 
 Two measurements in one process, samples (batch items) per second = batch / median step time, after
 ``--warmup`` steps of each, in ``--rounds`` alternating blocks of ``--steps`` steps (floor, pipeline,
@@ -51,8 +52,16 @@ from tests.synthetic import make_training_set, pipeline_paths  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bench_params(loss: str, workers: int, batch: int, steps: int) -> dict:
+#: the default ``augment.waveform`` before the recording-channel chain (issue 21), for ``--waveform previous``
+PREVIOUS_WAVEFORM = {"gaussian_noise": {"p": 0.5, "min_amplitude": 0.001, "max_amplitude": 0.05},
+                     "gain": {"p": 1.0, "min_gain_db": -20.0, "max_gain_db": 6.0},
+                     "time_mask": {"p": 0.5, "max_band_part": 0.125}}
+
+
+def bench_params(loss: str, workers: int, batch: int, steps: int, waveform: dict | None = None) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    if waveform is not None:
+        params["augment"]["waveform"] = waveform
     params["datasets"] = {"train": {"bench": {"path": "synthetic"}}}
     params["loss"] = loss
     params["encoder"] = "efficientnet_b0"
@@ -94,7 +103,10 @@ def run(args: argparse.Namespace) -> dict:
                           sample_rate=44100, n_fft=2048, hop=512, n_mels=128)
         print(f"synthetic data: 64 segments of 4 s in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         n_total = args.warmup + args.rounds * args.steps + 8 * args.workers
-        params = bench_params(args.loss, args.workers, args.batch, n_total + 1)
+        waveform = {"default": None, "previous": PREVIOUS_WAVEFORM}.get(args.waveform)
+        if args.waveform not in ("default", "previous"):
+            waveform = yaml.safe_load(args.waveform)
+        params = bench_params(args.loss, args.workers, args.batch, n_total + 1, waveform)
         cfg = TrainConfig.from_params(params)
         device = torch.device("cpu")
         with deterministic_mode(cfg.train.deterministic, device):
@@ -139,7 +151,8 @@ def run(args: argparse.Namespace) -> dict:
                 loader._shutdown_workers()
     b = args.batch
     result = {
-        "config": {"encoder": "efficientnet_b0", "loss": args.loss, "batch": b, "segments_s": 4.0, "crop_s": 3.0,
+        "config": {"encoder": "efficientnet_b0", "loss": args.loss, "batch": b, "segments_s": 4.0,
+                   "crop_s": float(params["augment"]["crop_seconds"]), "waveform": args.waveform,
                    "sample_rate": 44100, "n_mels": 128, "workers": args.workers,
                    "torch_threads": torch.get_num_threads(), "warmup": args.warmup, "steps": args.steps,
                    "rounds": args.rounds,
@@ -168,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per block")
     ap.add_argument("--rounds", type=int, default=3, help="floor/pipeline block pairs (alternated)")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument("--waveform", default="default",
+                    help="augment.waveform: default (params.yaml), previous (the pre-channel-chain default: "
+                         "gaussian_noise, gain, time_mask) or a YAML mapping")
     args = ap.parse_args(argv)
     result = run(args)
     c = result["config"]

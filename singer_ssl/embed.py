@@ -222,9 +222,21 @@ def embed_dataset(
                                          invariance.segments_per_singer, seed)
         es.invariance = _embed_transformed(model, seg_dir, es.keys, es.invariance_rows, invariance.transforms,
                                            seed, batch_size, dev)
+        es.training_chain = training_chain(hp)
     write_embeddings(out, es, attrs={"model_dir": str(model_dir), "features": str(features),
                                      "random_init_seeds": np.asarray(seeds, dtype=np.int64)})
     return es
+
+
+def training_chain(hp: dict[str, Any]) -> tuple[str, ...]:
+    """The waveform augmentations the model was trained with (``augment.waveform`` entries with ``p > 0``).
+
+    Read from the model folder's hyperparameters (``augment``, written by the train stage); a folder without
+    them (e.g. an imported model) gives ``()``: every invariance transform then counts as held-out.
+    """
+    from singer_ssl.augment import enabled
+
+    return tuple(enabled((hp.get("augment") or {}).get("waveform")))
 
 
 def random_init_seeds(seed: int, random_inits: int) -> list[int]:

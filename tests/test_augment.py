@@ -92,14 +92,17 @@ def test_time_mask_zeroes_one_short_contiguous_run():
     assert max(lengths) > 0.06 * x.size
 
 
-def test_time_mask_fade_is_linear_and_inside_the_run():
+def test_time_mask_fade_is_an_equal_gain_crossfade_inside_the_run():
     x = np.ones(SR, np.float32)
     op = W.TimeMask(SR, min_band_part=0.1, max_band_part=0.1, fade_seconds=0.01)
     y = op.apply(x, start=1000, length=1600)
     fade = 160
-    np.testing.assert_allclose(y[1000:1000 + fade], np.linspace(1, 0, fade), atol=1e-6)
+    out, back = y[1000:1000 + fade], y[2600 - fade:2600]
+    assert out[0] == pytest.approx(1.0) and out[-1] == pytest.approx(0.0, abs=1e-6)
+    assert np.all(np.diff(out) <= 0) and np.all(np.diff(back) >= 0)  # monotone fades
+    np.testing.assert_allclose(out + back, 1.0, atol=0.01)  # equal gain: the two fades sum to one (signalsmith)
+    np.testing.assert_allclose(back, out[::-1], atol=1e-6)  # symmetric
     assert np.all(y[1000 + fade:2600 - fade] == 0)
-    np.testing.assert_allclose(y[2600 - fade:2600], np.linspace(0, 1, fade), atol=1e-6)
     assert np.all(y[:1000] == 1) and np.all(y[2600:] == 1)
 
 
@@ -148,15 +151,10 @@ def test_pitch_shift_phase_vocoder_moves_f0(semitones):
     assert np.std(y[-SR // 4:]) > 0.2 * np.std(x[-SR // 4:])
 
 
-def test_phase_vocoder_stretch_length_and_identity():
-    x = harmonic(220.0, seconds=0.5)
-    assert W.phase_vocoder_stretch(x, 1.3).shape[0] == round(x.size * 1.3)
-    same = W.phase_vocoder_stretch(x, 1.0)
-    np.testing.assert_allclose(same[2048:-2048], x[2048:-2048], atol=1e-4)
-
-
-def butter_db(f, fc, order, kind):
-    lp = 1 / (1 + (f / fc) ** (2 * order))
+def butter_db(f, fc, order, kind, sr=SR):
+    """Digital Butterworth (bilinear transform, cut-off pre-warped) power response in dB, in closed form."""
+    ratio = np.tan(np.pi * f / sr) / np.tan(np.pi * fc / sr)
+    lp = 1 / (1 + ratio ** (2 * order))
     return 10 * np.log10(lp if kind == "low" else 1 - lp)
 
 
@@ -215,14 +213,23 @@ def test_seven_band_eq_matches_audiomentations_biquads():
     params = op.draw(np.random.default_rng(4), x.size)
     y = op.apply(x, **params)
     kinds = [LowShelfFilter] + [PeakingFilter] * 5 + [HighShelfFilter]
-    for f in freqs:
+    for f in freqs:  # steady-state tone gains = the product of the drawn biquads' responses (scipy sosfreqz)
         expected = 0.0
         for cls, c, g, q in zip(kinds, params["centers_hz"], params["gains_db"], params["qs"]):
             sos = cls._get_biquad_coefficients_from_input_parameters(None, c, g, q, 22050)
             _, h = scipy.signal.sosfreqz(sos, worN=[f], fs=22050)
             expected += 20 * np.log10(np.abs(h[0]))
-        assert tone_gain_db(x, y, f, sr=22050) == pytest.approx(expected, abs=0.2)
+        assert tone_gain_db(x, y, f, sr=22050) == pytest.approx(expected, abs=0.3)
     assert all(-12 <= g <= 12 for g in params["gains_db"])
+
+
+def test_seven_band_eq_stays_finite_below_the_top_band_nyquist():
+    x = tones([220.0, 1000.0], sr=8000)
+    op = W.SevenBandEQ(8000)
+    for s in range(20):
+        params = op.draw(np.random.default_rng(s), x.size)
+        assert max(params["centers_hz"]) <= 0.45 * 8000
+        assert np.isfinite(op.apply(x, **params)).all()
 
 
 @pytest.mark.parametrize("f_decay", [-2.0, 0.0, 1.0, 2.0])

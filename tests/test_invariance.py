@@ -58,7 +58,8 @@ def test_pitch_shift_moves_praat_median_f0_by_the_interval_and_keeps_formants(se
         assert abs(np.log(f1y / f1x)) < 0.12 and abs(np.log(f2y / f2x)) < 0.12, (f1x, f1y, f2x, f2y)
 
 
-@pytest.mark.parametrize("spec, snr", [("white_noise:20", 20.0), ("white_noise:10", 10.0), ("pink_noise:10", 10.0)])
+@pytest.mark.parametrize("spec, snr", [("white_noise:20", 20.0), ("white_noise:10", 10.0), ("pink_noise:10", 10.0),
+                                       ("blue_noise:10", 10.0)])
 def test_noise_has_the_requested_snr(spec, snr):
     x = _harmonic(220.0, 1.0)
     y = C.parse_transform(spec).apply(x, SR, seed=3, item=7)
@@ -70,7 +71,7 @@ def test_noise_has_the_requested_snr(spec, snr):
     f, p = ss.welch(noise, SR, nperseg=2048)
     band = (f > 100) & (f < 6000)
     slope = np.polyfit(np.log10(f[band]), np.log10(p[band]), 1)[0]
-    assert abs(slope - (-1.0 if spec.startswith("pink") else 0.0)) < 0.15, slope
+    assert abs(slope - {"pink": -1.0, "blue": 1.0, "white": 0.0}[spec.split("_")[0]]) < 0.15, slope
 
 
 def test_silent_segment_gets_no_noise():
@@ -100,17 +101,60 @@ def test_gain_is_exact():
     assert abs(20 * np.log10(np.std(y) / np.std(x)) + 12.0) < 1e-4
 
 
+def test_gain_ramp_level_follows_the_line_in_db():
+    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    y = C.parse_transform("gain_ramp:-20").apply(x, SR)
+    win = SR // 20  # short windows at 5 %, 50 % and 95 % of the segment: the ramp's dB there (closed form)
+    for centre in (0.05, 0.5, 0.95):
+        c = int(centre * (SR - 1))
+        sl = slice(c - win // 2, c + win // 2 + 1)
+        level = 10 * np.log10(np.mean(y[sl].astype(np.float64) ** 2) / np.mean(x[sl].astype(np.float64) ** 2))
+        assert abs(level - (-20.0 * centre)) < 0.2, (centre, level)
+    assert y[0] == x[0] and y[-1] == pytest.approx(x[-1] * 0.1, rel=1e-5)
+
+
+@pytest.mark.parametrize("bits", [4, 6, 8])
+def test_quantize_has_the_levels_and_the_textbook_snr(bits):
+    t = np.arange(SR) / SR
+    x = (0.5 * np.sin(2 * np.pi * 441.7 * t)).astype(np.float32)  # full-range sine (peak = quantiser range)
+    y = C.parse_transform(f"quantize:{bits}").apply(x, SR)
+    assert len(np.unique(y)) <= 2**bits + 1
+    step = 2 * 0.5 / 2**bits
+    assert np.max(np.abs(y - x)) <= step / 2 + 1e-6
+    snr = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean((y - x).astype(np.float64) ** 2))
+    assert abs(snr - (6.02 * bits + 1.76)) < 1.0, snr  # uniform quantisation of a full-scale sine
+
+
+def test_seen_and_held_out_follow_the_training_chain():
+    from singer_ssl.evaluation.invariance import SEEN_BY, split_seen
+
+    assert set(SEEN_BY) == set(C.KINDS)  # every transform kind is classified
+    specs = ["white_noise:10", "pink_noise:10", "band_pass:300-3400", "resample:16000", "reverb:0.5", "pitch:+2",
+             "gain:-12", "blue_noise:10", "gain_ramp:-20", "quantize:6", "identity"]
+    chain = ("gain", "colored_noise", "room_reverb", "band_limit", "mp3_compression", "time_mask")
+    groups = split_seen(specs, chain)
+    assert groups["seen"] == ["white_noise:10", "pink_noise:10", "band_pass:300-3400", "resample:16000",
+                              "reverb:0.5", "gain:-12"]
+    assert groups["held_out"] == ["pitch:+2", "blue_noise:10", "gain_ramp:-20", "quantize:6"]
+    old = split_seen(specs, ("gaussian_noise", "gain", "time_mask"))  # the previous default chain
+    assert old["seen"] == ["white_noise:10", "gain:-12"]
+    # the held-out families are produced by no training augmentation at all
+    from singer_ssl.augment import WAVEFORM_NAMES
+
+    assert split_seen(["blue_noise:10", "gain_ramp:-20", "quantize:6"], WAVEFORM_NAMES)["seen"] == []
+
+
 def test_band_pass_attenuates_tones_by_the_butterworth_design_response():
     sr = 44100
     t = np.arange(sr) / sr
-    b, a = ss.butter(4, [2 * np.pi * 300, 2 * np.pi * 3400], btype="bandpass", analog=True)  # the analog design
+    sos = ss.butter(4, [300, 3400], btype="bandpass", fs=sr, output="sos")  # the digital design
     design = {}
     measured = {}
     for f0 in (100.0, 1000.0, 6000.0):
         y = C.parse_transform("band_pass:300-3400").apply(np.sin(2 * np.pi * f0 * t).astype(np.float32), sr)
-        mid = slice(sr // 4, 3 * sr // 4)  # away from the ends (the zero-phase filter's edge effects)
+        mid = slice(sr // 4, 3 * sr // 4)  # away from the ends (the filter's start-up transient)
         measured[f0] = 20 * np.log10(np.std(y[mid]) / np.sqrt(0.5))
-        design[f0] = 20 * np.log10(np.abs(ss.freqs(b, a, [2 * np.pi * f0])[1][0]))
+        design[f0] = 20 * np.log10(np.abs(ss.sosfreqz(sos, worN=[f0], fs=sr)[1][0]))
     for f0 in (100.0, 6000.0):
         rel, want = measured[f0] - measured[1000.0], design[f0] - design[1000.0]
         assert abs(rel - want) < 0.2, (f0, rel, want)
@@ -243,6 +287,22 @@ def test_identity_destroying_transform_gives_chance_eer():
     assert 40 < block["eer"]["random"] < 60, block
 
 
+def test_report_groups_and_their_worst_increase():
+    emb, singers, sources, labels, i1, i2, rng = _toy()
+    rows = C.select_rows(singers, sources, 3, seed=0)
+    noisy = emb[rows] + 0.5 * rng.standard_normal((rows.size, emb.shape[1]))
+    random = rng.standard_normal((rows.size, emb.shape[1])) * 3
+    block, _ = invariance_report(emb, singers, sources, rows,
+                                 {"white_noise:20": emb[rows], "white_noise:10": noisy, "quantize:6": random,
+                                  "identity": emb[rows]}, labels, i1, i2, training_chain=("colored_noise",))
+    assert block["groups"] == {"seen": ["white_noise:20", "white_noise:10"], "held_out": ["quantize:6"]}
+    assert block["eer"]["white_noise:10"] > block["eer"]["white_noise:20"]  # the worst of the group counts
+    assert block["training_chain"] == ["colored_noise"]
+    for group, spec in (("seen", "white_noise:10"), ("held_out", "quantize:6")):
+        assert block["max_increase"][group] == pytest.approx(block["eer"][spec] - block["reference_eer"])
+    assert block["max_increase"]["held_out"] > block["max_increase"]["seen"]
+
+
 def test_no_target_pair_gives_no_report():
     singers, sources = np.array(["a", "b"]), np.array(["r1", "r2"])
     emb = np.eye(2)
@@ -267,7 +327,8 @@ def test_embed_store_evaluate_path(tmp_path, one_torch_thread):
                        "log_offset": 1e-8},
           "normalization": {"mean": -4.0, "std": 3.0},
           "encoder": {"name": "audiontt2020", "kwargs": {"n_mels": 16, "embedding_dim": 16}},
-          "head": {"kind": "silu_linear", "dim": 8, "hidden": 12}, "segment_seconds": 0.5}
+          "head": {"kind": "silu_linear", "dim": 8, "hidden": 12}, "segment_seconds": 0.5,
+          "augment": {"waveform": {"colored_noise": {"p": 0.4}, "gain": {"p": 0.0}, "band_limit": {}}}}
     save_model_folder(build_model(hp).eval(), hp, tmp_path / "model")
     inv = C.InvarianceConfig.from_mapping({"segments_per_singer": 2, "transforms": ["identity", "gain:-12"]})
     args = (paths["features"], paths["segments"], tmp_path / "model")
@@ -287,9 +348,12 @@ def test_embed_store_evaluate_path(tmp_path, one_torch_thread):
              for j in range(i + 1, len(keys))]
     trials.write_text("\n".join(lines) + "\n")
     t = load_trials(es, trials)
+    assert es.training_chain == ("colored_noise", "band_limit")  # the model's chain, p > 0, through the store
     block, scores = invariance_report(es.vectors["embedding"], np.asarray(singers), np.asarray(es.sources),
-                                      es.invariance_rows, es.invariance, t.labels, t.idx1, t.idx2)
+                                      es.invariance_rows, es.invariance, t.labels, t.idx1, t.idx2,
+                                      training_chain=es.training_chain)
     assert block["eer"]["identity"] == pytest.approx(block["reference_eer"], abs=1e-6)
-    write_invariance_plot(tmp_path / "invariance.png", block, scores)
+    assert block["groups"] == {"seen": [], "held_out": ["gain:-12"]}  # gain at p 0 is not in the chain
+    write_invariance_plot(tmp_path / "invariance.png", block, scores, dataset="toy")
     write_invariance_plot(tmp_path / "none.png", None, {})
     assert (tmp_path / "invariance.png").stat().st_size > 1000 and (tmp_path / "none.png").stat().st_size > 1000

@@ -17,7 +17,8 @@ parameters, ``p`` outside [0, 1] and inverted ``min_*``/``max_*`` ranges raise
 API: :func:`validate`, :func:`build_waveform` -> :class:`WaveformAugment` (callable ``(x (S,), rng) ->
 (S,)``, picklable), :func:`build_spectrogram` -> :class:`SpectrogramAugment` (``nn.Module``, forward
 ``(B, 1, F, T) -> (B, 1, F, T)``; standardised log-mel expected, see :mod:`.spectrogram`).
-Semantics, references and per-augmentation cost: :mod:`.waveform` and :mod:`.spectrogram` docstrings.
+Semantics, references and per-augmentation cost: :mod:`.waveform`, :mod:`.channel` (the recording-channel
+chain: room, babble, music, band-limit, codecs, clipping; the default) and :mod:`.spectrogram` docstrings.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = [
     "NAMES", "WAVEFORM_NAMES", "SPECTROGRAM_NAMES", "SECTION_KEYS", "VIEWS",
-    "validate", "build_waveform", "build_spectrogram", "defaults",
+    "validate", "build_waveform", "build_spectrogram", "defaults", "enabled",
     "WaveformAugment", "SpectrogramAugment",
 ]
 
@@ -97,6 +98,16 @@ def validate(cfg: Mapping[str, Any] | None) -> None:
             raise ConfigError(f"augment.crop_seconds: expected a positive number of seconds, got {value!r}")
     build_waveform(cfg.get("waveform"), _NOMINAL_SAMPLE_RATE)
     build_spectrogram(cfg.get("spectrogram"))
+
+
+def enabled(cfg: Mapping[str, Any] | None) -> list[str]:
+    """Names of augmentation entries with ``p > 0`` (``p`` defaults to 1), in the file's order."""
+    out = []
+    for name, entry in (cfg or {}).items():
+        p = (entry or {}).get("p", 1.0) if isinstance(entry, Mapping) else 1.0
+        if p and float(p) > 0:
+            out.append(name)
+    return out
 
 
 def defaults(name: str) -> dict[str, Any]:

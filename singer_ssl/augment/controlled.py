@@ -15,16 +15,25 @@ Specs (``kind:argument``; the spec string is the transform's name in the metrics
 ``white_noise:<dB>``  additive Gaussian white noise at SNR ``dB`` relative to the segment's RMS (exact:
                       the drawn noise is rescaled to the target RMS)
 ``pink_noise:<dB>``   the same with pink noise (power spectral density ~ 1/f, no DC)
-``band_pass:<lo>-<hi>`` zero-phase 4th-order Butterworth band-pass, -3 dB at ``lo`` and ``hi`` Hz (e.g.
-                      ``band_pass:300-3400``, the telephone band; the analog prototype's magnitude
-                      ``|H|^2 = 1/(1+((f^2-lo*hi)/(f (hi-lo)))^8)`` applied on the FFT grid, as
-                      :class:`~singer_ssl.augment.waveform.BandPass`)
+``band_pass:<lo>-<hi>`` 4th-order digital Butterworth band-pass (bilinear, causal), -3 dB at ``lo`` and
+                      ``hi`` Hz (e.g. ``band_pass:300-3400``, the telephone band), through
+                      :class:`~singer_ssl.augment.waveform.BandPass` (audiomentations ``BandPassFilter``)
 ``reverb:<RT60 s>``   convolution with a synthetic room impulse response: Gaussian noise under an
                       exponential envelope whose energy decays 60 dB in RT60 seconds, ``RT60`` s long,
                       unit energy, no direct path; one response per seed (one "room" for all segments)
 ``resample:<Hz>``     down-sample to ``Hz`` and back with soxr HQ (Torres et al. 2023's ``-du`` with 16000)
+``blue_noise:<dB>``   the same with blue noise (power spectral density ~ f, no DC): a colour law outside
+                      the training chain's white..brown (``colored_noise`` f_decay 0..2)
+``gain_ramp:<dB>``    time-varying gain, linear in dB from 0 at the first sample to ``dB`` at the last
+                      (a fader / singer moving off the microphone; the chain's gain is constant per view)
+``quantize:<bits>``   uniform PCM re-quantisation to ``bits`` bits (mid-tread, step ``2 peak / 2**bits``,
+                      peak = max |x|): a codec outside the chain (MP3 and mu-law are)
 ``identity``          a copy (a sanity check: its EER equals the reference)
 ==================== =================================================================================
+
+Families the training chain never contains (``blue_noise``, ``gain_ramp``, ``quantize``) are the report's
+*held-out* transforms; :data:`singer_ssl.evaluation.invariance.SEEN_BY` says which training augmentations
+make each kind *seen*.
 
 Randomness: :meth:`Transform.apply` takes ``seed`` (the run's) and ``item`` (the segment's number); noise
 and the Praat resynthesis draw from ``numpy.random.default_rng([seed, item])``, the room response from
@@ -45,8 +54,9 @@ from scipy.signal import fftconvolve
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.core.params import int_param, mapping_param
 
-__all__ = ["DEFAULT_TRANSFORMS", "KINDS", "InvarianceConfig", "Transform", "add_noise", "band_pass", "gain",
-           "parse_transform", "pitch_shift", "resample_round_trip", "reverb", "room_impulse_response", "select_rows"]
+__all__ = ["DEFAULT_TRANSFORMS", "KINDS", "InvarianceConfig", "Transform", "add_noise", "band_pass",
+           "gain", "gain_ramp", "parse_transform", "pitch_shift", "quantize", "resample_round_trip", "reverb",
+           "room_impulse_response", "select_rows"]
 
 #: spec kinds and the form of their argument
 KINDS = {
@@ -57,6 +67,9 @@ KINDS = {
     "band_pass": "low-high in Hz, e.g. band_pass:300-3400",
     "reverb": "RT60 in seconds, e.g. reverb:0.5",
     "resample": "a sample rate in Hz, e.g. resample:16000",
+    "blue_noise": "SNR in dB, e.g. blue_noise:10",
+    "gain_ramp": "dB reached at the end, e.g. gain_ramp:-20",
+    "quantize": "bits, e.g. quantize:6",
     "identity": "no argument",
 }
 BAND_PASS_ORDER = 4
@@ -93,8 +106,25 @@ def pitch_shift(x: np.ndarray, sr: int, semitones: float, seed: int = 1) -> np.n
     return _f32(op.apply(_f32(x), pitch_ratio=2.0 ** (semitones / 12.0), range_ratio=1.0, praat_seed=int(seed)))
 
 
+def gain_ramp(x: np.ndarray, end_db: float) -> np.ndarray:
+    """``x[n] * 10**(g[n]/20)`` with ``g`` linear from 0 dB (first sample) to ``end_db`` (last), float32 ``(S,)``."""
+    x = _f32(x)
+    g = np.linspace(0.0, float(end_db), x.shape[0]) if x.shape[0] > 1 else np.zeros(x.shape[0])
+    return (x * 10.0 ** (g / 20.0)).astype(np.float32)
+
+
+def quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """Uniform mid-tread quantisation of ``x`` to ``bits`` bits over ``[-peak, peak]`` (step ``2 peak / 2**bits``)."""
+    x = _f32(x)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0:
+        return x.copy()
+    step = 2.0 * peak / 2.0 ** int(bits)
+    return (np.round(x / step) * step).astype(np.float32)
+
+
 def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, color: str = "white") -> np.ndarray:
-    """``x`` plus ``color`` ("white" or "pink") Gaussian noise scaled to exactly ``RMS(x) / 10**(snr_db/20)``.
+    """``x`` plus ``color`` ("white", "pink" or "blue") Gaussian noise scaled to exactly ``RMS(x) / 10**(snr_db/20)``.
 
     A silent ``x`` (RMS 0) comes back unchanged (no SNR is defined).
     """
@@ -105,22 +135,23 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, color: str
         return x.copy()
     if color == "white":
         noise = rng.standard_normal(n)
-    elif color == "pink":
+    elif color in ("pink", "blue"):
         n_fft = sfft.next_fast_len(n, real=True)
         spec = sfft.rfft(rng.standard_normal(n_fft))
         k = np.arange(spec.shape[0], dtype=np.float64)
-        spec[1:] /= np.sqrt(k[1:])  # amplitude ~ f^(-1/2) <=> power ~ 1/f
+        tilt = np.sqrt(k[1:]) if color == "blue" else 1.0 / np.sqrt(k[1:])
+        spec[1:] *= tilt  # amplitude ~ f^(-+1/2) <=> power ~ 1/f (pink) or f (blue)
         spec[0] = 0.0
         noise = sfft.irfft(spec, n=n_fft)[:n]
     else:
-        raise ValueError(f"noise color must be white or pink, got {color!r}")
+        raise ValueError(f"noise color must be white, pink or blue, got {color!r}")
     noise = noise - noise.mean()
     noise *= target / _rms(noise)
     return (x.astype(np.float64) + noise).astype(np.float32)
 
 
 def band_pass(x: np.ndarray, sr: int, low_hz: float, high_hz: float, order: int = BAND_PASS_ORDER) -> np.ndarray:
-    """Zero-phase Butterworth band-pass of ``order``, -3 dB at ``low_hz`` and ``high_hz`` (see module doc)."""
+    """Digital Butterworth band-pass of ``order``, -3 dB at ``low_hz`` and ``high_hz`` (see module doc)."""
     from singer_ssl.augment.waveform import BandPass
 
     if not 0.0 < low_hz < high_hz:
@@ -181,7 +212,7 @@ class Transform:
         if k == "pitch":
             praat_seed = int(np.random.default_rng([seed, item]).integers(1, 2**31 - 1))
             return pitch_shift(x, sr, a[0], seed=praat_seed)
-        if k in ("white_noise", "pink_noise"):
+        if k in ("white_noise", "pink_noise", "blue_noise"):
             return add_noise(x, a[0], np.random.default_rng([seed, item]), color=k.split("_")[0])
         if k == "band_pass":
             return band_pass(x, sr, a[0], a[1])
@@ -189,6 +220,10 @@ class Transform:
             return reverb(x, sr, a[0], np.random.default_rng([seed]))
         if k == "resample":
             return resample_round_trip(x, sr, int(a[0]))
+        if k == "gain_ramp":
+            return gain_ramp(x, a[0])
+        if k == "quantize":
+            return quantize(x, int(a[0]))
         raise ValueError(f"unknown transform kind {k!r}")
 
 
@@ -212,7 +247,8 @@ def parse_transform(spec: object, where: str = "transform") -> Transform:
     if not re.fullmatch(rf"\s*{_NUMBER}\s*", arg) or not math.isfinite(float(arg)):
         raise bad
     value = float(arg)
-    if (kind == "reverb" and not 0.0 < value <= 10.0) or (kind == "resample" and (value < 1000 or value % 1)):
+    if ((kind == "reverb" and not 0.0 < value <= 10.0) or (kind == "resample" and (value < 1000 or value % 1))
+            or (kind == "quantize" and (not 1 <= value <= 24 or value % 1))):
         raise bad
     return Transform(spec.strip(), kind, (value,))
 
@@ -222,7 +258,8 @@ def parse_transform(spec: object, where: str = "transform") -> Transform:
 
 INVARIANCE_KEYS = ("segments_per_singer", "transforms")
 DEFAULT_TRANSFORMS = ("pitch:-4", "pitch:-2", "pitch:+2", "pitch:+4", "gain:-12", "white_noise:20",
-                      "white_noise:10", "band_pass:300-3400", "reverb:0.5", "resample:16000")
+                      "white_noise:10", "band_pass:300-3400", "reverb:0.5", "resample:16000",
+                      "blue_noise:10", "gain_ramp:-20", "quantize:6")
 
 
 @dataclass(frozen=True)

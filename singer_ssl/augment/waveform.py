@@ -1,4 +1,4 @@
-"""Waveform augmentations: cheap vectorised numpy, seeded only by the caller's ``np.random.Generator``.
+"""Waveform augmentations, on audiomentations where it has them, seeded only by the caller's Generator.
 
 Every augmentation is an object with ``draw(rng, n_samples) -> dict`` (its random parameters) and
 ``apply(x, **params) -> np.ndarray`` (deterministic); ``op(x, rng)`` is ``apply(x, **draw(rng, len(x)))``.
@@ -20,69 +20,60 @@ exceed 0 dBFS; the log-mel front end does not care).
 
 Conventions (where implementations disagree, the choice is named):
 
-- ``gaussian_noise``: audiomentations ``AddGaussianNoise`` — amplitude ``a ~ U(min_amplitude,
-  max_amplitude)``, ``y = x + a * N(0, 1)`` (noise std = a, in full-scale units).
-- ``gain``: ``g ~ U(min_gain_db, max_gain_db)``, ``y = x * 10**(g/20)``.
-- ``time_mask``: audiomentations 0.29 ``TimeMask`` (Torres et al.'s version): length
+- ``gaussian_noise`` (library): audiomentations ``AddGaussianNoise`` — amplitude ``a ~
+  U(min_amplitude, max_amplitude)``, ``y = x + a * N(0, 1)`` (noise std = a, in full-scale units).
+- ``gain`` (library): audiomentations ``Gain`` — ``g ~ U(min_gain_db, max_gain_db)``, ``y = x * 10**(g/20)``.
+- ``time_mask`` (library): audiomentations ``TimeMask`` (the draw of Torres et al.'s 0.29 version): length
   ``t ~ U{int(S*min_band_part) .. int(S*max_band_part)}``, start ``t0 ~ U{0 .. S-t}``, zeroed; optional
-  linear fades of ``fade_seconds`` inside the masked run (0 = hard edges, as Torres et al. 2023).
-- ``pitch_shift_praat``: Torres et al. 2023 ``PitchShiftParselmouth`` (Praat "Change gender"): pitch ratio
-  ``U(min_pitch_ratio, max_pitch_ratio)`` and pitch-range ratio ``U(min_range_ratio, max_range_ratio)``,
-  each inverted with probability ``invert_prob`` (0.5 => [1/1.3, 1.3]); formant ratio 1, duration 1;
-  median pitch from "To Pitch" (time step 0.8/floor, floor 75 Hz, ceiling 600 Hz) times the ratio; when the
-  resulting pitch minimum would be negative or no voiced frame exists, median and range are left unchanged
-  (seed rule). Praat's own random generator (used by the overlap-add resynthesis) is seeded from ``rng``
-  for the call, then re-randomised. A Praat failure (e.g. a clip shorter than the pitch analysis window)
-  returns the input.
-- ``polarity_inversion``: ``y = -x``.
-- ``colored_noise``: torch-audiomentations ``AddColoredNoise`` as documented: SNR ``U(min_snr_db,
-  max_snr_db)`` relative to the input RMS, power spectral density ``~ f**(-f_decay)`` with ``f_decay ~
-  U(min_f_decay, max_f_decay)`` (0 white, 1 pink, 2 brown, -1 blue, -2 violet), no DC. (Their code shapes
-  the amplitude with ``1/linspace(1, sqrt(sr/2))**f_decay`` on a 1 s noise tiled periodically; we shape
+  equal-gain fades of ``fade_seconds`` inside the masked run (0 = hard edges, as Torres et al. 2023).
+
+The ops marked "(library)" draw their parameters from the caller's Generator and let audiomentations do the
+DSP (:func:`singer_ssl.augment.library.library_apply`; noise from the library's global generators seeded from
+the Generator); the others are hand-written for the reason their entry gives.
+
+- ``pitch_shift_praat`` (hand-written: audiomentations has no Praat route; exactness to Torres et al.'s code
+  is checked in tests/test_augment.py and tests/test_praat_seed.py): Torres et al. 2023
+  ``PitchShiftParselmouth`` (Praat "Change gender"): pitch ratio ``U(min_pitch_ratio, max_pitch_ratio)`` and
+  pitch-range ratio ``U(min_range_ratio, max_range_ratio)``, each inverted with probability ``invert_prob``
+  (0.5 => [1/1.3, 1.3]); formant ratio 1, duration 1; median pitch from "To Pitch" (time step 0.8/floor, floor
+  75 Hz, ceiling 600 Hz) times the ratio; when the resulting pitch minimum would be negative or no voiced
+  frame exists, median and range are left unchanged (seed rule). Praat's own random generator (used by the
+  overlap-add resynthesis) is seeded from ``rng`` for the call, then re-randomised. A Praat failure (e.g. a
+  clip shorter than the pitch analysis window) returns the input.
+- ``polarity_inversion`` (library): audiomentations ``PolarityInversion``, ``y = -x``.
+- ``colored_noise`` (hand-written: SemiSupCon's torch-audiomentations law, which audiomentations'
+  ``AddColorNoise`` parametrises differently, in dB/octave on a fixed-size noise tile; the PSD slope and SNR
+  are checked in tests/test_augment.py): torch-audiomentations ``AddColoredNoise`` as documented: SNR
+  ``U(min_snr_db, max_snr_db)`` relative to the input RMS, power spectral density ``~ f**(-f_decay)`` with
+  ``f_decay ~ U(min_f_decay, max_f_decay)`` (0 white, 1 pink, 2 brown, -1 blue, -2 violet), no DC. (Their code
+  shapes the amplitude with ``1/linspace(1, sqrt(sr/2))**f_decay`` on a 1 s noise tiled periodically; we shape
   the full-length noise by the documented law.)
-- ``gaussian_snr``: audiomentations ``AddGaussianSNR`` (the GE2E singer encoder): noise std = RMS(x) / 10**(snr/20).
-- Filters (``band_pass``, ``band_stop``, ``high_pass``, ``low_pass``, ``filter_one_of``): zero-phase
-  Butterworth magnitude responses of order ``order`` applied in the frequency domain (zero-padded FFT,
-  so no circular wrap): low/high-pass ``|H|^2 = 1/(1+(f/fc)^(±2n))`` (-3 dB at fc, 6n dB/octave);
-  band-pass ``|H|^2 = 1/(1+((f^2-f0^2)/(f B))^(2n))`` with edges ``center ± bandwidth/2``,
-  ``bandwidth = center * bandwidth_fraction`` (torch-audiomentations parametrisation), ``B`` the edge
-  distance and ``f0`` their geometric mean (-3 dB exactly at both edges); band-stop
-  ``|H|^2 = 1 - |H_bp|^2``. SemiSupCon ran the four as torch-audiomentations ``OneOf`` (uniform choice,
-  then p 0.3): ``filter_one_of`` does that, its ``choices`` mapping each filter name to its parameters.
-- ``seven_band_eq``: audiomentations ``SevenBandParametricEQ`` (the GE2E singer encoder): low shelf, five peaking
-  filters, high shelf (RBJ Audio-EQ-Cookbook biquads, centres uniform on the mel scale in the library's
-  seven ranges, gain ``U(min_gain_db, max_gain_db)`` per band, Q ``U(0.5, 5)`` peaks / ``U(0.1, 0.999)``
-  shelves) — the biquads' magnitude responses applied zero-phase (the library filters causally).
-- ``pitch_shift``: librosa-style phase vocoder (n_fft 2048, hop 512, Hann) stretching by ``2**(n/12)``,
-  then soxr resampling back, ``n ~ U(min_semitones, max_semitones)`` (SemiSupCon: ±4); duration kept.
-- ``delay``: SemiSupCon's intent (SemiSupCon ``Delay``): delay ``d ~ U{min_delay_ms .. max_delay_ms}`` in
-  samples, ``y[n] = volume * x[n] + (1 - volume) * sum_{k=1..repeats} attenuation**(k-1) * x[n - k d]``.
-  (SemiSupCon's loop adds the same single-lag copy ``repeats`` times and jitters volume ±0.2, repeats ±1,
-  attenuation ±0.2; we implement the documented multi-tap echo without the jitter.)
+- ``gaussian_snr`` (library): audiomentations ``AddGaussianSNR`` (the GE2E singer encoder): noise std =
+  RMS(x) / 10**(snr/20).
+- Filters (``band_pass``, ``band_stop``, ``high_pass``, ``low_pass``, ``filter_one_of``) (library):
+  audiomentations ``BandPassFilter`` / ``BandStopFilter`` / ``HighPassFilter`` / ``LowPassFilter``, digital
+  Butterworth (``scipy.signal.butter``, bilinear, -3 dB exactly at the cut-offs) of order ``order`` (rolloff
+  ``6 * order`` dB/octave), run causally (``sosfilt``); band edges ``center ± bandwidth/2`` with
+  ``bandwidth = center * bandwidth_fraction`` (torch-audiomentations parametrisation). SemiSupCon ran the
+  four as torch-audiomentations ``OneOf`` (uniform choice, then p 0.3): ``filter_one_of`` does that, its
+  ``choices`` mapping each filter name to its parameters.
+- ``seven_band_eq`` (library): audiomentations ``SevenBandParametricEQ`` (the GE2E singer encoder): low shelf,
+  five peaking filters, high shelf (the library's RBJ Audio-EQ-Cookbook biquads, run causally), centres
+  uniform on the mel scale in the library's seven ranges, gain ``U(min_gain_db, max_gain_db)`` per band.
+- ``pitch_shift`` (library): audiomentations ``PitchShift`` with librosa's phase vocoder (stretch by
+  ``2**(n/12)``, soxr resampling back), ``n ~ U(min_semitones, max_semitones)`` (SemiSupCon: ±4); duration
+  kept; a clip shorter than one 2048-sample frame comes back unchanged.
+- ``delay`` (hand-written: audiomentations has no echo/delay transform): SemiSupCon's intent (SemiSupCon
+  ``Delay``): delay ``d ~ U{min_delay_ms .. max_delay_ms}`` in samples, ``y[n] = volume * x[n] + (1 - volume)
+  * sum_{k=1..repeats} attenuation**(k-1) * x[n - k d]``. (SemiSupCon's loop adds the same single-lag copy
+  ``repeats`` times and jitters volume ±0.2, repeats ±1, attenuation ±0.2; we implement the documented
+  multi-tap echo without the jitter.)
 
-Cost per 4 s item at 44.1 kHz (176,400 samples; CPU time of one process on the 2-core dev laptop,
-p = 1, mean of 20 calls of ``augment(x, rng)`` on a sung-vowel-like harmonic tone):
-
-==================== ======= ==========================================================
-augmentation           ms     note
-==================== ======= ==========================================================
-gaussian_noise          1.6   float32 normal draw
-gain                    0.04
-time_mask               0.04
-polarity_inversion      0.03
-gaussian_snr            2.0   normal draw + RMS
-colored_noise           5.0   rfft/irfft of the noise
-band_pass / band_stop   4.6   zero-padded rfft/irfft + Butterworth response
-high_pass / low_pass    3.4
-filter_one_of           4.2   one of the four above
-seven_band_eq           6.7   7 biquad responses on the FFT grid
-delay                   0.1
-pitch_shift            22     phase vocoder + soxr resampling
-pitch_shift_praat      46     Praat To Pitch + Change gender (PSOLA): the slow one
-==================== ======= ==========================================================
-
-The default chain of ``params.yaml`` (gaussian_noise, gain, time_mask, each p 0.5) costs 0.9 ms per item;
-Torres et al.'s full chain (adding pitch_shift_praat at p 0.5) about 24 ms per item on average.
+Cost per 2 s item at 44.1 kHz (88,200 samples; CPU time of one process on the shared 2-core dev machine
+under load, p = 1, mean of 5-10 calls): gain, time_mask, polarity_inversion, delay < 0.1 ms; gaussian_noise
+1.4, gaussian_snr ~2, colored_noise 2.2, filters 1.3, seven_band_eq 5, pitch_shift 18 (librosa; the former
+hand-written vocoder 13), pitch_shift_praat ~23 (Praat To Pitch + Change gender). The recording-channel
+ops: :mod:`singer_ssl.augment.channel`.
 """
 
 from __future__ import annotations
@@ -96,6 +87,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft as sfft
 
+from singer_ssl.augment.library import library_apply
 from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = ["WAVEFORM_NAMES", "WaveformAugment", "WaveformOp", "merge_params", "make_waveform_op"]
@@ -239,39 +231,6 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def _apply_magnitude(x: np.ndarray, sample_rate: int, magnitude) -> np.ndarray:
-    """Zero-phase filter: multiply the zero-padded spectrum of ``x`` by ``magnitude(freqs_hz)``.
-
-    The padding (0.1 s, at most the signal length) leaves room for the two-sided impulse response, so
-    the result is a linear (not circular) convolution for responses shorter than that.
-    """
-    n = x.shape[0]
-    if n == 0:
-        return x.copy()
-    pad = min(n, sample_rate // 10)
-    n_fft = sfft.next_fast_len(n + pad, real=True)
-    spec = sfft.rfft(x, n=n_fft)
-    freqs = np.arange(spec.shape[0], dtype=np.float64) * (sample_rate / n_fft)
-    spec *= magnitude(freqs).astype(np.float32)
-    return sfft.irfft(spec, n=n_fft)[:n].astype(np.float32, copy=False)
-
-
-def _butter_lowpass_sq(freqs: np.ndarray, cutoff: float, order: int) -> np.ndarray:
-    """Butterworth low-pass power response ``1 / (1 + (f/fc)^(2n))``."""
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + (freqs / cutoff) ** (2 * order))
-
-
-def _butter_bandpass_sq(freqs: np.ndarray, low: float, high: float, order: int) -> np.ndarray:
-    """Butterworth band-pass power response (LP->BP transform), -3 dB at ``low`` and ``high``."""
-    f0_sq = low * high
-    bw = high - low
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        u = ((freqs**2 - f0_sq) / (freqs * bw)) ** (2 * order)
-        out = 1.0 / (1.0 + u)
-    return np.nan_to_num(out, nan=0.0)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Torres et al. 2023
 
@@ -285,13 +244,11 @@ class GaussianNoise(WaveformOp):
         _require(self.min_amplitude >= 0, f"min_amplitude must be >= 0, got {self.min_amplitude}")
 
     def draw(self, rng, n_samples):
-        amplitude = rng.uniform(self.min_amplitude, self.max_amplitude)
-        return {"amplitude": float(amplitude), "noise": rng.standard_normal(n_samples, dtype=np.float32)}
+        return {"amplitude": float(rng.uniform(self.min_amplitude, self.max_amplitude)),
+                "seed": int(rng.integers(2**31 - 1))}
 
-    def apply(self, x, amplitude, noise):
-        noise = noise * np.float32(amplitude)
-        noise += x
-        return noise
+    def apply(self, x, amplitude, seed):
+        return library_apply("AddGaussianNoise", x, self.sample_rate, {"amplitude": amplitude}, seed)
 
 
 class Gain(WaveformOp):
@@ -303,7 +260,7 @@ class Gain(WaveformOp):
         return {"gain_db": float(rng.uniform(self.min_gain_db, self.max_gain_db))}
 
     def apply(self, x, gain_db):
-        return x * np.float32(10.0 ** (gain_db / 20.0))
+        return library_apply("Gain", x, self.sample_rate, {"amplitude_ratio": float(10.0 ** (gain_db / 20.0))})
 
 
 class TimeMask(WaveformOp):
@@ -322,16 +279,9 @@ class TimeMask(WaveformOp):
         return {"start": start, "length": length}
 
     def apply(self, x, start, length):
-        y = x.copy()
-        fade = min(int(round(self.fade_seconds * self.sample_rate)), length // 2)
-        if fade >= 2:
-            ramp = np.linspace(1.0, 0.0, fade, dtype=np.float32)
-            y[start:start + fade] *= ramp
-            y[start + fade:start + length - fade] = 0.0
-            y[start + length - fade:start + length] *= ramp[::-1]
-        else:
-            y[start:start + length] = 0.0
-        return y
+        return library_apply("TimeMask", x, self.sample_rate, {"t": length, "t0": start},
+                             min_band_part=self.min_band_part, max_band_part=self.max_band_part,
+                             fade_duration=float(self.fade_seconds))
 
 
 class PitchShiftPraat(WaveformOp):
@@ -399,7 +349,7 @@ class PolarityInversion(WaveformOp):
     name = "polarity_inversion"
 
     def apply(self, x):
-        return -x
+        return library_apply("PolarityInversion", x, self.sample_rate, {})
 
 
 class _SnrNoise(WaveformOp):
@@ -440,16 +390,24 @@ class GaussianSNR(_SnrNoise):
     defaults = {"min_snr_db": 20.0, "max_snr_db": 50.0}
 
     def draw(self, rng, n_samples):
-        return {"snr_db": float(rng.uniform(self.min_snr_db, self.max_snr_db)),
-                "noise": rng.standard_normal(n_samples, dtype=np.float32)}
+        return {"snr_db": float(rng.uniform(self.min_snr_db, self.max_snr_db)), "seed": int(rng.integers(2**31 - 1))}
 
-    def apply(self, x, snr_db, noise):
-        return x + np.float32(self._noise_std(x, snr_db)) * noise
+    def apply(self, x, snr_db, seed):
+        return library_apply("AddGaussianSNR", x, self.sample_rate, {"noise_std": self._noise_std(x, snr_db)}, seed)
 
 
 class _Filter(WaveformOp):
+    """An audiomentations Butterworth filter (``sosfilt``, causal), order ``order`` (rolloff ``6 * order`` dB/oct)."""
+
+    library_name: ClassVar[str] = ""
+
     def check(self) -> None:
         _require(self.order >= 1, f"order must be >= 1, got {self.order}")
+
+    def _run(self, x: np.ndarray, parameters: dict[str, float], **bounds: float) -> np.ndarray:
+        rolloff = 6 * int(self.order)
+        return library_apply(self.library_name, x, self.sample_rate, {**parameters, "rolloff": rolloff},
+                             min_rolloff=rolloff, max_rolloff=rolloff, zero_phase=False, **bounds)
 
 
 class _BandFilter(_Filter):
@@ -468,25 +426,22 @@ class _BandFilter(_Filter):
                 "bandwidth_fraction": float(rng.uniform(self.min_bandwidth_fraction,
                                                         self.max_bandwidth_fraction))}
 
-    def _band_sq(self, freqs, center_hz, bandwidth_fraction):
-        half = center_hz * bandwidth_fraction / 2.0
-        return _butter_bandpass_sq(freqs, center_hz - half, center_hz + half, self.order)
+    def apply(self, x, center_hz, bandwidth_fraction):
+        return self._run(x, {"center_freq": center_hz, "bandwidth": center_hz * bandwidth_fraction},
+                         min_center_freq=min(self.min_center_hz, center_hz),
+                         max_center_freq=max(self.max_center_hz, center_hz),
+                         min_bandwidth_fraction=min(self.min_bandwidth_fraction, bandwidth_fraction),
+                         max_bandwidth_fraction=max(self.max_bandwidth_fraction, bandwidth_fraction))
 
 
 class BandPass(_BandFilter):
     name = "band_pass"
-
-    def apply(self, x, center_hz, bandwidth_fraction):
-        return _apply_magnitude(x, self.sample_rate,
-                                lambda f: np.sqrt(self._band_sq(f, center_hz, bandwidth_fraction)))
+    library_name = "BandPassFilter"
 
 
 class BandStop(_BandFilter):
     name = "band_stop"
-
-    def apply(self, x, center_hz, bandwidth_fraction):
-        return _apply_magnitude(
-            x, self.sample_rate, lambda f: np.sqrt(1.0 - self._band_sq(f, center_hz, bandwidth_fraction)))
+    library_name = "BandStopFilter"
 
 
 class _CutoffFilter(_Filter):
@@ -497,25 +452,23 @@ class _CutoffFilter(_Filter):
     def draw(self, rng, n_samples):
         return {"cutoff_hz": float(rng.uniform(self.min_cutoff_hz, self.max_cutoff_hz))}
 
+    def apply(self, x, cutoff_hz):
+        return self._run(x, {"cutoff_freq": cutoff_hz}, min_cutoff_freq=min(self.min_cutoff_hz, cutoff_hz),
+                         max_cutoff_freq=max(self.max_cutoff_hz, cutoff_hz))
+
 
 class HighPass(_CutoffFilter):
     name = "high_pass"
+    library_name = "HighPassFilter"
     defaults = {"min_cutoff_hz": 200.0, "max_cutoff_hz": 2400.0, "order": 4}
     ranges = (("min_cutoff_hz", "max_cutoff_hz"),)
-
-    def apply(self, x, cutoff_hz):
-        return _apply_magnitude(
-            x, self.sample_rate, lambda f: np.sqrt(1.0 - _butter_lowpass_sq(f, cutoff_hz, self.order)))
 
 
 class LowPass(_CutoffFilter):
     name = "low_pass"
+    library_name = "LowPassFilter"
     defaults = {"min_cutoff_hz": 150.0, "max_cutoff_hz": 7500.0, "order": 4}
     ranges = (("min_cutoff_hz", "max_cutoff_hz"),)
-
-    def apply(self, x, cutoff_hz):
-        return _apply_magnitude(
-            x, self.sample_rate, lambda f: np.sqrt(_butter_lowpass_sq(f, cutoff_hz, self.order)))
 
 
 FILTERS: dict[str, type[WaveformOp]] = {c.name: c for c in (BandPass, BandStop, HighPass, LowPass)}
@@ -558,120 +511,41 @@ def _mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
 
 
-def rbj_biquad(kind: str, center_hz: float, gain_db: float, q: float, sample_rate: int) -> np.ndarray:
-    """RBJ Audio-EQ-Cookbook biquad ``[b0, b1, b2, a0, a1, a2]`` for kind peaking|low_shelf|high_shelf."""
-    a = 10.0 ** (gain_db / 40.0)
-    w0 = 2.0 * np.pi * center_hz / sample_rate
-    cw, alpha = np.cos(w0), np.sin(w0) / (2.0 * q)
-    if kind == "peaking":
-        return np.array([1 + alpha * a, -2 * cw, 1 - alpha * a, 1 + alpha / a, -2 * cw, 1 - alpha / a])
-    s = 2.0 * np.sqrt(a) * alpha
-    if kind == "low_shelf":
-        return np.array([a * ((a + 1) - (a - 1) * cw + s), 2 * a * ((a - 1) - (a + 1) * cw),
-                         a * ((a + 1) - (a - 1) * cw - s), (a + 1) + (a - 1) * cw + s,
-                         -2 * ((a - 1) + (a + 1) * cw), (a + 1) + (a - 1) * cw - s])
-    if kind == "high_shelf":
-        return np.array([a * ((a + 1) + (a - 1) * cw + s), -2 * a * ((a - 1) + (a + 1) * cw),
-                         a * ((a + 1) + (a - 1) * cw - s), (a + 1) - (a - 1) * cw + s,
-                         2 * ((a - 1) - (a + 1) * cw), (a + 1) - (a - 1) * cw - s])
-    raise ValueError(f"unknown biquad kind {kind!r}")
-
-
 class SevenBandEQ(WaveformOp):
+    """audiomentations ``SevenBandParametricEQ``'s seven biquads (its own ``LowShelfFilter`` / ``PeakingFilter`` /
+    ``HighShelfFilter``), the bands drawn here as the library draws them."""
+
     name = "seven_band_eq"
     defaults = {"min_gain_db": -12.0, "max_gain_db": 12.0}
     ranges = (("min_gain_db", "max_gain_db"),)
-    # (kind, centre range in Hz, Q range): audiomentations SevenBandParametricEQ
+    # (library filter, centre range in Hz, Q range): audiomentations SevenBandParametricEQ
     BANDS: ClassVar[tuple[tuple[str, tuple[float, float], tuple[float, float]], ...]] = (
-        ("low_shelf", (42.0, 95.0), (0.1, 0.999)),
-        ("peaking", (91.0, 204.0), (0.5, 5.0)),
-        ("peaking", (196.0, 441.0), (0.5, 5.0)),
-        ("peaking", (421.0, 948.0), (0.5, 5.0)),
-        ("peaking", (909.0, 2045.0), (0.5, 5.0)),
-        ("peaking", (1957.0, 4404.0), (0.5, 5.0)),
-        ("high_shelf", (4216.0, 9486.0), (0.1, 0.999)),
+        ("LowShelfFilter", (42.0, 95.0), (0.1, 0.999)),
+        ("PeakingFilter", (91.0, 204.0), (0.5, 5.0)),
+        ("PeakingFilter", (196.0, 441.0), (0.5, 5.0)),
+        ("PeakingFilter", (421.0, 948.0), (0.5, 5.0)),
+        ("PeakingFilter", (909.0, 2045.0), (0.5, 5.0)),
+        ("PeakingFilter", (1957.0, 4404.0), (0.5, 5.0)),
+        ("HighShelfFilter", (4216.0, 9486.0), (0.1, 0.999)),
     )
 
     def draw(self, rng, n_samples):
+        """Centres uniform on the mel scale in each band's range (clamped below 0.45 x the sample rate, where a
+        band would pass Nyquist: the top bands at rates under 21 kHz), gain ``U(min, max)`` dB, Q uniform."""
         lo = np.array([b[1][0] for b in self.BANDS])
         hi = np.array([b[1][1] for b in self.BANDS])
-        centers = _mel_to_hz(rng.uniform(_mel(lo), _mel(hi)))
+        centers = np.minimum(_mel_to_hz(rng.uniform(_mel(lo), _mel(hi))), 0.45 * self.sample_rate)
         gains = rng.uniform(self.min_gain_db, self.max_gain_db, size=len(self.BANDS))
         qs = rng.uniform([b[2][0] for b in self.BANDS], [b[2][1] for b in self.BANDS])
         return {"centers_hz": centers.tolist(), "gains_db": gains.tolist(), "qs": qs.tolist()}
 
-    def magnitude(self, freqs: np.ndarray, centers_hz, gains_db, qs) -> np.ndarray:
-        """Product of the seven biquads' magnitude responses at ``freqs`` (Hz)."""
-        coefs = np.stack([rbj_biquad(b[0], c, g, q, self.sample_rate)
-                          for b, c, g, q in zip(self.BANDS, centers_hz, gains_db, qs)])  # (7, 6)
-        # |c0 + c1 z^-1 + c2 z^-2|^2 on z = e^{jw}: c0^2+c1^2+c2^2 + 2(c0 c1 + c1 c2) cos w + 2 c0 c2 cos 2w
-        w = 2.0 * np.pi * freqs / self.sample_rate
-        cos1, cos2 = np.cos(w), np.cos(2.0 * w)
-
-        def power(c0, c1, c2):
-            const = c0 * c0 + c1 * c1 + c2 * c2
-            return const + 2.0 * (c0 * c1 + c1 * c2) * cos1 + 2.0 * (c0 * c2) * cos2
-
-        gain_sq = np.ones_like(freqs)
-        for b0, b1, b2, a0, a1, a2 in coefs:
-            gain_sq *= power(b0, b1, b2) / power(a0, a1, a2)
-        return np.sqrt(gain_sq)
-
     def apply(self, x, centers_hz, gains_db, qs):
-        return _apply_magnitude(x, self.sample_rate, lambda f: self.magnitude(f, centers_hz, gains_db, qs))
-
-
-def _stft(x: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
-    """Centred (zero-padded) STFT, frames x bins."""
-    xp = np.pad(x, n_fft // 2)
-    n_frames = 1 + (xp.shape[0] - n_fft) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:n_frames]
-    return sfft.rfft(frames * window, axis=1)
-
-
-def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
-    """Weighted overlap-add inverse of :func:`_stft` (requires n_fft % hop == 0); centre padding removed."""
-    frames = sfft.irfft(spec, n=n_fft, axis=1) * window
-    n_frames, ratio = frames.shape[0], n_fft // hop
-    out = np.zeros((n_frames + ratio - 1, hop), dtype=frames.dtype)
-    norm = np.zeros_like(out)
-    blocks = frames.reshape(n_frames, ratio, hop)
-    wsq = (window**2).reshape(ratio, hop)
-    for q in range(ratio):
-        out[q:q + n_frames] += blocks[:, q]
-        norm[q:q + n_frames] += wsq[q]
-    out, norm = out.reshape(-1), norm.reshape(-1)
-    out = np.where(norm > 1e-8, out / np.maximum(norm, 1e-8), 0.0)
-    return out[n_fft // 2:]
-
-
-def phase_vocoder_stretch(x: np.ndarray, factor: float, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
-    """Time-stretch ``x`` to ``round(len(x) * factor)`` samples keeping pitch (librosa's phase vocoder)."""
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
-    spec = _stft(x.astype(np.float32, copy=False), n_fft, hop, window)
-    n_frames, n_bins = spec.shape
-    steps = np.arange(0.0, n_frames, 1.0 / factor)
-    magnitude = np.concatenate([np.abs(spec), np.zeros((2, n_bins), dtype=np.float32)])
-    phase = np.concatenate([np.angle(spec), np.zeros((2, n_bins), dtype=np.float32)])
-    left = steps.astype(np.int64)
-    alpha = (steps - left).astype(np.float32)[:, None]
-    mag = magnitude[left]
-    mag += alpha * (magnitude[left + 1] - mag)
-    advance = (2.0 * np.pi * hop / n_fft * np.arange(n_bins)).astype(np.float32)
-    dphase = phase[left + 1] - phase[left] - advance
-    dphase += advance
-    two_pi = np.float32(2.0 * np.pi)
-    dphase -= two_pi * np.round(dphase / two_pi)  # increments wrapped to [-pi, pi]: keeps acc small
-    acc = np.empty_like(mag)  # running phase: acc[t] = phase[0] + sum_{s<t} dphase[s]
-    acc[0] = phase[0]
-    for t in range(1, acc.shape[0]):  # per frame (~100/s), faster than np.cumsum(axis=0) on float32
-        np.add(acc[t - 1], dphase[t - 1], out=acc[t])
-    np.remainder(acc, two_pi, out=acc)  # cheap cos/sin below
-    stretched = np.empty(mag.shape, dtype=np.complex64)
-    stretched.real = mag * np.cos(acc)
-    stretched.imag = mag * np.sin(acc)
-    y = _istft(stretched, n_fft, hop, window)
-    return _fit_length(y.astype(np.float32, copy=False), int(round(x.shape[0] * factor)))
+        y = x
+        for (kind, (lo, hi), (q_lo, q_hi)), c, g, q in zip(self.BANDS, centers_hz, gains_db, qs):
+            y = library_apply(kind, y, self.sample_rate, {"center_freq": c, "gain_db": g, "q_factor": q},
+                              min_center_freq=min(lo, c), max_center_freq=hi, min_gain_db=self.min_gain_db,
+                              max_gain_db=self.max_gain_db, min_q=q_lo, max_q=q_hi)
+        return y
 
 
 class PitchShift(WaveformOp):
@@ -683,15 +557,12 @@ class PitchShift(WaveformOp):
         return {"semitones": float(rng.uniform(self.min_semitones, self.max_semitones))}
 
     def apply(self, x, semitones):
-        import soxr
-
-        n = x.shape[0]
-        if semitones == 0.0 or n < 2048:
+        if semitones == 0.0 or x.shape[0] < 2048:  # shorter than one phase-vocoder frame
             return x.copy()
-        ratio = 2.0 ** (semitones / 12.0)
-        stretched = phase_vocoder_stretch(x, ratio)
-        y = soxr.resample(stretched, self.sample_rate * ratio, self.sample_rate)
-        return _fit_length(np.asarray(y, dtype=np.float32), n)
+        y = library_apply("PitchShift", x, self.sample_rate, {"num_semitones": semitones},
+                          min_semitones=min(self.min_semitones, semitones),
+                          max_semitones=max(self.max_semitones, semitones), method="librosa_phase_vocoder")
+        return _fit_length(y, x.shape[0])
 
 
 class Delay(WaveformOp):
@@ -724,9 +595,11 @@ class Delay(WaveformOp):
 # ----------------------------------------------------------------------------------------------------
 # registry and chain
 
+from singer_ssl.augment.channel import CHANNEL_OPS  # noqa: E402  (channel.py builds on the classes above)
+
 _ORDER: tuple[type[WaveformOp], ...] = (
     GaussianNoise, PitchShiftPraat, Gain, PolarityInversion, ColoredNoise, GaussianSNR, FilterOneOf,
-    BandPass, BandStop, HighPass, LowPass, SevenBandEQ, PitchShift, Delay, TimeMask,
+    BandPass, BandStop, HighPass, LowPass, SevenBandEQ, PitchShift, Delay, *CHANNEL_OPS, TimeMask,
 )
 WAVEFORM_OPS: dict[str, type[WaveformOp]] = {cls.name: cls for cls in _ORDER}
 WAVEFORM_NAMES: tuple[str, ...] = tuple(WAVEFORM_OPS)
@@ -767,7 +640,8 @@ class WaveformAugment:
     def names(self) -> tuple[str, ...]:
         return tuple(op.name for op, _ in self.steps)
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, x: np.ndarray, rng: np.random.Generator, source: Any = None) -> np.ndarray:
+        """``source``: the babble source (:data:`singer_ssl.augment.channel.BabbleSource`, other singers' crops)."""
         x = np.asarray(x)
         if x.ndim != 1:
             raise ValueError(f"waveform augmentation expects a mono (S,) array, got shape {x.shape}")
@@ -776,7 +650,7 @@ class WaveformAugment:
         y = x.astype(np.float32, copy=True)
         for op, p in self.steps:
             if p >= 1.0 or rng.random() < p:
-                y = op(y, rng)
+                y = op(y, rng, source) if getattr(op, "needs_source", False) else op(y, rng)
         return y
 
     def __len__(self) -> int:

@@ -13,14 +13,23 @@ the *reference* EER of the same pairs untransformed, ``(a, b)``. The vectors are
 ``embedding``. No transform needs the trial list, so the embed stage does not depend on the trials stage
 (both are built from the segments in parallel).
 
+Seen vs held-out: a transform is *seen* when the model's training chain (the waveform augmentations it was
+trained with, stored by the embed stage) contains its family (:data:`SEEN_BY`,
+e.g. ``white_noise`` is seen with ``colored_noise``, ``resample`` with ``band_limit``), else *held-out*; the
+held-out families (``blue_noise``, ``gain_ramp``, ``quantize``) are ones no training augmentation produces,
+so they measure invariance that was not trained for. ``identity`` is in neither group.
+
 Metrics block ``invariance`` (in ``metrics/<dataset>.json``)::
 
     {representation: "embedding", segments, target_trials, nontarget_trials, reference_eer,
      eer: {<transform spec>: eer, ...},
-     target_score_mean: {reference: ..., <transform spec>: ..., ...}, nontarget_score_mean}
+     target_score_mean: {reference: ..., <transform spec>: ..., ...}, nontarget_score_mean,
+     training_chain: [<augmentation>, ...], groups: {seen: [<spec>, ...], held_out: [<spec>, ...]},
+     max_increase: {seen: <max EER - reference, points>, held_out: ...}   (null for an empty group)}
 
-and one plot, ``invariance.png``: the EER per transform with the reference EER as a line, and the target
-cosine-score distribution per transform beside the untransformed target and non-target distributions.
+and one plot, ``invariance.png``: the EER per transform, seen and held-out apart, with the reference EER
+as a line, and the target cosine-score distribution per transform beside the untransformed target and
+non-target distributions; the test set is named in the title.
 """
 
 from __future__ import annotations
@@ -30,6 +39,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: transform kind (:data:`singer_ssl.augment.controlled.KINDS`) -> the training waveform augmentations that
+#: produce its family (none: held out by design)
+SEEN_BY: dict[str, tuple[str, ...]] = {
+    "pitch": ("pitch_shift_praat", "pitch_shift"),
+    "gain": ("gain",),
+    "white_noise": ("gaussian_noise", "gaussian_snr", "colored_noise"),
+    "pink_noise": ("colored_noise",),
+    "band_pass": ("band_limit", "band_pass", "filter_one_of"),
+    "reverb": ("room_reverb",),
+    "resample": ("band_limit",),
+    "blue_noise": (),
+    "gain_ramp": (),
+    "quantize": (),
+    "identity": (),
+}
 
 
 def target_pairs(singers: np.ndarray, sources: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,14 +85,30 @@ def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sum(u * v, axis=1) / (nu * nv)
 
 
+def split_seen(specs: list[str], training_chain: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """``{"seen": [...], "held_out": [...]}``: the transform specs whose family the chain contains, and the rest.
+
+    A spec's family is its kind (the part before ``:``); ``identity`` goes in neither list.
+    """
+    chain = set(training_chain)
+    groups: dict[str, list[str]] = {"seen": [], "held_out": []}
+    for spec in specs:
+        kind = spec.partition(":")[0]
+        if kind != "identity":
+            groups["seen" if chain & set(SEEN_BY.get(kind, ())) else "held_out"].append(spec)
+    return groups
+
+
 def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.ndarray, rows: np.ndarray,
                       transformed: dict[str, np.ndarray], labels: np.ndarray, idx1: np.ndarray,
-                      idx2: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+                      idx2: np.ndarray, training_chain: tuple[str, ...] = ()
+                      ) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """The ``invariance`` metrics block and the score arrays for the plot.
 
     ``embedding`` (N, D) untransformed; ``rows`` (K,) the transformed subset; ``transformed`` maps each
     transform spec to its (K, D) embeddings (row j = ``rows[j]`` transformed); ``labels``, ``idx1``, ``idx2``
-    the trial list (only its non-target trials, label 0, are used). Returns ``(None, {})`` when no target
+    the trial list (only its non-target trials, label 0, are used); ``training_chain`` the model's training
+    waveform augmentations (seen vs held-out, :func:`split_seen`). Returns ``(None, {})`` when no target
     pair exists (every subset singer has a single segment). Scores: ``reference``, each spec and ``nontarget``.
     """
     from singer_ssl.evaluation.metrics import eer
@@ -88,14 +129,18 @@ def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.nd
         "nontarget_trials": int(nontarget.size), "reference_eer": eers.pop("reference"), "eer": eers,
         "target_score_mean": {name: float(s.mean()) for name, s in scores.items()},
         "nontarget_score_mean": float(nontarget.mean()),
+        "training_chain": list(training_chain),
     }
+    block["groups"] = split_seen(list(eers), training_chain)
+    block["max_increase"] = {g: (max(eers[s] for s in specs) - block["reference_eer"]) if specs else None
+                             for g, specs in block["groups"].items()}
     return block, {**scores, "nontarget": nontarget}
 
 
 def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
                           scores: dict[str, np.ndarray], dataset: str = "") -> None:
-    """``invariance.png``: EER per transform (bars) with the reference EER (line), and target-score boxes; the
-    title names ``dataset``.
+    """``invariance.png``: EER per transform (bars: seen, then held-out) with the reference EER (line), and
+    target-score boxes; ``dataset`` (the test set) is named in the title.
 
     Without a report (``block`` None: ``embed.invariance`` off, or no target pair) the image says so, so the
     pipeline's declared plot file always exists.
@@ -108,26 +153,37 @@ def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
     from singer_ssl.core.io import atomic_path
     from singer_ssl.evaluation.report import titled
 
+    where = f" on {dataset}" if dataset else ""
     if block is None:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.axis("off")
-        ax.text(0.5, 0.5, "no invariance report\n(embed.invariance off, or no same-singer pair)",
+        ax.text(0.5, 0.5, f"no invariance report{where}\n(embed.invariance off, or no same-singer pair)",
                 ha="center", va="center")
         ax.set_title(titled(dataset, "invariance"), fontsize=10)
     else:
-        names = list(block["eer"])
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 0.9 * len(names) + 5), 4.2))
-        ax1.bar(range(len(names)), [block["eer"][n] for n in names], color="tab:blue")
+        groups = block.get("groups") or split_seen(list(block["eer"]), block.get("training_chain", ()))
+        other = [n for n in block["eer"] if n not in groups["seen"] and n not in groups["held_out"]]
+        names = [*groups["seen"], *groups["held_out"], *other]
+        colors = {**{n: "tab:blue" for n in groups["seen"]}, **{n: "tab:orange" for n in groups["held_out"]},
+                  **{n: "tab:gray" for n in other}}
+        x = np.arange(len(names)) + np.r_[np.zeros(len(groups["seen"])), np.ones(len(names) - len(groups["seen"]))]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 0.9 * len(names) + 5), 4.4))
+        ax1.bar(x, [block["eer"][n] for n in names], color=[colors[n] for n in names])
         ax1.axhline(block["reference_eer"], color="k", ls="--", label=f"untransformed {block['reference_eer']:.1f} %")
-        ax1.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        for label, color in (("seen in training", "tab:blue"), ("held-out", "tab:orange")):
+            ax1.bar([np.nan], [np.nan], color=color, label=label)
+        ax1.set_xticks(x, names, rotation=45, ha="right")
+        ax1.set_xlabel("transform (pitch: semitones, noise: SNR dB, gain: dB, band: Hz, reverb: RT60 s, "
+                       "resample: Hz, quantize: bits)", fontsize=7)
         ax1.set_ylabel("EER (%)")
-        ax1.set_title(f"transformed targets vs untransformed non-targets ({block['target_trials']} / "
-                      f"{block['nontarget_trials']} trials)", fontsize=8)
-        ax1.legend(fontsize=8)
+        ax1.set_title(f"invariance{where}: transformed targets vs untransformed non-targets\n"
+                      f"({block['target_trials']} / {block['nontarget_trials']} trials)", fontsize=8)
+        ax1.legend(fontsize=7)
         box = ["nontarget", "reference", *names]
         ax2.boxplot([scores[n] for n in box], showfliers=False)
         ax2.set_xticks(range(1, len(box) + 1), ["non-target", "untransformed", *names], rotation=45, ha="right")
-        ax2.set_ylabel("cosine score")
+        ax2.set_ylabel("cosine score (unitless, -1..1)")
+        ax2.set_xlabel("trial group / transform", fontsize=7)
         ax2.set_title("same-singer score distribution per transform", fontsize=8)
         fig.suptitle(titled(dataset, "invariance of the embedding to each transform"), fontsize=10)
     fig.tight_layout()

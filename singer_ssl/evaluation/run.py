@@ -52,7 +52,8 @@ list values from its metrics views anyway) holds everything::
                                                           (the channel-shortcut diagnostic of the embedding,
                                                           singer_ssl.evaluation.channel)
     invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
-                 target_score_mean: {reference, <transform>: ...}, nontarget_score_mean}
+                 target_score_mean: {reference, <transform>: ...}, nontarget_score_mean, training_chain,
+                 groups: {seen, held_out}, max_increase: {seen, held_out}}
                                                           (only with embed.invariance; singer_ssl.evaluation.invariance)
     counts: {segments, singers, trials, target_trials, mnr_queries, mnr_negatives,
              probe_train, probe_val, probe_test}          (probe_*: segments in the first run's split)
@@ -360,7 +361,8 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, tr
     invariance, invariance_scores = (None, {})
     if es.invariance:
         invariance, invariance_scores = invariance_report(v["embedding"], singers, sources, es.invariance_rows,
-                                                          es.invariance, labels, trials.idx1, trials.idx2)
+                                                          es.invariance, labels, trials.idx1, trials.idx2,
+                                                          training_chain=es.training_chain)
     if invariance is not None:
         out["invariance"] = invariance
     out["counts"] = {

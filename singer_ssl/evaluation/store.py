@@ -9,7 +9,8 @@ Layout (all datasets have N rows in the same order):
     degraded_16k/embedding, degraded_16k/projection   (only with embed.degrade_16k)
     invariance/rows (K,) int64, invariance/t<i>/embedding (K, D_emb)   (only with embed.invariance: the
         trained embedding of rows ``rows`` after controlled transform i; the group's attribute ``transforms``
-        lists the transform specs in that order; see :mod:`singer_ssl.evaluation.invariance`)
+        lists the transform specs in that order, ``training_chain`` the model's training waveform
+        augmentations; see :mod:`singer_ssl.evaluation.invariance`)
 The baselines are computed by :mod:`singer_ssl.evaluation.baselines`. Scoring reads these
 matrices; no metric re-embeds audio.
 """
@@ -40,6 +41,7 @@ class EmbeddingSet:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, D)
     invariance_rows: np.ndarray | None = None  # (K,) rows transformed for the invariance report
     invariance: dict[str, np.ndarray] = field(default_factory=dict)  # transform spec -> (K, D_emb)
+    training_chain: tuple[str, ...] = ()  # the model's training waveform augmentations (seen vs held-out)
 
     def check(self, path: str | os.PathLike | None = None) -> None:
         """Raise ValueError naming the file (``path``, when given), the matrix and rows when a vector is
@@ -89,6 +91,7 @@ def write_embeddings(path: str | os.PathLike, es: EmbeddingSet, attrs: dict | No
             group = f.create_group(INVARIANCE)
             group.create_dataset("rows", data=np.asarray(es.invariance_rows, dtype=np.int64))
             group.attrs.create("transforms", data=np.array(list(es.invariance), dtype=object), dtype=STR)
+            group.attrs.create("training_chain", data=np.array(list(es.training_chain), dtype=object), dtype=STR)
             for i, v in enumerate(es.invariance.values()):
                 group.create_dataset(f"t{i}/embedding", data=np.asarray(v, dtype=np.float32))
         for k, v in (attrs or {}).items():
@@ -114,11 +117,12 @@ def read_embeddings(path: str | os.PathLike) -> EmbeddingSet:
                 vectors[name] = obj[()].astype(np.float32)
 
         f.visititems(visit)
-        rows, invariance = None, {}
+        rows, invariance, chain = None, {}, ()
         if INVARIANCE in f:
             group = f[INVARIANCE]
             rows = group["rows"][()].astype(np.int64)
             specs = [s.decode() if isinstance(s, bytes) else str(s) for s in group.attrs["transforms"]]
             invariance = {spec: group[f"t{i}/embedding"][()].astype(np.float32) for i, spec in enumerate(specs)}
-    return EmbeddingSet(keys, singers, sources, vectors, rows, invariance)
+            chain = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in group.attrs.get("training_chain", []))
+    return EmbeddingSet(keys, singers, sources, vectors, rows, invariance, chain)
 

@@ -173,11 +173,11 @@ class AugmentConfig:
 
     @property
     def waveform_enabled(self) -> list[str]:
-        return enabled(self.waveform)
+        return augment.enabled(self.waveform)
 
     @property
     def spectrogram_enabled(self) -> list[str]:
-        return enabled(self.spectrogram)
+        return augment.enabled(self.spectrogram)
 
 
 @dataclass(frozen=True)
@@ -310,16 +310,6 @@ def resolve_batch_size(tr: TrainSettings, objective: losses.ObjectiveSpec) -> Tr
           f"{b['singers']} x {b['utterances']} = {fixed} items; train.batch_size ({tr.batch_size}) is not used",
           file=sys.stderr, flush=True)
     return replace(tr, batch_size=fixed)
-
-
-def enabled(cfg: dict[str, Any] | None) -> list[str]:
-    """Names of augmentation entries with ``p > 0`` (``p`` defaults to 1)."""
-    out = []
-    for name, entry in (cfg or {}).items():
-        p = (entry or {}).get("p", 1.0) if isinstance(entry, dict) else 1.0
-        if p and float(p) > 0:
-            out.append(name)
-    return out
 
 
 def resolve_select(select: str, auto_metric: str) -> tuple[str, str]:

@@ -18,7 +18,8 @@ Two input modes:
   ``crop_samples`` samples corresponds to ``1 + crop_samples // hop`` frames (centred STFT).
 - ``wave``: views are sample crops of the segment audio, read with soundfile (only the crop is
   read) and augmented in the DataLoader workers; the log-mel is computed later, batched, on the
-  training device (or the waveform goes straight to a waveform encoder).
+  training device (or the waveform goes straight to a waveform encoder). The ``babble`` augmentation
+  reads crops of other training singers' segments through :meth:`ViewDataset.babble`.
 
 Every sample's randomness (which partner segment, crop offsets, augmentation draws) comes from its
 own ``numpy.random.Generator`` seeded by the sample's *key* ``(seed, stream, epoch, batch, position)``
@@ -28,6 +29,7 @@ the number of processes (DDP): a resumed or re-sharded run sees exactly the same
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Sequence
@@ -255,7 +257,7 @@ class ViewDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, table: SegmentTable, mode: str, views: str, crop_samples: int,
-                 waveform_augment: Any = None) -> None:
+                 waveform_augment: Any = None, babble_pool: np.ndarray | None = None) -> None:
         if mode not in ("logmel", "wave"):
             raise ValueError(f"mode must be 'logmel' or 'wave', got {mode!r}")
         if views not in VIEWS:
@@ -268,6 +270,7 @@ class ViewDataset(torch.utils.data.Dataset):
         self.crop_samples = int(crop_samples)
         self.crop_frames = 1 + self.crop_samples // int(table.attrs["hop"])
         self.augment = waveform_augment
+        self.babble_pool = None if babble_pool is None else np.asarray(babble_pool, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -292,10 +295,27 @@ class ViewDataset(torch.utils.data.Dataset):
             return self._logmel_crop(index, rng)
         wave = self._wave_crop(index, rng)
         if self.augment is not None:
-            wave = np.asarray(self.augment(wave, rng), dtype=np.float32)
+            source = None if self.babble_pool is None else functools.partial(self.babble, index)
+            wave = np.asarray(self.augment(wave, rng, source=source), dtype=np.float32)
             if wave.shape != (self.crop_samples,):
                 raise ValueError(f"waveform augmentation changed the crop length to {wave.shape}")
         return wave
+
+    def babble(self, index: int, rng: np.random.Generator, count: int, n_samples: int) -> np.ndarray:
+        """``(k, n_samples)`` crops of ``k = min(count, available)`` segments for the ``babble`` augmentation.
+
+        Drawn without replacement from ``babble_pool`` (the training segments) among segments of a *known*
+        singer other than segment ``index``'s and of another recording, so the babble never carries the
+        item's own voice (an item of unknown singer gets only known singers' audio, none of its recording).
+        """
+        table, pool = self.table, self.babble_pool
+        own = int(table.singer[index])
+        keep = (table.singer[pool] >= 0) & (table.singer[pool] != own) & (table.source[pool] != table.source[index])
+        candidates = pool[keep]
+        k = min(int(count), candidates.size)
+        picks = rng.choice(candidates, size=k, replace=False) if k else candidates[:0]
+        return np.stack([self._wave_crop(int(i), rng, n_samples) for i in picks]) if k else \
+            np.zeros((0, n_samples), dtype=np.float32)
 
     def _logmel_crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
         table = self.table
@@ -308,7 +328,8 @@ class ViewDataset(torch.utils.data.Dataset):
         start = int(rng.integers(0, t - self.crop_frames + 1))
         return np.ascontiguousarray(x[:, start : start + self.crop_frames])
 
-    def _wave_crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
+    def _wave_crop(self, index: int, rng: np.random.Generator, crop_samples: int | None = None) -> np.ndarray:
+        crop = self.crop_samples if crop_samples is None else int(crop_samples)
         path = self.table.audio_path(index)
         try:
             with sf.SoundFile(path) as f:
@@ -316,14 +337,14 @@ class ViewDataset(torch.utils.data.Dataset):
                     raise ValueError(f"{path}: sample rate {f.samplerate} Hz, but the features (front end) "
                                      f"use {self.sample_rate} Hz; re-run the segment stage")
                 n = f.frames
-                start = int(rng.integers(0, n - self.crop_samples + 1)) if n > self.crop_samples else 0
+                start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
                 f.seek(start)
-                x = f.read(min(self.crop_samples, n), dtype="float32", always_2d=True)
+                x = f.read(min(crop, n), dtype="float32", always_2d=True)
         except sf.LibsndfileError as e:
             raise ValueError(f"cannot read training segment {path}: {e}") from e
         x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-        if len(x) < self.crop_samples:
-            x = np.pad(x, (0, self.crop_samples - len(x)))
+        if len(x) < crop:
+            x = np.pad(x, (0, crop - len(x)))
         return np.ascontiguousarray(x, dtype=np.float32)
 
 

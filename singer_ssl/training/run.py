@@ -130,6 +130,7 @@ class DataPlan:
     crop_samples: int
     n_train: int
     n_val: int
+    train_idx: np.ndarray | None = None  # the training segments (the babble augmentation's pool)
 
 
 def plan_data(cfg: TrainConfig, paths: TrainPaths, dist_info: Dist) -> DataPlan:
@@ -188,7 +189,7 @@ def plan_data(cfg: TrainConfig, paths: TrainPaths, dist_info: Dist) -> DataPlan:
     if tr.max_steps is not None:
         total = min(total, tr.max_steps)
     return DataPlan(table, train_plan, val_plan, val_batches, spe, int(total), train_plan.group_size, unit,
-                    crop_samples, len(train_idx), len(val_idx))
+                    crop_samples, len(train_idx), len(val_idx), train_idx)
 
 
 def _loader(dataset, batch_sampler, num_workers: int, device: torch.device) -> torch.utils.data.DataLoader:
@@ -305,7 +306,7 @@ class TrainingRun:
         if cfg.wave_mode and cfg.augment.waveform_enabled:
             waveform_augment = augment.build_waveform(cfg.augment.waveform, int(table.attrs["sample_rate"]))
         self.dataset = dataset = ViewDataset(table, "wave" if cfg.wave_mode else "logmel", cfg.augment.views,
-                                             data.crop_samples, waveform_augment)
+                                             data.crop_samples, waveform_augment, babble_pool=data.train_idx)
         workers = tr.num_workers
         self.train_loader = self.val_loader = None
         if self.start_step < data.total_steps:
