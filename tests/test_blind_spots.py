@@ -231,10 +231,15 @@ def _tone(seconds: float = 0.5, rms: float = 0.1) -> np.ndarray:
     return (rms * x / np.sqrt(np.mean(x**2))).astype(np.float32)
 
 
+def _other_singers(rng: np.random.Generator, count: int, n_samples: int) -> np.ndarray:
+    """A babble source as the training data supplies it: ``count`` crops of other voices (noise-like here)."""
+    return (0.1 * rng.standard_normal((count, n_samples))).astype(np.float32)
+
+
 def _wave(name: str, params: dict | None = None, seed: int = 0, x: np.ndarray | None = None):
     aug = build_waveform({name: {"p": 1.0, **(params or {})}}, SR)
     x = _tone() if x is None else x
-    y = np.asarray(aug(x.copy(), np.random.default_rng(seed)), dtype=np.float64)
+    y = np.asarray(aug(x.copy(), np.random.default_rng(seed), _other_singers), dtype=np.float64)
     return x.astype(np.float64), y
 
 

@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from singer_ssl.augment.chain import WAVEFORM_NAMES, WAVEFORM_OPS, WaveformAugment, make_waveform_op
 from singer_ssl.augment.spectrogram import (
     SPECTROGRAM_NAMES,
     SPECTROGRAM_OPS,
     SpectrogramAugment,
     make_spectrogram_op,
 )
-from singer_ssl.augment.waveform import WAVEFORM_NAMES, WAVEFORM_OPS, WaveformAugment, make_waveform_op
 from singer_ssl.core.errors import ConfigError, choice_error
 
 __all__ = [

@@ -2,8 +2,8 @@
 
 Every augmentation is an object with ``draw(rng, n_samples) -> dict`` (its random parameters) and
 ``apply(x, **params) -> np.ndarray`` (deterministic); ``op(x, rng)`` is ``apply(x, **draw(rng, len(x)))``.
-:class:`WaveformAugment` chains the enabled ones, each applied with its probability ``p``, in the fixed
-order of :data:`WAVEFORM_NAMES`, which keeps both seed chains in their published order::
+:class:`singer_ssl.augment.chain.WaveformAugment` chains the enabled ones, each applied with its probability
+``p``, in the fixed order of :data:`WAVEFORM_NAMES`, which keeps both seed chains in their published order::
 
     gaussian_noise, pitch_shift_praat, gain, time_mask          (Torres et al. 2023: noise -> Praat -> gain -> mask)
     gain, polarity_inversion, colored_noise, filter_one_of,
@@ -90,7 +90,7 @@ import scipy.fft as sfft
 from singer_ssl.augment.library import library_apply
 from singer_ssl.core.errors import ConfigError, choice_error
 
-__all__ = ["WAVEFORM_NAMES", "WaveformAugment", "WaveformOp", "merge_params", "make_waveform_op"]
+__all__ = ["WaveformOp", "merge_params"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -590,72 +590,3 @@ class Delay(WaveformOp):
                 break
             y[lag:] += (wet * np.float32(self.attenuation ** (k - 1))) * x[:-lag]
         return y
-
-
-# ----------------------------------------------------------------------------------------------------
-# registry and chain
-
-from singer_ssl.augment.channel import CHANNEL_OPS  # noqa: E402  (channel.py builds on the classes above)
-
-_ORDER: tuple[type[WaveformOp], ...] = (
-    GaussianNoise, PitchShiftPraat, Gain, PolarityInversion, ColoredNoise, GaussianSNR, FilterOneOf,
-    BandPass, BandStop, HighPass, LowPass, SevenBandEQ, PitchShift, Delay, *CHANNEL_OPS, TimeMask,
-)
-WAVEFORM_OPS: dict[str, type[WaveformOp]] = {cls.name: cls for cls in _ORDER}
-WAVEFORM_NAMES: tuple[str, ...] = tuple(WAVEFORM_OPS)
-
-
-def make_waveform_op(where: str, name: str, raw: Mapping[str, Any] | None,
-                     sample_rate: int) -> tuple[WaveformOp, float]:
-    """Build one augmentation from its params-file entry ``{p, ...}``; returns ``(op, p)``."""
-    if name not in WAVEFORM_OPS:
-        raise choice_error("waveform augmentation", name, WAVEFORM_NAMES)
-    cls = WAVEFORM_OPS[name]
-    params = merge_params(where, {"p": 1.0, **cls.defaults}, raw, cls.ranges)
-    p = params.pop("p")
-    if not 0.0 <= p <= 1.0:
-        raise ConfigError(f"{where}.p = {p} is outside [0, 1]")
-    try:
-        op = cls(sample_rate, **params)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    except ValueError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    return op, p
-
-
-class WaveformAugment:
-    """Chain of waveform augmentations, each applied with its probability, in :data:`WAVEFORM_NAMES` order.
-
-    ``augment(x, rng)``: ``x`` mono ``(S,)`` (any float dtype), ``rng`` a ``np.random.Generator`` — the only
-    randomness used, so equal generator states give equal outputs (seed it per worker/item).
-    Returns a new float32 array ``(S,)``. Picklable (holds only numbers), for DataLoader workers.
-    """
-
-    def __init__(self, steps: Sequence[tuple[WaveformOp, float]]) -> None:
-        rank = {name: i for i, name in enumerate(WAVEFORM_NAMES)}
-        self.steps = sorted(((op, float(p)) for op, p in steps if p > 0), key=lambda s: rank[s[0].name])
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(op.name for op, _ in self.steps)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator, source: Any = None) -> np.ndarray:
-        """``source``: the babble source (:data:`singer_ssl.augment.channel.BabbleSource`, other singers' crops)."""
-        x = np.asarray(x)
-        if x.ndim != 1:
-            raise ValueError(f"waveform augmentation expects a mono (S,) array, got shape {x.shape}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        y = x.astype(np.float32, copy=True)
-        for op, p in self.steps:
-            if p >= 1.0 or rng.random() < p:
-                y = op(y, rng, source) if getattr(op, "needs_source", False) else op(y, rng)
-        return y
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{op!r} p={p}" for op, p in self.steps)
-        return f"WaveformAugment([{inner}])"
