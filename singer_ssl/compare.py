@@ -241,7 +241,8 @@ def stale_workspace(params: dict[str, Any], lock: Any) -> str | None:
         return None
     outs = {o["path"]: (name, o.get("md5")) for name, st in stages.items() for o in (st or {}).get("outs") or []
             if isinstance(o, dict) and "path" in o}
-    for name, st in sorted(stages.items()):
+    # the check stage records the whole params.yaml: visited last, so a difference names the stage that uses it
+    for name, st in sorted(stages.items(), key=lambda item: (item[0] == "check", item[0])):
         st = st or {}
         for key, value in sorted(((st.get("params") or {}).get("params.yaml") or {}).items()):
             found = _first_difference(key, get_path(params, key), value)

@@ -220,23 +220,31 @@ def test_embed_matches_embed_file_and_the_whole_file_differs(tmp_path, model_dir
 
 
 def test_readme_snippet_runs(tmp_path, model_dir, monkeypatch):
-    """The README's 'Using a trained encoder' Python block, executed as written on a tiny model folder."""
+    """The README's 'Use a trained encoder' Python block, executed as written in a folder laid out as a finished
+    default run (a model folder and a built-in test set of mixed rates and channel counts)."""
     import re
     import shutil
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Using a trained encoder", 1)[1]
+    section = readme.split("## Use a trained encoder", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     shutil.copytree(model_dir, tmp_path / "data" / "model")
     rng = np.random.default_rng(2)
-    sf.write(tmp_path / "voice.wav", (0.1 * rng.normal(size=(3 * 44100, 2))).astype(np.float32), 44100)
-    sf.write(tmp_path / "a.flac", (0.1 * rng.normal(size=2 * 48000)).astype(np.float32), 48000)
-    sf.write(tmp_path / "b.wav", (0.1 * rng.normal(size=SR // 2)).astype(np.float32), SR)
+    raw = tmp_path / "data" / "raw" / "builtin-test"
+    for singer, name, shape, rate in (("s00", "song0", (6 * 44100, 2), 44100), ("s00", "song1", (3 * 48000,), 48000),
+                                      ("s01", "song0", (SR // 2,), SR)):
+        (raw / singer).mkdir(parents=True, exist_ok=True)
+        sf.write(raw / singer / f"{name}.wav", (0.1 * rng.normal(size=shape)).astype(np.float32), rate)
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
-    assert scope["emb"].shape == (32,) and scope["embs"].shape == (2, 32) and scope["cosine"].shape == (2,)
+    d = scope["model"].embedding_dim
+    assert scope["emb"].shape == (d,) and scope["embs"].shape == (3, d) and scope["cosine"].shape == (3,)
+    assert scope["batch"].shape == (2, d)
+    np.testing.assert_allclose(scope["embs"][0], scope["emb"], atol=1e-5)  # the same file, the same embedding
+    np.testing.assert_allclose(scope["batch"][0], scope["emb"], atol=1e-5)  # an array equals its file
+    assert scope["cosine"][0] == pytest.approx(1.0, abs=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------
