@@ -32,15 +32,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from singer_ssl.augment.channel import CHANNEL_OPS  # noqa: E402
+from singer_ssl.experiment import dvc_executable  # noqa: E402
 
 #: ``augment.waveform`` entries that model the recording channel (disabled in the ``no_channel`` variant)
 CHANNEL_ENTRIES: tuple[str, ...] = (*(op.name for op in CHANNEL_OPS), "colored_noise", "seven_band_eq")
 VARIANTS: tuple[str, ...] = ("default", "no_channel")
-
-
-def _dvc() -> str:
-    near = Path(sys.executable).with_name("dvc")
-    return str(near) if near.exists() else "dvc"
 
 
 def overrides(variant: str, waveform: dict) -> list[str]:
@@ -112,7 +108,7 @@ def run_variant(variant: str, store: Path) -> Path:
 
     subprocess.run(["git", "checkout", "params.yaml"], check=True, capture_output=True)
     waveform = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))["augment"]["waveform"] or {}
-    args = [_dvc(), "exp", "run", "-n", f"augment-{variant}", *overrides(variant, waveform)]
+    args = [dvc_executable(), "exp", "run", "-n", f"augment-{variant}", *overrides(variant, waveform)]
     print(" ".join(args), file=sys.stderr)
     p = subprocess.run(args)
     if p.returncode != 0:
