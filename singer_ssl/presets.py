@@ -8,14 +8,13 @@ used as ``dvc exp run $(singer-ssl preset torres2023)``: :func:`overrides` turns
 Hydra-style ``-S key=value`` flags (``-S +key=value`` for keys that ``params.yaml`` lacks).
 Values must not contain spaces (the flags are split by the shell).
 
-The numbered names of earlier releases (``seed000`` .. ``seed004``) still work for a while: they
-resolve through :data:`DEPRECATED_NAMES` with a one-line note on stderr.
+Presets are named after their papers only; an unknown name (an old numbered one included) fails listing the
+valid names.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,8 @@ from singer_ssl.core.errors import ConfigError, choice_error
 
 PRESET_DIR = Path("presets")
 
-#: deprecated preset name -> its paper name (the one place the old numbered names live)
-DEPRECATED_NAMES: dict[str, str] = {
-    "seed000": "torres2023",
-    "seed001": "ge2e-singer",
-    "seed002": "semisupcon",
-    "seed003": "byol-a",
-    "seed004": "fonseca2021",
-}
-
-
 def available(preset_dir: Path = PRESET_DIR) -> list[str]:
-    """Names of the presets in ``preset_dir`` (current names only, not the deprecated ones)."""
+    """Names of the presets in ``preset_dir``."""
     return sorted(p.stem for p in preset_dir.glob("*.yaml"))
 
 
@@ -52,18 +41,9 @@ def summary(name: str, preset_dir: Path = PRESET_DIR) -> str:
     return ""
 
 
-def resolve_name(name: str) -> str:
-    """The current name of preset ``name``; a deprecated name prints a one-line note on stderr."""
-    new = DEPRECATED_NAMES.get(name)
-    if new is None:
-        return name
-    print(f"note: preset {name!r} is deprecated, use {new!r}", file=sys.stderr)
-    return new
-
-
 def load_preset(name: str, preset_dir: Path = PRESET_DIR) -> dict[str, Any]:
-    """Read ``presets/<name>.yaml`` (deprecated names resolved); ConfigError listing the presets when unknown."""
-    path = preset_dir / f"{resolve_name(name)}.yaml"
+    """Read ``presets/<name>.yaml``; ConfigError listing the presets when unknown."""
+    path = preset_dir / f"{name}.yaml"
     if not path.exists():
         raise choice_error("preset", name, available(preset_dir))
     tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -416,7 +416,7 @@ def test_resnet18_published_layout_round_trip(tmp_path):
         torch.testing.assert_close(loaded.forward_logits(x), source.eval().forward_logits(x))
 
 
-def test_efficientnet_loads_seed000_style_checkpoint(tmp_path):
+def test_efficientnet_loads_torres2023_style_checkpoint(tmp_path):
     source = encoders.get("efficientnet_b0")
     sd = {f"encoder.net.2.{k}": v for k, v in source.state_dict().items()}
     sd["feature_extractor.spec_layer.mel_basis"] = torch.zeros(128, 1025)  # front end: not the encoder's

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from singer_ssl.core.errors import ConfigError
-from singer_ssl.presets import DEPRECATED_NAMES, available, merge, overrides
+from singer_ssl.presets import available, merge, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,20 +47,14 @@ def test_shipped_presets_validate():
         overrides(n, ROOT / "params.yaml", ROOT / "presets")  # expressible as -S flags
 
 
-def test_deprecated_name_resolves_to_its_paper_name(capsys):
-    """``seed000`` .. ``seed004`` give the same flags as their paper names, with a one-line note."""
-    params, pdir = ROOT / "params.yaml", ROOT / "presets"
+def test_presets_are_named_after_papers_only():
+    """No numbered alias survives: an old numbered name is an unknown preset that lists the paper names."""
+    pdir = ROOT / "presets"
     names = available(pdir)
-    assert set(DEPRECATED_NAMES.values()) <= set(names)
-    assert not set(DEPRECATED_NAMES) & set(names)  # only the current names are listed
-    for old, new in DEPRECATED_NAMES.items():
-        assert overrides(old, params, pdir) == overrides(new, params, pdir)
-    capsys.readouterr()
-    overrides("seed000", params, pdir)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'seed000' is deprecated" in err and "'torres2023'" in err
-    overrides("torres2023", params, pdir)
-    assert capsys.readouterr().err == ""
+    assert {"torres2023", "ge2e-singer", "semisupcon", "byol-a", "fonseca2021"} <= set(names)
+    assert not any(n[:4] == "seed" for n in names)
+    with pytest.raises(ConfigError, match="torres2023"):
+        overrides("seed" + "000", ROOT / "params.yaml", pdir)
 
 
 def test_unknown_preset_lists_the_valid_choices():
