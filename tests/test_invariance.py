@@ -303,6 +303,37 @@ def test_report_groups_and_their_worst_increase():
     assert block["max_increase"]["held_out"] > block["max_increase"]["seen"]
 
 
+def test_increase_interval_is_the_paired_singer_bootstrap_of_the_versus_block():
+    from singer_ssl.evaluation.metrics import paired_singer_eer_difference
+
+    emb, singers, sources, labels, i1, i2, rng = _toy()
+    rows = C.select_rows(singers, sources, 3, seed=0)
+    noisy = emb[rows] + 0.8 * rng.standard_normal((rows.size, emb.shape[1]))
+    random = rng.standard_normal((rows.size, emb.shape[1])) * 3
+    transformed = {"identity": emb[rows] * 2.0, "white_noise:10": noisy, "quantize:6": random}
+    block, scores = invariance_report(emb, singers, sources, rows, transformed, labels, i1, i2,
+                                      n_boot=200, seed=5)
+    ci = block["increase_ci95_singer"]
+    assert sorted(ci) == sorted(transformed)
+    assert ci["identity"] == [0.0, 0.0]  # same scores on every resample
+    assert ci["quantize:6"][0] > 10  # destroyed identity: the increase is shown beyond noise
+    # independent path: the versus block's paired difference on the same trials, built here by the pair rule
+    a, j = target_pairs(singers, sources, rows)
+    neg = labels == 0
+    y = np.r_[np.ones(a.size, int), np.zeros(int(neg.sum()), int)]
+    s1 = np.r_[singers[a], singers[i1[neg]]]
+    s2 = np.r_[singers[rows[j]], singers[i2[neg]]]
+    for spec in ("white_noise:10", "quantize:6"):
+        diff, (lo, hi) = paired_singer_eer_difference(
+            y, np.r_[scores[spec], scores["nontarget"]], [np.r_[scores["reference"], scores["nontarget"]]],
+            s1, s2, n_boot=200, seed=5)
+        assert diff == pytest.approx(block["eer"][spec] - block["reference_eer"], abs=1e-9)
+        assert ci[spec] == pytest.approx([lo, hi], abs=1e-9)
+        assert lo <= diff <= hi
+    assert "increase_ci95_singer" not in invariance_report(emb, singers, sources, rows, transformed, labels,
+                                                           i1, i2)[0]
+
+
 def test_no_target_pair_gives_no_report():
     singers, sources = np.array(["a", "b"]), np.array(["r1", "r2"])
     emb = np.eye(2)

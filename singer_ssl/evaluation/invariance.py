@@ -25,7 +25,15 @@ Metrics block ``invariance`` (in ``metrics/<dataset>.json``)::
      eer: {<transform spec>: eer, ...},
      target_score_mean: {reference: ..., <transform spec>: ..., ...}, nontarget_score_mean,
      training_chain: [<augmentation>, ...], groups: {seen: [<spec>, ...], held_out: [<spec>, ...]},
-     max_increase: {seen: <max EER - reference, points>, held_out: ...}   (null for an empty group)}
+     max_increase: {seen: <max EER - reference, points>, held_out: ...}   (null for an empty group),
+     increase_ci95_singer: {<transform spec>: [lo, hi], ...}}
+
+``increase_ci95_singer`` is the paired singer-level bootstrap interval of each transform's EER increase
+(points; the reference and the transformed scores scored on the same singer resamples,
+:func:`singer_ssl.evaluation.metrics.singer_bootstrap_samples`, as the ``versus`` block): the report holds
+a few hundred target trials, so an increase of a few points can be trial noise; an interval that contains 0
+means the transform's cost is not shown, one whose lower end is above a target means the target is missed
+beyond noise. Omitted when ``n_boot`` is 0.
 
 and one plot, ``invariance.png``: the EER per transform, seen and held-out apart, with the reference EER
 as a line, and the target cosine-score distribution per transform beside the untransformed target and
@@ -101,17 +109,18 @@ def split_seen(specs: list[str], training_chain: tuple[str, ...] | list[str]) ->
 
 def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.ndarray, rows: np.ndarray,
                       transformed: dict[str, np.ndarray], labels: np.ndarray, idx1: np.ndarray,
-                      idx2: np.ndarray, training_chain: tuple[str, ...] = ()
-                      ) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+                      idx2: np.ndarray, training_chain: tuple[str, ...] = (), n_boot: int = 0,
+                      seed: int = 0) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """The ``invariance`` metrics block and the score arrays for the plot.
 
     ``embedding`` (N, D) untransformed; ``rows`` (K,) the transformed subset; ``transformed`` maps each
     transform spec to its (K, D) embeddings (row j = ``rows[j]`` transformed); ``labels``, ``idx1``, ``idx2``
     the trial list (only its non-target trials, label 0, are used); ``training_chain`` the model's training
-    waveform augmentations (seen vs held-out, :func:`split_seen`). Returns ``(None, {})`` when no target
+    waveform augmentations (seen vs held-out, :func:`split_seen`); ``n_boot`` > 0 adds the increases'
+    paired singer-level intervals (``seed`` seeds the resamples). Returns ``(None, {})`` when no target
     pair exists (every subset singer has a single segment). Scores: ``reference``, each spec and ``nontarget``.
     """
-    from singer_ssl.evaluation.metrics import eer
+    from singer_ssl.evaluation.metrics import _percentile_ci, eer, singer_bootstrap_samples
 
     rows = np.asarray(rows, dtype=np.int64)
     a, j = target_pairs(singers, sources, rows)
@@ -134,6 +143,18 @@ def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.nd
     block["groups"] = split_seen(list(eers), training_chain)
     block["max_increase"] = {g: (max(eers[s] for s in specs) - block["reference_eer"]) if specs else None
                              for g, specs in block["groups"].items()}
+    if n_boot > 0:
+        singers = np.asarray(singers)
+        s1 = np.r_[singers[a], singers[np.asarray(idx1)[neg]]]
+        s2 = np.r_[singers[rows[j]], singers[np.asarray(idx2)[neg]]]
+
+        def samples(target: np.ndarray) -> np.ndarray:
+            return singer_bootstrap_samples(y, np.r_[target, nontarget], s1, s2, n_boot=n_boot, seed=seed)["eer"]
+
+        reference = samples(scores["reference"])
+        block["increase_ci95_singer"] = {spec: list(_percentile_ci(samples(scores[spec]) - reference, 0.05,
+                                                                   f"{spec} EER increase"))
+                                         for spec in eers}
     return block, {**scores, "nontarget": nontarget}
 
 
@@ -168,7 +189,14 @@ def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
                   **{n: "tab:gray" for n in other}}
         x = np.arange(len(names)) + np.r_[np.zeros(len(groups["seen"])), np.ones(len(names) - len(groups["seen"]))]
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 0.9 * len(names) + 5), 4.4))
-        ax1.bar(x, [block["eer"][n] for n in names], color=[colors[n] for n in names])
+        heights = np.array([block["eer"][n] for n in names])
+        ci = block.get("increase_ci95_singer") or {}
+        yerr = None
+        if all(n in ci for n in names):  # the increase's paired interval, drawn around the bar's EER
+            inc = heights - block["reference_eer"]
+            yerr = np.array([[d - ci[n][0] for d, n in zip(inc, names)], [ci[n][1] - d for d, n in zip(inc, names)]])
+            yerr = np.clip(yerr, 0.0, None)
+        ax1.bar(x, heights, color=[colors[n] for n in names], yerr=yerr, capsize=2, ecolor="0.3")
         ax1.axhline(block["reference_eer"], color="k", ls="--", label=f"untransformed {block['reference_eer']:.1f} %")
         for label, color in (("seen in training", "tab:blue"), ("held-out", "tab:orange")):
             ax1.bar([np.nan], [np.nan], color=color, label=label)
@@ -176,8 +204,9 @@ def write_invariance_plot(path: str | os.PathLike, block: dict[str, Any] | None,
         ax1.set_xlabel("transform (pitch: semitones, noise: SNR dB, gain: dB, band: Hz, reverb: RT60 s, "
                        "resample: Hz, quantize: bits)", fontsize=7)
         ax1.set_ylabel("EER (%)")
+        bars = "; bars: paired singer-level 95 % interval of the increase" if yerr is not None else ""
         ax1.set_title(f"invariance{where}: transformed targets vs untransformed non-targets\n"
-                      f"({block['target_trials']} / {block['nontarget_trials']} trials)", fontsize=8)
+                      f"({block['target_trials']} / {block['nontarget_trials']} trials{bars})", fontsize=8)
         ax1.legend(fontsize=7)
         box = ["nontarget", "reference", *names]
         ax2.boxplot([scores[n] for n in box], showfliers=False)

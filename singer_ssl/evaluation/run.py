@@ -53,7 +53,8 @@ list values from its metrics views anyway) holds everything::
                                                           singer_ssl.evaluation.channel)
     invariance: {representation, segments, target_trials, nontarget_trials, reference_eer, eer: {<transform>: ...},
                  target_score_mean: {reference, <transform>: ...}, nontarget_score_mean, training_chain,
-                 groups: {seen, held_out}, max_increase: {seen, held_out}}
+                 groups: {seen, held_out}, max_increase: {seen, held_out},
+                 increase_ci95_singer: {<transform>: [lo, hi]}}   (paired singer-level interval of each increase)
                                                           (only with embed.invariance; singer_ssl.evaluation.invariance)
     counts: {segments, singers, trials, target_trials, mnr_queries, mnr_negatives,
              probe_train, probe_val, probe_test}          (probe_*: segments in the first run's split)
@@ -362,7 +363,8 @@ def evaluate_dataset(cfg: EvaluateConfig, embeddings_path: str | os.PathLike, tr
     if es.invariance:
         invariance, invariance_scores = invariance_report(v["embedding"], singers, sources, es.invariance_rows,
                                                           es.invariance, labels, trials.idx1, trials.idx2,
-                                                          training_chain=es.training_chain)
+                                                          training_chain=es.training_chain,
+                                                          n_boot=cfg.bootstrap, seed=cfg.seed)
     if invariance is not None:
         out["invariance"] = invariance
     out["counts"] = {
