@@ -23,7 +23,7 @@ Specs (``kind:argument``; the spec string is the transform's name in the metrics
                       unit energy, no direct path; one response per seed (one "room" for all segments)
 ``resample:<Hz>``     down-sample to ``Hz`` and back with soxr HQ (Torres et al. 2023's ``-du`` with 16000)
 ``blue_noise:<dB>``   the same with blue noise (power spectral density ~ f, no DC): a colour law outside
-                      the training chain's white..brown (``colored_noise`` f_decay 0..2)
+                      the training chain's white..red (``colored_noise`` f_decay >= 0; 0..1.5 by default)
 ``gain_ramp:<dB>``    time-varying gain, linear in dB from 0 at the first sample to ``dB`` at the last
                       (a fader / singer moving off the microphone; the chain's gain is constant per view)
 ``quantize:<bits>``   uniform PCM re-quantisation to ``bits`` bits (mid-tread, step ``2 peak / 2**bits``,
