@@ -47,7 +47,10 @@ def test_table_is_generated_from_the_runs_details(tmp_path):
     seen_d = ("white_noise:10", "reverb:0.5")
     a = write_run(tmp_path / "a", {"builtin-test": details(10.5, 30.1, 26.0, 10.2, inv_d, seen_d),
                                    "builtin-ood": details(20.0, 35.0, 33.0, 19.5, inv_d, seen_d)})
-    b = write_run(tmp_path / "b", {"builtin-test": details(11.0, 30.1, 26.0, 11.0, inv_n, ("white_noise:10",))})
+    no_chan = details(11.0, 30.1, 26.0, 11.0, inv_n, ("white_noise:10",))
+    no_chan["versus"] = {"random_init": {"eer_diff": -19.1, "beaten": True},
+                         "mfcc": {"eer_diff": -0.4, "beaten": False}}
+    b = write_run(tmp_path / "b", {"builtin-test": no_chan})
     out = tmp_path / "docs" / "ablation.md"
     assert ablation.main(["table", "--run", f"default={a}", "--run", f"no_channel={b}", "--out", str(out)]) == 0
     text = out.read_text()
@@ -60,6 +63,9 @@ def test_table_is_generated_from_the_runs_details(tmp_path):
     assert cells(text, "builtin-test", "worst seen Δ") == [f"{12.4 - 10.2:+.1f}", f"{16.3 - 11.0:+.1f}"]
     assert cells(text, "builtin-test", "worst held-out Δ") == [f"{15.3 - 10.2:+.1f}", f"{19.0 - 11.0:+.1f}"]
     assert cells(text, "builtin-ood", "EER") == ["20.0", "—"]  # a set the second run lacks
+    # the paired comparison: the run's own versus block (a run without one shows a dash)
+    assert cells(text, "builtin-test", "EER vs random-init (paired)") == ["—", "-19.1 beaten"]
+    assert cells(text, "builtin-test", "EER vs MFCC (paired)") == ["—", "-0.4 not beaten"]
 
 
 def test_no_channel_variant_disables_exactly_the_channel_entries():
