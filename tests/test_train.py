@@ -382,7 +382,8 @@ def test_early_stopping_keeps_best_model(toy, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "validate", fake_validate)
     root = run_root(tmp_path, toy)
-    summary = train(tiny_params("ntxent", max_steps=20, steps_per_epoch=1, patience=2), root, progress=False)
+    summary = train(tiny_params("ntxent", max_steps=20, steps_per_epoch=1, patience=2, select="val_loss"), root,
+                    progress=False)
     assert summary["stopped_early"] and summary["epochs"] == 4 and summary["best_step"] == 2
     assert_same_state(load_state(root), kept[1.0])
 
