@@ -120,7 +120,7 @@ def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.nd
     paired singer-level intervals (``seed`` seeds the resamples). Returns ``(None, {})`` when no target
     pair exists (every subset singer has a single segment). Scores: ``reference``, each spec and ``nontarget``.
     """
-    from singer_ssl.evaluation.metrics import _percentile_ci, eer, singer_bootstrap_samples
+    from singer_ssl.evaluation.metrics import eer, paired_singer_eer_differences
 
     rows = np.asarray(rows, dtype=np.int64)
     a, j = target_pairs(singers, sources, rows)
@@ -148,13 +148,10 @@ def invariance_report(embedding: np.ndarray, singers: np.ndarray, sources: np.nd
         s1 = np.r_[singers[a], singers[np.asarray(idx1)[neg]]]
         s2 = np.r_[singers[rows[j]], singers[np.asarray(idx2)[neg]]]
 
-        def samples(target: np.ndarray) -> np.ndarray:
-            return singer_bootstrap_samples(y, np.r_[target, nontarget], s1, s2, n_boot=n_boot, seed=seed)["eer"]
-
-        reference = samples(scores["reference"])
-        block["increase_ci95_singer"] = {spec: list(_percentile_ci(samples(scores[spec]) - reference, 0.05,
-                                                                   f"{spec} EER increase"))
-                                         for spec in eers}
+        diffs = paired_singer_eer_differences(
+            y, {spec: np.r_[scores[spec], nontarget] for spec in eers}, [np.r_[scores["reference"], nontarget]],
+            s1, s2, n_boot=n_boot, seed=seed)
+        block["increase_ci95_singer"] = {spec: list(ci) for spec, (_, ci) in diffs.items()}
     return block, {**scores, "nontarget": nontarget}
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "min_dcf",
     "mnr_ranks",
     "paired_singer_eer_difference",
+    "paired_singer_eer_differences",
     "roc",
     "sample_other_singer_negatives",
     "singer_bootstrap_ci",
@@ -596,6 +597,44 @@ def singer_bootstrap_ci(
     return {name: _percentile_ci(values, alpha, name) for name, values in samples.items()}
 
 
+def paired_singer_eer_differences(
+    labels: np.ndarray,
+    systems: dict[str, np.ndarray],
+    reference_scores: list[np.ndarray],
+    singer1: np.ndarray,
+    singer2: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, tuple[float, float]]]:
+    """:func:`paired_singer_eer_difference` of several systems against one reference, the reference's resamples
+    drawn once (the invariance report: every transform against the untransformed embedding).
+
+    Args:
+        labels: (M,) trial labels (1 = same singer).
+        systems: name -> (M,) scores of that system on the same trials.
+        reference_scores: K >= 1 arrays (M,), the reference system's scores (averaged over the K).
+        singer1, singer2: (M,) singer labels of each trial's two segments.
+
+    Returns:
+        name -> ``(difference, (lo, hi))`` in EER percentage points, as :func:`paired_singer_eer_difference`.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha}")
+    if not reference_scores:
+        raise ValueError("reference_scores is empty: give at least one reference score vector")
+
+    def samples(s: np.ndarray) -> np.ndarray:
+        return singer_bootstrap_samples(labels, s, singer1, singer2, n_boot=n_boot, seed=seed)["eer"]
+
+    ref_point = float(np.mean([eer(labels, r)[0] for r in reference_scores]))
+    ref_samples = np.mean([samples(r) for r in reference_scores], axis=0)
+    return {name: (float(eer(labels, s)[0] - ref_point),
+                   _percentile_ci(samples(s) - ref_samples, alpha, f"{name} EER difference"))
+            for name, s in systems.items()}
+
+
 def paired_singer_eer_difference(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -620,7 +659,8 @@ def paired_singer_eer_difference(
     interval is conservative where the two systems differ only by trial-level noise (the vertex bootstrap counts a
     non-target pair's own noise through both singers' draws): in simulation (tests/test_metrics.py) it covers a
     true difference of 0 in 99 % of populations at nominal 95 %, about 1.4x wider than the spread of the point
-    difference, so "significant" errs towards "not shown".
+    difference, so "significant" errs towards "not shown". Several systems against one reference:
+    :func:`paired_singer_eer_differences`.
 
     Args:
         labels, scores: (M,) trial labels (1 = same singer) and the system's scores.
@@ -630,17 +670,8 @@ def paired_singer_eer_difference(
     Returns:
         ``(difference, (lo, hi))``: the point difference ``eer(scores) - mean_k eer(reference_k)`` and the interval.
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1); got {alpha}")
-    if not reference_scores:
-        raise ValueError("reference_scores is empty: give at least one reference score vector")
-    point = eer(labels, scores)[0] - float(np.mean([eer(labels, r)[0] for r in reference_scores]))
-
-    def samples(s: np.ndarray) -> np.ndarray:
-        return singer_bootstrap_samples(labels, s, singer1, singer2, n_boot=n_boot, seed=seed)["eer"]
-
-    diffs = samples(scores) - np.mean([samples(r) for r in reference_scores], axis=0)
-    return float(point), _percentile_ci(diffs, alpha, "EER difference")
+    return paired_singer_eer_differences(labels, {"system": scores}, reference_scores, singer1, singer2,
+                                         n_boot=n_boot, seed=seed, alpha=alpha)["system"]
 
 
 # --------------------------------------------------------------------------------------------------
