@@ -239,3 +239,52 @@ def test_paper_presets_keep_their_own_chain_over_the_default(name):
     merged = augment.build_waveform(merge(params, preset)["augment"]["waveform"], 44100)
     alone = augment.build_waveform(preset["augment"]["waveform"], 44100)
     assert repr(merged) == repr(alone)
+    assert merge(params, preset)["augment"].get("ramp_epochs", 0) == 0  # nor the default's curriculum
+
+
+def test_ramp_strength_is_the_linear_curriculum():
+    """min(1, epoch / ramp_epochs), 1 without a ramp; a negative ramp is refused."""
+    assert [augment.ramp_strength(e, 2) for e in range(5)] == [0.0, 0.5, 1.0, 1.0, 1.0]
+    assert [augment.ramp_strength(e, 4) for e in range(3)] == [0.0, 0.25, 0.5]
+    assert augment.ramp_strength(0, 0) == 1.0 and augment.ramp_strength(7, 0.0) == 1.0
+    with pytest.raises(ValueError, match="ramp_epochs"):
+        augment.ramp_strength(0, -1)
+
+
+def test_chain_strength_scales_every_probability():
+    """strength 0: the input untouched; 1: the configured chain; a p = 1 op at strength 0.3 applies in ~30 % of
+    items (binomial: 2000 draws, 4.5 sigma); a strength outside [0, 1] is refused."""
+    x = harmonic()
+    chain = augment.build_waveform({"gain": {"p": 1.0, "min_gain_db": -12.0, "max_gain_db": -6.0}}, SR)
+    assert np.array_equal(chain(x, np.random.default_rng(0), strength=0.0), x)
+    assert np.array_equal(chain(x, np.random.default_rng(0), strength=1.0), chain(x, np.random.default_rng(0)))
+    applied = sum(not np.array_equal(chain(x, np.random.default_rng(s), strength=0.3), x) for s in range(2000))
+    assert abs(applied / 2000 - 0.3) < 4.5 * np.sqrt(0.3 * 0.7 / 2000)
+    with pytest.raises(ValueError, match="strength"):
+        chain(x, np.random.default_rng(0), strength=1.5)
+
+
+def test_ramp_gives_clean_training_views_first_and_full_validation_views(toy):
+    """Dataset glue: with ramp_epochs 2 a training item of epoch 0 (key: seed, stream 0, epoch 0, ...) is the
+    plain crop; from epoch 2 on, and for validation items (stream 1) at any epoch, the views equal those of the
+    dataset without a ramp; ramp_epochs flows from params (augment.ramp_epochs) into the config, validated."""
+    from singer_ssl.training.config import AugmentConfig
+
+    paths = pipeline_paths(toy)
+    table = load_segment_table(paths.features, paths.segments, ["toy"])
+    chain = augment.build_waveform({"gain": {"p": 1.0, "min_gain_db": -12.0, "max_gain_db": -6.0},
+                                    "colored_noise": {"p": 1.0}}, 8000)
+    ramped = ViewDataset(table, "wave", "file", 4000, chain, ramp_epochs=2)
+    full = ViewDataset(table, "wave", "file", 4000, chain)
+    plain = ViewDataset(table, "wave", "file", 4000, None)
+    for index in range(0, len(table), 5):
+        assert np.array_equal(ramped[(index, 0, 1, 0, 0, 0, 0)][0], plain[(index, 0, 1, 0, 0, 0, 0)][0])
+        assert not np.array_equal(ramped[(index, 0, 1, 0, 0, 0, 0)][0], full[(index, 0, 1, 0, 0, 0, 0)][0])
+        for key in [(1, 0, 2, 3, 1), (1, 0, 5, 0, 0), (1, 1, 0, 0, 0)]:  # epoch 2, epoch 5, validation epoch 0
+            a, b = ramped[(index, 0, *key)][:2], full[(index, 0, *key)][:2]
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert AugmentConfig.from_section({"ramp_epochs": 3}).ramp_epochs == 3.0
+    assert AugmentConfig.from_section({}).ramp_epochs == 0.0
+    for bad in (-1, "two", True):
+        with pytest.raises(ConfigError, match="augment.ramp_epochs"):
+            AugmentConfig.from_section({"ramp_epochs": bad})

@@ -5,6 +5,7 @@
     augment:
       views: file | clip       # how the trainer draws the two views (file: two crops of one recording)
       crop_seconds: 3.0        # length of each view
+      ramp_epochs: 0           # curriculum: waveform probabilities x min(1, epoch / ramp_epochs) (0 = none)
       waveform:    {<name>: {p: <prob>, <param>: <value>, ...}, ...}   # see WAVEFORM_NAMES
       spectrogram: {<name>: {p: <prob>, <param>: <value>, ...}, ...}   # see SPECTROGRAM_NAMES
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from singer_ssl.augment.chain import WAVEFORM_NAMES, WAVEFORM_OPS, WaveformAugment, make_waveform_op
+from singer_ssl.augment.chain import WAVEFORM_NAMES, WAVEFORM_OPS, WaveformAugment, make_waveform_op, ramp_strength
 from singer_ssl.augment.spectrogram import (
     SPECTROGRAM_NAMES,
     SPECTROGRAM_OPS,
@@ -38,11 +39,11 @@ from singer_ssl.core.errors import ConfigError, choice_error
 __all__ = [
     "NAMES", "WAVEFORM_NAMES", "SPECTROGRAM_NAMES", "SECTION_KEYS", "VIEWS",
     "validate", "build_waveform", "build_spectrogram", "defaults", "enabled",
-    "WaveformAugment", "SpectrogramAugment",
+    "WaveformAugment", "SpectrogramAugment", "ramp_strength",
 ]
 
 NAMES: tuple[str, ...] = WAVEFORM_NAMES + SPECTROGRAM_NAMES
-SECTION_KEYS: tuple[str, ...] = ("views", "crop_seconds", "waveform", "spectrogram")
+SECTION_KEYS: tuple[str, ...] = ("views", "crop_seconds", "ramp_epochs", "waveform", "spectrogram")
 VIEWS: tuple[str, ...] = ("file", "clip")
 _NOMINAL_SAMPLE_RATE = 44100  # for validation only; parameters do not depend on it
 
@@ -96,6 +97,10 @@ def validate(cfg: Mapping[str, Any] | None) -> None:
         value = cfg["crop_seconds"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"augment.crop_seconds: expected a positive number of seconds, got {value!r}")
+    if "ramp_epochs" in cfg:
+        value = cfg["ramp_epochs"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigError(f"augment.ramp_epochs: expected a number of epochs >= 0 (0 = no ramp), got {value!r}")
     build_waveform(cfg.get("waveform"), _NOMINAL_SAMPLE_RATE)
     build_spectrogram(cfg.get("spectrogram"))
 

@@ -160,6 +160,7 @@ class AugmentConfig:
 
     views: str = "file"                                          # file | clip
     crop_seconds: float = 3.0                                    # length of each view
+    ramp_epochs: float = 0.0                                     # waveform curriculum (augment.ramp_strength)
     waveform: dict[str, Any] = field(default_factory=dict)       # {name: {p, ...}}, in the workers
     spectrogram: dict[str, Any] = field(default_factory=dict)    # {name: {p, ...}}, on the device
 
@@ -168,6 +169,7 @@ class AugmentConfig:
         augment.validate(section)  # keys, names, parameters, probabilities (ConfigError naming augment.*)
         d = dict(section or {})
         return cls(views=d.get("views", "file"), crop_seconds=d.get("crop_seconds", 3.0),
+                   ramp_epochs=float(d.get("ramp_epochs", 0.0)),
                    waveform=copy.deepcopy(dict(d.get("waveform") or {})),
                    spectrogram=copy.deepcopy(dict(d.get("spectrogram") or {})))
 

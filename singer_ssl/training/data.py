@@ -41,10 +41,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from singer_ssl.augment.chain import ramp_strength
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.data.manifest import read_manifest
 from singer_ssl.features import FeatureStore, segment_length
 
+TRAIN_STREAM, VAL_STREAM = 0, 1  # the RNG key's stream field (training batches, fixed validation views)
 FRONTEND_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
 VIEWS = ("file", "clip")
 UNLABELLED = -1
@@ -253,11 +255,14 @@ class ViewDataset(torch.utils.data.Dataset):
 
     ``dataset[spec]`` with ``spec = (index, label, *rng_key)`` returns
     ``(view1, view2, label)``: float32 arrays, (n_mels, crop_frames) log-mels in ``logmel`` mode or
-    (crop_samples,) waveforms in ``wave`` mode.
+    (crop_samples,) waveforms in ``wave`` mode. ``ramp_epochs`` > 0: training items (key stream
+    ``TRAIN_STREAM``) of epoch ``e`` get the waveform chain at strength
+    :func:`singer_ssl.augment.ramp_strength` ``(e, ramp_epochs)``; validation views always the full chain.
     """
 
     def __init__(self, table: SegmentTable, mode: str, views: str, crop_samples: int,
-                 waveform_augment: Any = None, babble_pool: np.ndarray | None = None) -> None:
+                 waveform_augment: Any = None, babble_pool: np.ndarray | None = None,
+                 ramp_epochs: float = 0.0) -> None:
         if mode not in ("logmel", "wave"):
             raise ValueError(f"mode must be 'logmel' or 'wave', got {mode!r}")
         if views not in VIEWS:
@@ -271,6 +276,7 @@ class ViewDataset(torch.utils.data.Dataset):
         self.crop_frames = 1 + self.crop_samples // int(table.attrs["hop"])
         self.augment = waveform_augment
         self.babble_pool = None if babble_pool is None else np.asarray(babble_pool, dtype=np.int64)
+        self.ramp_epochs = float(ramp_epochs)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -286,17 +292,21 @@ class ViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, spec: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
         index, label, *key = spec
         rng = np.random.default_rng([int(k) for k in key])
+        strength = 1.0
+        if self.ramp_epochs > 0 and len(key) >= 3 and int(key[1]) == TRAIN_STREAM:  # (seed, stream, epoch, ...)
+            strength = ramp_strength(int(key[2]), self.ramp_epochs)
         second = self.partner(index, rng) if self.views == "file" else index
-        return self.view(index, rng), self.view(second, rng), int(label)
+        return self.view(index, rng, strength), self.view(second, rng, strength), int(label)
 
-    def view(self, index: int, rng: np.random.Generator) -> np.ndarray:
-        """One random crop of segment ``index`` (augmented in ``wave`` mode)."""
+    def view(self, index: int, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+        """One random crop of segment ``index`` (augmented in ``wave`` mode, at ``strength``)."""
         if self.mode == "logmel":
             return self._logmel_crop(index, rng)
         wave = self._wave_crop(index, rng)
         if self.augment is not None:
             source = None if self.babble_pool is None else functools.partial(self.babble, index)
-            wave = np.asarray(self.augment(wave, rng, source=source), dtype=np.float32)
+            kwargs = {} if strength == 1.0 else {"strength": strength}
+            wave = np.asarray(self.augment(wave, rng, source=source, **kwargs), dtype=np.float32)
             if wave.shape != (self.crop_samples,):
                 raise ValueError(f"waveform augmentation changed the crop length to {wave.shape}")
         return wave

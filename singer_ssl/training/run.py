@@ -306,7 +306,8 @@ class TrainingRun:
         if cfg.wave_mode and cfg.augment.waveform_enabled:
             waveform_augment = augment.build_waveform(cfg.augment.waveform, int(table.attrs["sample_rate"]))
         self.dataset = dataset = ViewDataset(table, "wave" if cfg.wave_mode else "logmel", cfg.augment.views,
-                                             data.crop_samples, waveform_augment, babble_pool=data.train_idx)
+                                             data.crop_samples, waveform_augment, babble_pool=data.train_idx,
+                                             ramp_epochs=cfg.augment.ramp_epochs)
         workers = tr.num_workers
         self.train_loader = self.val_loader = None
         if self.start_step < data.total_steps:

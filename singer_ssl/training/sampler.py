@@ -32,9 +32,7 @@ import numpy as np
 
 from singer_ssl.core.errors import ConfigError, choice_error
 from singer_ssl.losses import SAMPLERS, select_labelled, semisup_batch_counts
-from singer_ssl.training.data import UNLABELLED
-
-TRAIN_STREAM, VAL_STREAM = 0, 1
+from singer_ssl.training.data import TRAIN_STREAM, UNLABELLED, VAL_STREAM  # noqa: F401 (VAL_STREAM re-exported)
 
 
 class BatchPlan:
