@@ -351,31 +351,26 @@ def test_paired_difference_replicates_equal_differences_of_expanded_lists():
     n_boot = 40
     diff, (lo, hi) = metrics.paired_singer_eer_difference(labels, a, refs, s1, s2, n_boot=n_boot, seed=3)
     assert diff == pytest.approx(brute_force_eer(labels, a) - np.mean([brute_force_eer(labels, r) for r in refs]))
-    names = np.unique(np.r_[s1, s2]).tolist()
-    draw = np.random.default_rng(3)
-    expected = []
-    for _ in range(n_boot):
-        copies = dict(zip(names, np.bincount(draw.integers(0, len(names), len(names)), minlength=len(names))))
-        reps = [copies[x] if x == y else copies[x] * copies[y] for x, y in zip(s1, s2)]
-        lab = np.repeat(labels, reps)
-        if 0 < lab.sum() < lab.size:
-            expected.append(brute_force_eer(lab, np.repeat(a, reps))
-                            - np.mean([brute_force_eer(lab, np.repeat(r, reps)) for r in refs]))
-    assert (lo, hi) == pytest.approx(tuple(np.percentile(expected, [2.5, 97.5])), abs=1e-9)
+
+    def expanded_interval(system):
+        """Percentiles of the brute-force EER differences on each resample's expanded trial list."""
+        names = np.unique(np.r_[s1, s2]).tolist()
+        draw, expected = np.random.default_rng(3), []
+        for _ in range(n_boot):
+            copies = dict(zip(names, np.bincount(draw.integers(0, len(names), len(names)), minlength=len(names))))
+            reps = [copies[x] if x == y else copies[x] * copies[y] for x, y in zip(s1, s2)]
+            lab = np.repeat(labels, reps)
+            if 0 < lab.sum() < lab.size:
+                expected.append(brute_force_eer(lab, np.repeat(system, reps))
+                                - np.mean([brute_force_eer(lab, np.repeat(r, reps)) for r in refs]))
+        return tuple(np.percentile(expected, [2.5, 97.5]))
+
+    assert (lo, hi) == pytest.approx(expanded_interval(a), abs=1e-9)
     # several systems against the reference at once (resamples drawn once): each one as if alone
     b = a + 0.5 * rng.standard_normal(a.size)
     many = metrics.paired_singer_eer_differences(labels, {"a": a, "b": b}, refs, s1, s2, n_boot=n_boot, seed=3)
     assert (many["a"][0], *many["a"][1]) == pytest.approx((diff, lo, hi), abs=1e-12)
-    draw = np.random.default_rng(3)
-    expected_b = []
-    for _ in range(n_boot):
-        copies = dict(zip(names, np.bincount(draw.integers(0, len(names), len(names)), minlength=len(names))))
-        reps = [copies[x] if x == y else copies[x] * copies[y] for x, y in zip(s1, s2)]
-        lab = np.repeat(labels, reps)
-        if 0 < lab.sum() < lab.size:
-            expected_b.append(brute_force_eer(lab, np.repeat(b, reps))
-                              - np.mean([brute_force_eer(lab, np.repeat(r, reps)) for r in refs]))
-    assert many["b"][1] == pytest.approx(tuple(np.percentile(expected_b, [2.5, 97.5])), abs=1e-9)
+    assert many["b"][1] == pytest.approx(expanded_interval(b), abs=1e-9)
     ref_eer = np.mean([brute_force_eer(labels, r) for r in refs])
     assert many["b"][0] == pytest.approx(brute_force_eer(labels, b) - ref_eer)
     # identical systems: exactly no difference, in every resample

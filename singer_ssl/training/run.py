@@ -73,7 +73,14 @@ from singer_ssl.core.frontend import n_frames
 from singer_ssl.model.folder import build_model, save_model_folder
 from singer_ssl.training import checkpoint as ckpt
 from singer_ssl.training.config import TrainConfig
-from singer_ssl.training.data import ViewDataset, collate_views, load_segment_table, split_by_singer, worker_init
+from singer_ssl.training.data import (
+    VAL_STREAM,
+    ViewDataset,
+    collate_views,
+    load_segment_table,
+    split_by_singer,
+    worker_init,
+)
 from singer_ssl.training.hyperparams import hyperparams
 from singer_ssl.training.loop import NonFiniteLoss, Trainer, TrainUnit
 from singer_ssl.training.monitors import progress_line, step_line, validation_threshold
@@ -86,7 +93,7 @@ from singer_ssl.training.runtime import (
     init_distributed,
     seed_all,
 )
-from singer_ssl.training.sampler import VAL_STREAM, BatchStream, fixed_batches, has_labelled_rows, make_batches
+from singer_ssl.training.sampler import BatchStream, fixed_batches, has_labelled_rows, make_batches
 
 __all__ = ["TrainPaths", "TrainingRun", "plan_data", "run", "train"]
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from singer_ssl.core.errors import ConfigError, choice_error
 from singer_ssl.losses import SAMPLERS, select_labelled, semisup_batch_counts
-from singer_ssl.training.data import TRAIN_STREAM, UNLABELLED, VAL_STREAM  # noqa: F401 (VAL_STREAM re-exported)
+from singer_ssl.training.data import TRAIN_STREAM, UNLABELLED
 
 
 class BatchPlan:
