@@ -348,7 +348,8 @@ def test_validate_accepts_params_yaml_section_and_builds_it():
 
 
 @pytest.mark.parametrize("cfg,fragments", [
-    ({"wavefrom": {}}, ["augment key", "'wavefrom'", "crop_seconds, ramp_epochs, spectrogram, views, waveform"]),
+    ({"wavefrom": {}}, ["augment key", "'wavefrom'",
+                        "crop_seconds, ramp_augmentations, ramp_epochs, spectrogram, views, waveform"]),
     ({"waveform": {"noise": {}}}, ["'noise'", *augment.WAVEFORM_NAMES]),
     ({"spectrogram": {"gain": {}}}, ["'gain'", "mixup", "a waveform augmentation"]),
     ({"waveform": {"gain": {"min_gain": -3}}}, ["augment.waveform.gain", "'min_gain'", "max_gain_db, min_gain_db, p"]),

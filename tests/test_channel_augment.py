@@ -288,3 +288,32 @@ def test_ramp_gives_clean_training_views_first_and_full_validation_views(toy):
     for bad in (-1, "two", True):
         with pytest.raises(ConfigError, match="augment.ramp_epochs"):
             AugmentConfig.from_section({"ramp_epochs": bad})
+
+
+def test_ramp_augmentations_scale_only_the_named_entries():
+    """augment.ramp_augmentations: strength scales only the named entries' probabilities. At strength 0 with
+    only colored_noise ramped, the chain's output is the gain-only chain's (same generator: the un-ramped p = 1
+    gain draws first, the ramped noise is skipped); at strength 1 it is the whole chain; the names must be
+    waveform augmentation names (one-line ConfigError otherwise) and reach the training config."""
+    from singer_ssl.training.config import AugmentConfig
+
+    x = harmonic()
+    gain = {"p": 1.0, "min_gain_db": -12.0, "max_gain_db": -6.0}
+    entries = {"gain": gain, "colored_noise": {"p": 1.0, "min_snr_db": 0.0, "max_snr_db": 5.0}}
+    ramped = augment.build_waveform(entries, SR, ramped=["colored_noise"])
+    gain_only = augment.build_waveform({"gain": gain}, SR)
+    whole = augment.build_waveform(entries, SR)
+    for seed in range(20):
+        out = ramped(x, np.random.default_rng(seed), strength=0.0)
+        assert np.array_equal(out, gain_only(x, np.random.default_rng(seed)))
+        assert not np.array_equal(out, x)  # the gain was not ramped away
+        assert np.array_equal(ramped(x, np.random.default_rng(seed)), whole(x, np.random.default_rng(seed)))
+    assert np.array_equal(whole(x, np.random.default_rng(0), strength=0.0), x)  # no list: every entry ramped
+
+    section = {"waveform": entries, "ramp_epochs": 1, "ramp_augmentations": ["colored_noise"]}
+    assert AugmentConfig.from_section(section).ramp_augmentations == ("colored_noise",)
+    assert AugmentConfig.from_section({"waveform": entries}).ramp_augmentations == ()
+    for bad in (["colored_nosie"], "colored_noise", [3]):
+        with pytest.raises(ConfigError, match="augment.ramp_augmentations") as err:
+            AugmentConfig.from_section({**section, "ramp_augmentations": bad})
+        assert "\n" not in str(err.value)

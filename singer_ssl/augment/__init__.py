@@ -6,6 +6,7 @@
       views: file | clip       # how the trainer draws the two views (file: two crops of one recording)
       crop_seconds: 3.0        # length of each view
       ramp_epochs: 0           # curriculum: waveform probabilities x min(1, epoch / ramp_epochs) (0 = none)
+      ramp_augmentations: []   # the waveform augmentations the curriculum ramps ([] = all)
       waveform:    {<name>: {p: <prob>, <param>: <value>, ...}, ...}   # see WAVEFORM_NAMES
       spectrogram: {<name>: {p: <prob>, <param>: <value>, ...}, ...}   # see SPECTROGRAM_NAMES
 
@@ -24,7 +25,7 @@ chain: room, babble, music, band-limit, codecs, clipping; the default) and :mod:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from singer_ssl.augment.chain import WAVEFORM_NAMES, WAVEFORM_OPS, WaveformAugment, make_waveform_op, ramp_strength
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 NAMES: tuple[str, ...] = WAVEFORM_NAMES + SPECTROGRAM_NAMES
-SECTION_KEYS: tuple[str, ...] = ("views", "crop_seconds", "ramp_epochs", "waveform", "spectrogram")
+SECTION_KEYS: tuple[str, ...] = ("views", "crop_seconds", "ramp_epochs", "ramp_augmentations", "waveform",
+                                 "spectrogram")
 VIEWS: tuple[str, ...] = ("file", "clip")
 _NOMINAL_SAMPLE_RATE = 44100  # for validation only; parameters do not depend on it
 
@@ -66,12 +68,26 @@ def _check_names(where: str, entries: Mapping[str, Any], valid: tuple[str, ...],
             raise ConfigError(f"{err}{hint}")
 
 
-def build_waveform(cfg_waveform: Mapping[str, Any] | None, sample_rate: int) -> WaveformAugment:
-    """Waveform chain from ``augment.waveform`` (``{name: {p, ...}}``) for audio at ``sample_rate`` Hz."""
+def build_waveform(cfg_waveform: Mapping[str, Any] | None, sample_rate: int,
+                   ramped: Sequence[str] | None = None) -> WaveformAugment:
+    """Waveform chain from ``augment.waveform`` (``{name: {p, ...}}``) for audio at ``sample_rate`` Hz;
+    ``ramped``: ``augment.ramp_augmentations`` (the entries the curriculum scales; empty or None = all)."""
     where = "augment.waveform"
     entries = _entries(where, cfg_waveform)
     _check_names(where, entries, WAVEFORM_NAMES, "waveform")
-    return WaveformAugment([make_waveform_op(f"{where}.{n}", n, raw, sample_rate) for n, raw in entries.items()])
+    return WaveformAugment([make_waveform_op(f"{where}.{n}", n, raw, sample_rate) for n, raw in entries.items()],
+                           ramped=ramped)
+
+
+def _check_ramped(value: Any) -> None:
+    """``augment.ramp_augmentations``: a list of waveform augmentation names (:data:`WAVEFORM_NAMES`). A name
+    the chain does not hold ramps nothing (so a preset's own chain can inherit the default's list)."""
+    where = "augment.ramp_augmentations"
+    if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
+        raise ConfigError(f"{where}: expected a list of waveform augmentation names ([] = all), got {value!r}")
+    for name in value:
+        if name not in WAVEFORM_NAMES:
+            raise choice_error(f"{where} entry", name, WAVEFORM_NAMES)
 
 
 def build_spectrogram(cfg_spectrogram: Mapping[str, Any] | None) -> SpectrogramAugment:
@@ -101,6 +117,8 @@ def validate(cfg: Mapping[str, Any] | None) -> None:
         value = cfg["ramp_epochs"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ConfigError(f"augment.ramp_epochs: expected a number of epochs >= 0 (0 = no ramp), got {value!r}")
+    if "ramp_augmentations" in cfg:
+        _check_ramped(cfg["ramp_augmentations"])
     build_waveform(cfg.get("waveform"), _NOMINAL_SAMPLE_RATE)
     build_spectrogram(cfg.get("spectrogram"))
 

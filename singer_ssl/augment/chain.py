@@ -85,9 +85,12 @@ class WaveformAugment:
     Returns a new float32 array ``(S,)``. Picklable (holds only numbers), for DataLoader workers.
     """
 
-    def __init__(self, steps: Sequence[tuple[WaveformOp, float]]) -> None:
+    def __init__(self, steps: Sequence[tuple[WaveformOp, float]], ramped: Sequence[str] | None = None) -> None:
+        """``ramped``: the names of the augmentations whose probability ``strength`` scales (the curriculum's,
+        ``augment.ramp_augmentations``); ``None`` or empty = every one."""
         rank = {name: i for i, name in enumerate(WAVEFORM_NAMES)}
         self.steps = sorted(((op, float(p)) for op, p in steps if p > 0), key=lambda s: rank[s[0].name])
+        self.ramped: frozenset[str] | None = frozenset(ramped) if ramped else None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -96,8 +99,9 @@ class WaveformAugment:
     def __call__(self, x: np.ndarray, rng: np.random.Generator, source: Any = None,
                  strength: float = 1.0) -> np.ndarray:
         """``source``: the babble source (:data:`singer_ssl.augment.channel.BabbleSource`, other singers' crops);
-        ``strength`` in [0, 1] scales every probability (``p * strength``; the curriculum of
-        :func:`ramp_strength`): 1 = the chain as configured, 0 = no augmentation."""
+        ``strength`` in [0, 1] scales the probability of every augmentation in ``ramped`` (all without it;
+        ``p * strength``; the curriculum of :func:`ramp_strength`): 1 = the chain as configured, 0 = those
+        augmentations off."""
         x = np.asarray(x)
         if x.ndim != 1:
             raise ValueError(f"waveform augmentation expects a mono (S,) array, got shape {x.shape}")
@@ -107,7 +111,8 @@ class WaveformAugment:
             raise ValueError(f"strength must lie in [0, 1], got {strength}")
         y = x.astype(np.float32, copy=True)
         for op, p in self.steps:
-            p = p * strength
+            if self.ramped is None or op.name in self.ramped:
+                p = p * strength
             if p >= 1.0 or rng.random() < p:
                 y = op(y, rng, source) if getattr(op, "needs_source", False) else op(y, rng)
         return y

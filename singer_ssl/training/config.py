@@ -161,6 +161,7 @@ class AugmentConfig:
     views: str = "file"                                          # file | clip
     crop_seconds: float = 3.0                                    # length of each view
     ramp_epochs: float = 0.0                                     # waveform curriculum (augment.ramp_strength)
+    ramp_augmentations: tuple[str, ...] = ()                     # the entries it ramps (() = all)
     waveform: dict[str, Any] = field(default_factory=dict)       # {name: {p, ...}}, in the workers
     spectrogram: dict[str, Any] = field(default_factory=dict)    # {name: {p, ...}}, on the device
 
@@ -170,6 +171,7 @@ class AugmentConfig:
         d = dict(section or {})
         return cls(views=d.get("views", "file"), crop_seconds=d.get("crop_seconds", 3.0),
                    ramp_epochs=float(d.get("ramp_epochs", 0.0)),
+                   ramp_augmentations=tuple(d.get("ramp_augmentations") or ()),
                    waveform=copy.deepcopy(dict(d.get("waveform") or {})),
                    spectrogram=copy.deepcopy(dict(d.get("spectrogram") or {})))
 

@@ -311,7 +311,8 @@ class TrainingRun:
 
         waveform_augment = None
         if cfg.wave_mode and cfg.augment.waveform_enabled:
-            waveform_augment = augment.build_waveform(cfg.augment.waveform, int(table.attrs["sample_rate"]))
+            waveform_augment = augment.build_waveform(cfg.augment.waveform, int(table.attrs["sample_rate"]),
+                                                      ramped=cfg.augment.ramp_augmentations)
         self.dataset = dataset = ViewDataset(table, "wave" if cfg.wave_mode else "logmel", cfg.augment.views,
                                              data.crop_samples, waveform_augment, babble_pool=data.train_idx,
                                              ramp_epochs=cfg.augment.ramp_epochs)
