@@ -9,8 +9,9 @@ rebuild the model without ``params.yaml``::
     library: {name: singer-ssl, version: 0.1.0}
     frontend: {sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset, center, window, mel}
     normalization: {mean, std}              # scalars applied to the log-mel before the encoder; optional
-                                            # scaling: dataset_std | none | item_mean and gain: 1.0 (written only when
-                                            # not these defaults; see SingerModel.normalize)
+                                            # scaling: dataset_std | none | item_mean | item_peak and
+                                            # gain: 1.0 (written only when not these defaults; see
+                                            # SingerModel.normalize)
     encoder: {name, kwargs: {...}, input_kind, embedding_dim}   # optional init: published:<path> (the
                                             # weights training started from; not needed to load)
     head: {kind, in_dim, dim, hidden}       # optional l2: false (written only when false)

@@ -30,7 +30,7 @@ def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float) -
 
     ``scaling`` is ``train.input_scaling``; when the encoder starts from a published checkpoint whose input
     convention standardises (:data:`singer_ssl.encoders.PUBLISHED_INPUT`), ``gain`` is that convention's
-    gain (Fonseca et al. 2021: sqrt(N) = 3.66e4) under ``dataset_std`` and ``item_mean`` alike, and
+    gain (Fonseca et al. 2021: sqrt(N) = 3.66e4) under ``dataset_std``, ``item_mean`` and ``item_peak`` alike, and
     ``none`` (raw log-mel, which those weights were never fed) becomes ``dataset_std``: the weights get the
     input they were trained on whatever ``train.input_scaling`` says (:func:`published_scaling`).
     """
