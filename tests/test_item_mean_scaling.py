@@ -1,5 +1,6 @@
-"""``train.input_scaling: item_mean``: each item's mean log-mel is removed before the encoder, so the
-embedding does not depend on the recording level (a gain is an additive constant on a log-mel)."""
+"""``train.input_scaling: item_mean`` / ``item_peak``: each item's mean (or maximum) log-mel is removed before the
+encoder, so the embedding does not depend on the recording level (a gain is an additive constant on a log-mel);
+``item_peak`` also keeps the voice's bins in place under additive noise."""
 
 from __future__ import annotations
 
@@ -44,48 +45,38 @@ def _wave() -> torch.Tensor:
     return 0.3 * tone + 0.05 * torch.randn(2, 8000, generator=g)
 
 
-def test_item_mean_input_is_the_log_mel_minus_its_own_mean(tmp_path):
-    hp, folder = _model_folder(tmp_path, "item_mean")
-    assert hp["normalization"] == {"mean": -4.0, "std": 3.0, "scaling": "item_mean"}
+@pytest.mark.parametrize("scaling,centre", [
+    ("item_mean", lambda item: item.mean()),
+    ("item_peak", lambda item: item.max()),  # item_peak: each item's maximum, over frequency and time
+])
+def test_item_scaled_input_is_the_log_mel_minus_its_own_centre(tmp_path, scaling, centre):
+    """(x - centre of each item) / std, in the module and its TorchScript."""
+    hp, folder = _model_folder(tmp_path, scaling)
+    assert hp["normalization"] == {"mean": -4.0, "std": 3.0, "scaling": scaling}
     loaded, _ = load_model_folder(folder)
     wave = _wave()
     with torch.no_grad():
         logmel = LogMel(8000, 256, 64, 16)(wave)
-        expected = loaded.encoder(((logmel - logmel.mean(dim=(1, 2), keepdim=True)) / 3.0).unsqueeze(1))
+        centres = torch.stack([centre(item) for item in logmel]).view(-1, 1, 1)
+        expected = loaded.encoder(((logmel - centres) / 3.0).unsqueeze(1))
         torch.testing.assert_close(loaded(wave), expected)
         torch.testing.assert_close(torch.jit.load(str(folder / "model.ts"))(wave), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("gain_db", [-20.0, -6.0, 6.0])
-def test_item_mean_embedding_is_gain_invariant_and_dataset_std_is_not(tmp_path, gain_db):
+def test_item_scaled_embedding_is_gain_invariant_and_dataset_std_is_not(tmp_path, gain_db):
     wave = _wave()
     g = 10.0 ** (gain_db / 20.0)
-    for scaling in ("item_mean", "dataset_std"):
+    for scaling in ("item_mean", "item_peak", "dataset_std"):
         _, folder = _model_folder(tmp_path / scaling, scaling)
         model = torch.jit.load(str(folder / "model.ts"))
         with torch.no_grad():
             a, b = model(wave), model(g * wave)
         diff = float((a - b).abs().max())
-        if scaling == "item_mean":
+        if scaling != "dataset_std":
             assert diff < 1e-5 * max(1.0, float(a.abs().max())), diff
         else:  # the control: the same encoder on dataset-standardised input does see the level
             assert diff > 1e-3, diff
-
-
-def test_item_peak_input_is_the_log_mel_minus_its_own_maximum(tmp_path):
-    """``item_peak``: (x - max over frequency and time of each item) / std, in the module and its TorchScript."""
-    hp, folder = _model_folder(tmp_path, "item_peak")
-    assert hp["normalization"] == {"mean": -4.0, "std": 3.0, "scaling": "item_peak"}
-    loaded, _ = load_model_folder(folder)
-    wave = _wave()
-    with torch.no_grad():
-        logmel = LogMel(8000, 256, 64, 16)(wave)
-        peak = torch.stack([item.max() for item in logmel]).view(-1, 1, 1)
-        expected = loaded.encoder(((logmel - peak) / 3.0).unsqueeze(1))
-        torch.testing.assert_close(loaded(wave), expected)
-        torch.testing.assert_close(torch.jit.load(str(folder / "model.ts"))(wave), expected, atol=1e-5, rtol=1e-5)
-        a, b = loaded(wave), loaded(0.1 * wave)  # -20 dB: a constant on the log-mel, removed with the peak
-        assert float((a - b).abs().max()) < 1e-5 * max(1.0, float(a.abs().max()))
 
 
 def test_item_peak_keeps_the_voice_bins_under_additive_noise_and_item_mean_does_not():
