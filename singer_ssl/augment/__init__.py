@@ -5,8 +5,8 @@
     augment:
       views: file | clip       # how the trainer draws the two views (file: two crops of one recording)
       crop_seconds: 3.0        # length of each view
-      ramp_epochs: 0           # curriculum: waveform probabilities x min(1, epoch / ramp_epochs) (0 = none)
-      ramp_augmentations: []   # the waveform augmentations the curriculum ramps ([] = all)
+      ramp_epochs: 0           # curriculum: the ramped probabilities x min(1, epoch / ramp_epochs) (0 = none)
+      ramp_augmentations: []   # the waveform augmentations it ramps ([] = all; params.yaml: [colored_noise])
       waveform:    {<name>: {p: <prob>, <param>: <value>, ...}, ...}   # see WAVEFORM_NAMES
       spectrogram: {<name>: {p: <prob>, <param>: <value>, ...}, ...}   # see SPECTROGRAM_NAMES
 

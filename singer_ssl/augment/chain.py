@@ -62,15 +62,17 @@ def make_waveform_op(where: str, name: str, raw: Mapping[str, Any] | None,
 
 
 def ramp_strength(epoch: int, ramp_epochs: float) -> float:
-    """Augmentation curriculum (``augment.ramp_epochs``): the factor on every waveform augmentation's
-    probability in training epoch ``epoch`` (0-based), ``min(1, epoch / ramp_epochs)``; 1 when
-    ``ramp_epochs`` is 0 (no ramp). Epoch 0 sees clean views, epoch ``ramp_epochs`` and later the full chain.
+    """Augmentation curriculum (``augment.ramp_epochs``): the factor on the probability of each waveform
+    augmentation in ``augment.ramp_augmentations`` (every one when that is empty) in training epoch ``epoch``
+    (0-based), ``min(1, epoch / ramp_epochs)``; 1 when ``ramp_epochs`` is 0 (no ramp). Epoch 0 runs without the
+    ramped entries, epoch ``ramp_epochs`` and later the full chain.
 
     Why: the full recording-channel chain on both views makes the pretext task hard to start on; from random
     weights a 2 x 16-view NT-Xent batch can sit at chance (loss ln 31) for 160+ steps, how long depending on the
-    seed, while clean views are learnt within one epoch. Easy examples first, as in curriculum learning (Bengio
-    et al., ICML 2009). Off by default: measured trade in docs/augment_ablation.md (steadier identity across
-    seeds, less noise invariance).
+    seed, while clean views are learnt within one epoch, and so is the chain without its coloured noise. Easy
+    examples first, as in curriculum learning (Bengio et al., ICML 2009). The default ramps only the noise over
+    one epoch; measured trade in docs/augment_ablation.md (identity learnt at every seed tried, less noise
+    invariance).
     """
     if ramp_epochs < 0:
         raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
