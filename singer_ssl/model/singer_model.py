@@ -78,9 +78,7 @@ class SingerModel(nn.Module):
             raise ConfigError(f"view batching must be one of {', '.join(VIEW_BATCHINGS)}, got {view_batching!r}")
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
-        self.scale_input: bool = input_scaling != "none"
-        self.item_mean: bool = input_scaling == "item_mean"
-        self.item_peak: bool = input_scaling == "item_peak"
+        self.input_scaling: str = input_scaling
         self.gain: float = float(gain)
         self.view_batching: str = view_batching
         self.embedding_dim: int = int(encoder.embedding_dim)
@@ -90,11 +88,11 @@ class SingerModel(nn.Module):
         with input scaling ``dataset_std``, each item's own mean log-mel subtracted instead of the dataset
         mean with ``item_mean`` (level invariance), its own maximum with ``item_peak`` (level and noise-floor
         invariance), unchanged with ``none``."""
-        if not self.scale_input:
+        if self.input_scaling == "none":
             return logmel.unsqueeze(1)
-        if self.item_mean:
+        if self.input_scaling == "item_mean":
             x = (logmel - logmel.mean(dim=(1, 2), keepdim=True)) / self.std
-        elif self.item_peak:
+        elif self.input_scaling == "item_peak":
             x = (logmel - logmel.amax(dim=(1, 2), keepdim=True)) / self.std
         else:
             x = (logmel - self.mean) / self.std
