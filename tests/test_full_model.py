@@ -258,7 +258,7 @@ def test_published_convention_applies_under_any_input_scaling(file, scaling, tmp
      r"losses.byol.predictor_input: raw needs raw projections: set head.l2: false"),
     ({"train": {"view_batching": "split"}}, r"train.view_batching: expected one of joint, per_view, got 'split'"),
     ({"train": {"input_scaling": "item"}},
-     r"train.input_scaling: expected one of dataset_std, none, item_mean, item_peak, got 'item'"),
+     r"train.input_scaling: expected one of dataset_std, none, item_mean, item_peak, item_loud, got 'item'"),
     ({"head": {"l2": "no"}}, r"head.l2: expected true or false"),
     ({"encoders": {"lstm": {"init": "VGG_best.pth"}}}, r"encoders.lstm.init: expected 'published:<path"),
 ])

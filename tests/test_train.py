@@ -122,6 +122,22 @@ def test_short_run_per_loss(loss, toy, tmp_path):
         assert taus[0] == pytest.approx(losses.tau_schedule(0, 3, 0.99)) and taus == sorted(taus)
 
 
+def test_item_loud_run_stores_the_training_centre_offset_in_the_model_folder(toy, tmp_path):
+    """Glue: the train stage computes ``normalization.offset`` from its training features and the model folder
+    carries it (the loaded model adds it back; its formula: tests/test_item_mean_scaling.py)."""
+    from singer_ssl.model.folder import load_model_folder
+    from singer_ssl.training.data import training_centre_offset
+
+    root = run_root(tmp_path, toy)
+    train(tiny_params(input_scaling="item_loud", max_steps=1), root)
+    norm = yaml.safe_load((root / "data/model/hyperparams.yaml").read_text())["normalization"]
+    expected = training_centre_offset(table_of(root, ["toy"]), "item_loud")
+    assert norm["scaling"] == "item_loud" and expected > 1.0
+    assert norm["offset"] == pytest.approx(expected, rel=1e-9)
+    model, _ = load_model_folder(root / "data/model")
+    assert model.offset == pytest.approx(expected, rel=1e-6)
+
+
 def _logged_files(root: Path) -> set[str]:
     base = root / "plots" / "train" / "plots" / "metrics"
     return {str(p.relative_to(base)) for p in base.rglob("*.tsv")}

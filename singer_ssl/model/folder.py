@@ -9,8 +9,9 @@ rebuild the model without ``params.yaml``::
     library: {name: singer-ssl, version: 0.1.0}
     frontend: {sample_rate, n_fft, hop, n_mels, fmin, fmax, log_offset, center, window, mel}
     normalization: {mean, std}              # scalars applied to the log-mel before the encoder; optional
-                                            # scaling: dataset_std | none | item_mean | item_peak and
-                                            # gain: 1.0 (written only when not these defaults; see
+                                            # scaling: dataset_std | none | item_mean | item_peak |
+                                            # item_loud and gain: 1.0 (written only when not these
+                                            # defaults), offset (under item_peak / item_loud; see
                                             # SingerModel.normalize)
     encoder: {name, kwargs: {...}, input_kind, embedding_dim}   # optional init: published:<path> (the
                                             # weights training started from; not needed to load)
@@ -176,6 +177,7 @@ def _check_hyperparams(hp: dict[str, Any]) -> None:
             raise ConfigError(f"normalization.scaling: expected one of {', '.join(INPUT_SCALINGS)}, "
                               f"got {norm.get('scaling')!r}")
         number_param(norm.get("gain", 1.0), "normalization.gain", low=0.0, low_open=True)
+        number_param(norm.get("offset", 0.0), "normalization.offset")
     if hp["head"].get("l2", True) not in (True, False):
         raise ConfigError(f"head.l2: expected true or false, got {hp['head'].get('l2')!r}")
     enc = hp["encoder"]
@@ -469,7 +471,8 @@ def build_model(hparams: dict[str, Any], load_init: bool | None = None) -> Singe
     norm = hparams.get("normalization") or {}
     view_batching = (hparams.get("train") or {}).get("view_batching", "joint")
     return SingerModel(frontend, encoder, head, float(norm.get("mean", 0.0)), float(norm.get("std", 1.0)),
-                       str(norm.get("scaling", "dataset_std")), float(norm.get("gain", 1.0)), view_batching)
+                       str(norm.get("scaling", "dataset_std")), float(norm.get("gain", 1.0)), view_batching,
+                       float(norm.get("offset", 0.0)))
 
 
 def load_model_folder(folder: str | os.PathLike, device: str | torch.device = "cpu"

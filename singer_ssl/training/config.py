@@ -75,7 +75,7 @@ class TrainSettings:
     log_every: int = 10
     grad_clip: float | None = None
     deterministic: bool = True
-    input_scaling: str = "dataset_std"   # dataset_std | none | item_mean | item_peak (SingerModel.normalize)
+    input_scaling: str = "dataset_std"   # dataset_std | none | item_mean | item_peak | item_loud (SingerModel)
     view_batching: str = "joint"         # joint | per_view (TrainUnit)
 
     @classmethod

@@ -195,6 +195,26 @@ def load_segment_table(features_dir: str | os.PathLike, segments_dir: str | os.P
     )
 
 
+def training_centre_offset(table: SegmentTable, scaling: str, max_items: int = 1024) -> float:
+    """The input-scaling offset of an item-centred ``scaling`` (``normalization.offset``): the mean over
+    training segments of (item centre - item mean) (:func:`singer_ssl.model.singer_model.centre_offset`),
+    from at most ``max_items`` segments evenly spaced over all datasets (deterministic; the built-in corpus
+    is read whole). 0 for every other scaling (nothing read)."""
+    from singer_ssl.model.singer_model import centre_offset
+
+    if scaling not in ("item_peak", "item_loud") or len(table) == 0:
+        return 0.0
+    picks = np.unique(np.linspace(0, len(table) - 1, min(len(table), max_items)).round().astype(np.int64))
+    total, count = 0.0, 0
+    for d, store in enumerate(table.stores):
+        rows = table.row[picks[table.dataset[picks] == d]]
+        for start in range(0, rows.size, 128):
+            chunk = store.batch(rows[start:start + 128])[..., :table.n_frames]
+            total += centre_offset(torch.from_numpy(chunk), scaling) * len(chunk)
+            count += len(chunk)
+    return total / count if count else 0.0
+
+
 def _same(a: Any, b: Any) -> bool:
     a, b = _plain(a), _plain(b)
     if isinstance(a, float) or isinstance(b, float):

@@ -25,8 +25,11 @@ def frontend_from_attrs(feature_attrs: dict[str, Any]) -> dict[str, Any]:
     return frontend
 
 
-def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float) -> dict[str, Any]:
-    """``normalization``: the dataset scalars, plus ``scaling``/``gain`` when they are not the defaults.
+def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float, offset: float = 0.0
+                  ) -> dict[str, Any]:
+    """``normalization``: the dataset scalars, plus ``scaling``/``gain`` when they are not the defaults and
+    ``offset`` (:func:`singer_ssl.model.singer_model.centre_offset` of the training features) under ``item_peak``
+    and ``item_loud``.
 
     ``scaling`` is ``train.input_scaling``; when the encoder starts from a published checkpoint whose input
     convention standardises (:data:`singer_ssl.encoders.PUBLISHED_INPUT`), ``gain`` is that convention's
@@ -40,6 +43,8 @@ def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float) -
         out["scaling"] = scaling
     if gain != 1.0:
         out["gain"] = float(gain)
+    if scaling in ("item_peak", "item_loud"):
+        out["offset"] = float(offset)
     return out
 
 
@@ -64,13 +69,16 @@ def head_section(cfg: TrainConfig, dim: int | None) -> dict[str, Any]:
 
 
 def hyperparams(cfg: TrainConfig, feature_attrs: dict[str, Any], mean: float, std: float,
-                segment_seconds: float | None = None, embedding_dim: int | None = None) -> dict[str, Any]:
+                segment_seconds: float | None = None, embedding_dim: int | None = None,
+                offset: float = 0.0) -> dict[str, Any]:
     """Build the ``hyperparams.yaml`` mapping (schema in :mod:`singer_ssl.model.folder`).
 
     Args:
         cfg: the validated train configuration.
         feature_attrs: attrs of the training features HDF5 (every front-end parameter).
         mean, std: normalisation scalars (pooled over the training features).
+        offset: the item-centring offset (:func:`singer_ssl.model.singer_model.centre_offset`), stored under
+            ``item_peak`` and ``item_loud``.
         segment_seconds: training segment length in seconds (the embedding window).
         embedding_dim: the built encoder's output size D (``encoder.embedding_dim`` and ``head.in_dim``);
             ``None`` before the model exists (:func:`singer_ssl.model.folder.build_model` does not need it).
@@ -89,7 +97,7 @@ def hyperparams(cfg: TrainConfig, feature_attrs: dict[str, Any], mean: float, st
     return {
         "library": {"name": "singer-ssl", "version": singer_ssl.__version__},
         "frontend": frontend,
-        "normalization": normalization(cfg, init, mean, std),
+        "normalization": normalization(cfg, init, mean, std, offset),
         "encoder": encoder,
         "head": head_section(cfg, dim),
         "loss": {"name": objective.name, "kwargs": plain(dict(objective.kwargs)),

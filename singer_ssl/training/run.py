@@ -79,6 +79,7 @@ from singer_ssl.training.data import (
     collate_views,
     load_segment_table,
     split_by_singer,
+    training_centre_offset,
     worker_init,
 )
 from singer_ssl.training.hyperparams import hyperparams
@@ -274,6 +275,9 @@ class TrainingRun:
         self.signatures = {"data": ckpt.data_signature(table.names, table.keys, table.attrs, table.mean, table.std),
                            "code": ckpt.code_signature()}
         self.fingerprint = ckpt.fingerprint(cfg, self.signatures["data"], self.signatures["code"])
+        # item_peak / item_loud: the training features' mean centre-to-mean distance (normalization.offset)
+        self.centre_offset = (training_centre_offset(table, tr.input_scaling) if cfg.encoder_kind == "logmel"
+                              else 0.0)
 
         # model, objective, optimiser: the same initial weights on every rank. The model is built first,
         # right after seeding, so that every objective starts from the weights of the embed stage's
@@ -329,7 +333,8 @@ class TrainingRun:
 
     def _hyperparams(self, embedding_dim: int | None) -> dict[str, Any]:
         table = self.data.table
-        return hyperparams(self.cfg, table.attrs, table.mean, table.std, table.segment_seconds, embedding_dim)
+        return hyperparams(self.cfg, table.attrs, table.mean, table.std, table.segment_seconds, embedding_dim,
+                           self.centre_offset)
 
     def _resume(self) -> dict[str, Any] | None:
         """Load the checkpoint of an interrupted run with the same fingerprint; returns it (or None).
