@@ -28,8 +28,8 @@ from singer_ssl.core.errors import ConfigError
 
 #: how the log-mel is scaled before the encoder (``normalization.scaling`` in hyperparams.yaml)
 INPUT_SCALINGS = ("dataset_std", "none", "item_mean", "item_peak", "item_loud")
-#: the input scalings that centre each item on its own statistic (:func:`item_centre`)
-ITEM_CENTRED = ("item_mean", "item_peak", "item_loud")
+#: the item-centred scalings whose centre lies above the item mean: ``normalization.offset`` adds the distance back
+OFFSET_SCALINGS = ("item_peak", "item_loud")
 
 
 def item_centre(logmel: torch.Tensor, scaling: str) -> torch.Tensor:

@@ -45,6 +45,7 @@ from singer_ssl.augment.chain import ramp_strength
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.data.manifest import read_manifest
 from singer_ssl.features import FeatureStore, segment_length
+from singer_ssl.model.singer_model import OFFSET_SCALINGS, centre_offset
 
 TRAIN_STREAM, VAL_STREAM = 0, 1  # the RNG key's stream field (training batches, fixed validation views)
 FRONTEND_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax", "log_offset")
@@ -200,9 +201,7 @@ def training_centre_offset(table: SegmentTable, scaling: str, max_items: int = 1
     training segments of (item centre - item mean) (:func:`singer_ssl.model.singer_model.centre_offset`),
     from at most ``max_items`` segments evenly spaced over all datasets (deterministic; the built-in corpus
     is read whole). 0 for every other scaling (nothing read)."""
-    from singer_ssl.model.singer_model import centre_offset
-
-    if scaling not in ("item_peak", "item_loud") or len(table) == 0:
+    if scaling not in OFFSET_SCALINGS or len(table) == 0:
         return 0.0
     picks = np.unique(np.linspace(0, len(table) - 1, min(len(table), max_items)).round().astype(np.int64))
     total, count = 0.0, 0

@@ -9,6 +9,7 @@ import singer_ssl
 from singer_ssl import encoders
 from singer_ssl.core.errors import ConfigError
 from singer_ssl.model.folder import FRONTEND_FIXED, FRONTEND_KEYS, plain
+from singer_ssl.model.singer_model import OFFSET_SCALINGS
 from singer_ssl.training.config import TrainConfig
 
 
@@ -43,7 +44,7 @@ def normalization(cfg: TrainConfig, init: str | None, mean: float, std: float, o
         out["scaling"] = scaling
     if gain != 1.0:
         out["gain"] = float(gain)
-    if scaling in ("item_peak", "item_loud"):
+    if scaling in OFFSET_SCALINGS:
         out["offset"] = float(offset)
     return out
 
