@@ -4,10 +4,12 @@
 
     waveform (B, S) at frontend.sample_rate, float in [-1, 1]
       -> LogMel (natural-log Slaney mel power, see :class:`singer_ssl.core.frontend.LogMel`)  (B, F, T)
-      -> input scaling           ``dataset_std`` (default): (x - mean) / std * gain, dataset-level
-                                 scalars of the training features (buffers; gain 1 unless a published
-                                 checkpoint's convention says otherwise); ``none``: x unchanged (Torres
-                                 et al. 2023 feed the raw log-mel to the encoder, whose own per-item
+      -> input scaling           ``dataset_std``: (x - mean) / std * gain, dataset-level scalars of the
+                                 training features (buffers; gain 1 unless a published checkpoint's
+                                 convention says otherwise); ``item_mean`` / ``item_peak`` / ``item_loud``
+                                 (params.yaml default): each item centred on its own statistic
+                                 (:func:`item_centre`), plus ``offset``, over std; ``none``: x unchanged
+                                 (Torres et al. 2023 feed the raw log-mel to the encoder, whose own per-item
                                  scaling is x / max x)
       -> encoder (B, 1, F, T)                                                               (B, D_emb)
       -> projection head (L2-normalised)                                                    (B, D_proj)
@@ -74,16 +76,13 @@ class SingerModel(nn.Module):
         encoder: registry encoder with ``input_kind`` and ``embedding_dim``.
         head: projection head (B, D_emb) -> (B, D_proj).
         mean, std: dataset-level scalars of the training log-mels (ignored for waveform encoders).
-        input_scaling: ``dataset_std`` ((x - mean) / std * gain), ``none`` (x unchanged) or ``item_mean``
-            ((x - mean_item(x)) / std * gain, mean_item over frequency and time of each item: a waveform gain
-            adds a constant to the log-mel, so the encoder input is invariant to the recording level while no
-            frame reaches the log floor) or ``item_peak`` ((x - max_item(x)) / std * gain: as gain-invariant, and
-            additive noise, which fills the weak time-frequency bins and leaves the loudest one, barely moves the
-            voice's bins: 10 dB of white noise on 2 s of built-in singing at 44.1 kHz moves the bins within 30 dB
-            of the peak by 0.09 (natural-log units) under ``item_peak`` and by 6.5 (1.2 input std) under
-            ``item_mean``, whose centre the noise-filled bins pull up; tests/test_item_mean_scaling.py) or
-            ``item_loud`` ((x - mean of the loudest quarter of x + offset) / std * gain: a compromise between
-            the two, :func:`item_centre`).
+        input_scaling: ``dataset_std`` ((x - mean) / std * gain), ``none`` (x unchanged) or an item centring,
+            ((x - centre_item(x) + offset) / std * gain, :func:`item_centre`): ``item_mean`` (the item's mean
+            over frequency and time), ``item_peak`` (its loudest bin) or ``item_loud`` (the mean of its loudest
+            quarter of bins). A waveform gain adds a constant to the log-mel, so every centring makes the input
+            invariant to the recording level; additive noise fills the weak bins and pulls the mean up (every
+            voice bin shifts), barely moves the loudest quarter and leaves the peak (numbers in
+            :func:`item_centre`; tests/test_item_mean_scaling.py).
         offset: added after an item centring (``item_peak``, ``item_loud``): the training features' mean
             distance between the centre and the item mean (:func:`centre_offset`), so the input is zero-mean
             on average; 0 keeps the plain centring (model folders written before it existed).
