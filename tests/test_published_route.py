@@ -21,6 +21,7 @@ import yaml
 
 from tests.synthetic import write_published_checkpoint
 from tests.test_pipeline_e2e import ROOT, _run, _stages_run, clone_project
+from tests.test_train import independent_centre
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,8 @@ def tracked_logs(project: Path) -> set[str]:
 
 def model_matches_published(project: Path, encoder: str, checkpoint: Path, scaling: str) -> dict:
     """The model folder's encoder holds the checkpoint's weights and is fed its convention: log-mel, minus the
-    item's mean (``item_mean``) or the dataset mean, over the dataset std, times sqrt(N). Returns hyperparams."""
+    item's centre (params.yaml's ``item_loud``, offset included) or the dataset mean, over the dataset std, times
+    sqrt(N). Returns hyperparams."""
     from singer_ssl import encoders
     from singer_ssl.model.folder import load_model_folder
 
@@ -59,8 +61,8 @@ def model_matches_published(project: Path, encoder: str, checkpoint: Path, scali
     wave = 0.1 * torch.randn(2, 44100 * 2, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         x = model.frontend(wave)
-        centre = x.mean(dim=(1, 2), keepdim=True) if scaling == "item_mean" else norm["mean"]
-        want = published(((x - centre) / norm["std"] * GAIN)[:, None])
+        assert norm.get("scaling", "dataset_std") == scaling
+        want = published(((x - independent_centre(x, norm)) / norm["std"] * GAIN)[:, None])
         torch.testing.assert_close(model(wave), want, rtol=1e-4, atol=1e-4)
     return hp
 
@@ -89,8 +91,8 @@ def test_readme_published_vgglike_then_crnn(project: Path, checkpoints: Path):
     out = _run(readme_command("vgglike", vgg) + SMALL, project)
     assert {"train", "embed@builtin-test", "evaluate@builtin-test"} <= _stages_run(out)
     assert "0 steps (train.max_steps: 0)" in out and "gain 3.662e+04" in out
-    hp = model_matches_published(project, "vgglike", vgg, "item_mean")  # params.yaml's default scaling
-    assert hp["normalization"]["scaling"] == "item_mean" and hp["normalization"]["gain"] == pytest.approx(GAIN)
+    hp = model_matches_published(project, "vgglike", vgg, "item_loud")  # params.yaml's default scaling
+    assert hp["normalization"]["scaling"] == "item_loud" and hp["normalization"]["gain"] == pytest.approx(GAIN)
     assert hp["encoder"]["init"] == f"published:{vgg}" and hp["training"]["steps"] == 0
     # nothing tracked is lost: every committed log file is rewritten with the step-0 row
     for rel in before:
